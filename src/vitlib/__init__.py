@@ -1,0 +1,55 @@
+"""vitlib: the Vision Transformer of "An Image is Worth 16x16 Words" as typed, composable blocks.
+
+Public API::
+
+    cfg = vitlib.ViTConfig.from_preset("ViT-B/16", num_classes=3)
+    model = vitlib.ViT.from_config(cfg)          # or vitlib.create_model("ViT-B/16", num_classes=3)
+    vitlib.count_parameters(cfg), vitlib.count_flops(cfg)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .blocks import (
+    DropPath,
+    LayerScale,
+    MLPBlock,
+    MultiheadSelfAttentionBlock,
+    PatchEmbedding,
+    TransformerEncoderBlock,
+)
+from .config import SIZES, ViTConfig, list_presets
+from .counting import count_flops, count_parameters
+from .errors import CheckpointError, ConfigError, InputShapeError, VitlibError
+from .position import resample_position_embedding
+from .vit import ViT
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "SIZES",
+    "CheckpointError",
+    "ConfigError",
+    "DropPath",
+    "InputShapeError",
+    "LayerScale",
+    "MLPBlock",
+    "MultiheadSelfAttentionBlock",
+    "PatchEmbedding",
+    "TransformerEncoderBlock",
+    "ViT",
+    "ViTConfig",
+    "VitlibError",
+    "__version__",
+    "count_flops",
+    "count_parameters",
+    "create_model",
+    "list_presets",
+    "resample_position_embedding",
+]
+
+
+def create_model(name: str, **overrides: Any) -> ViT:
+    """Build a preset by name with overrides: ``create_model("ViT-B/16", num_classes=3)``."""
+    return ViT.from_config(ViTConfig.from_preset(name, **overrides))

@@ -1,0 +1,356 @@
+"""``ViTConfig``: the one vocabulary for a ViT, its presets (paper Table 1) and preset names.
+
+Field names are exactly the keyword arguments of :class:`vitlib.ViT` (those of the learnpytorch.io
+chapter), plus keyword-only extras, so ``ViT(**cfg.to_dict())`` and ``ViT.from_config(cfg)`` build
+the same model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, NamedTuple, get_args
+
+from ._validation import check_divisible, check_positive_int, check_rate, to_pair
+from .errors import ConfigError
+
+__all__ = [
+    "SIZES",
+    "PoolKind",
+    "SizeSpec",
+    "ViTConfig",
+    "list_presets",
+    "parse_preset_name",
+]
+
+PoolKind = Literal["token", "mean"]
+_POOL_KINDS: Final[tuple[str, ...]] = get_args(PoolKind)
+
+
+class SizeSpec(NamedTuple):
+    """One row of the paper's Table 1: the size of a ViT, independent of its patch size."""
+
+    name: str
+    num_transformer_layers: int
+    embedding_dim: int
+    mlp_size: int
+    num_heads: int
+
+
+#: Table 1 of Dosovitskiy et al. (2020) for B, L and H; Ti and S from DeiT (Touvron et al., 2021).
+SIZES: Final[dict[str, SizeSpec]] = {
+    "Ti": SizeSpec("Tiny", 12, 192, 768, 3),
+    "S": SizeSpec("Small", 12, 384, 1536, 6),
+    "B": SizeSpec("Base", 12, 768, 3072, 12),
+    "L": SizeSpec("Large", 24, 1024, 4096, 16),
+    "H": SizeSpec("Huge", 32, 1280, 5120, 16),
+}
+
+#: Published size/patch combinations, listed by :func:`list_presets`. Any other patch size parses too.
+_PUBLISHED: Final[tuple[tuple[str, int], ...]] = (
+    ("Ti", 16),
+    ("S", 8),
+    ("S", 16),
+    ("S", 32),
+    ("B", 8),
+    ("B", 16),
+    ("B", 32),
+    ("L", 14),
+    ("L", 16),
+    ("L", 32),
+    ("H", 14),
+)
+
+_SIZE_BY_WORD: Final[dict[str, str]] = {
+    "tiny": "Ti",
+    "small": "S",
+    "base": "B",
+    "large": "L",
+    "huge": "H",
+}
+_SIZE_BY_LETTER: Final[dict[str, str]] = {key.lower(): key for key in SIZES}
+
+# "ViT-B/16", "vit_b_16" (torchvision), "B/16" (big_vision), "vit-b-16", optionally "@384".
+_SHORT_NAME = re.compile(r"^(?:vit[-_ ]?)?(ti|s|b|l|h)[/_-]?(\d+)(?:@(\d+))?$", re.IGNORECASE)
+# "vit_base_patch16_224" (timm), with an optional pretrained tag such as ".augreg_in21k".
+_TIMM_NAME = re.compile(
+    r"^vit_(tiny|small|base|large|huge)_patch(\d+)(?:_(\d+))?(?:\.[\w.-]+)?$", re.IGNORECASE
+)
+
+
+def parse_preset_name(name: str) -> tuple[str, int, int | None]:
+    """Decode a preset name into ``(size_key, patch_size, img_size or None)``.
+
+    Accepts ``"ViT-B/16"``, ``"B/16"``, ``"vit_b_16"``, ``"ViT-L/14@336"`` and timm's
+    ``"vit_base_patch16_384"``; the size letter is case-insensitive and the patch size is free.
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        ConfigError: the name matches no known form; the message lists close matches.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"preset name must be a str such as 'ViT-B/16', got {type(name).__name__}.")
+    text = name.strip()
+    short = _SHORT_NAME.match(text)
+    if short:
+        letter, patch, size = short.groups()
+        return _SIZE_BY_LETTER[letter.lower()], int(patch), int(size) if size else None
+    timm_style = _TIMM_NAME.match(text)
+    if timm_style:
+        word, patch, size = timm_style.groups()
+        return _SIZE_BY_WORD[word.lower()], int(patch), int(size) if size else None
+    candidates = [*list_presets(), *_aliases()]
+    close = difflib.get_close_matches(text, candidates, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ConfigError(
+        f"unknown ViT preset {name!r}.{hint} Expected 'ViT-<size>/<patch>' with size one of "
+        f"{', '.join(SIZES)} (e.g. 'ViT-B/16'), torchvision's 'vit_b_16' or timm's "
+        f"'vit_base_patch16_224'; see vitlib.list_presets()."
+    )
+
+
+def list_presets() -> list[str]:
+    """Return the canonical names of the published presets, e.g. ``["ViT-Ti/16", ...]``.
+
+    Any patch size parses (``"ViT-S/4"`` works too); these are the combinations with published
+    weights.
+    """
+    return [f"ViT-{size}/{patch}" for size, patch in _PUBLISHED]
+
+
+def _aliases() -> list[str]:
+    words = {key: word for word, key in _SIZE_BY_WORD.items()}
+    names: list[str] = []
+    for size, patch in _PUBLISHED:
+        names.append(f"vit_{size.lower()}_{patch}")
+        names.append(f"vit_{words[size]}_patch{patch}_224")
+    return names
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """The complete, validated description of a ViT architecture.
+
+    The positional fields are the :class:`vitlib.ViT` arguments of the learnpytorch.io chapter,
+    with its defaults (ViT-B/16, 1000 classes); the keyword-only fields are extras, off by default.
+
+    Args:
+        img_size: Input image size, an int or ``(height, width)``; divisible by ``patch_size``.
+        in_channels: Image channels ``C``.
+        patch_size: Patch side ``P`` (eq. 1), an int or ``(height, width)``.
+        num_transformer_layers: Encoder depth ``L``.
+        embedding_dim: Token width ``D``; divisible by ``num_heads``.
+        mlp_size: Hidden width of each MLP block.
+        num_heads: Attention heads ``k``.
+        attn_dropout: Dropout on the attention weights (training only).
+        mlp_dropout: Dropout after each MLP dense layer (training only).
+        embedding_dropout: Dropout after adding position embeddings (training only).
+        num_classes: Head outputs; 0 removes the head and returns pooled features.
+        qkv_bias: Whether the query/key/value projection has a bias.
+        layer_norm_eps: Epsilon of every LayerNorm (1e-6 as in the reference code; the chapter's
+            ``nn.LayerNorm`` default is 1e-5, Hugging Face uses 1e-12).
+        pool: ``"token"`` takes the class token (eq. 4); ``"mean"`` averages the patch tokens.
+        representation_size: If set, a tanh "pre-logits" layer of this width before the head
+            (used when pre-training on ImageNet-21k, Sec. 3.1).
+        drop_path_rate: Stochastic-depth rate of the last block, rising linearly from 0.
+        layer_scale_init: If set, LayerScale (Touvron et al., 2021) with this initial value.
+        class_token: Whether to prepend the learnable class token (requires it for pool "token").
+        num_register_tokens: Extra learnable tokens after the class token, without position
+            embeddings (Darcet et al., 2023); excluded from pooling.
+        dynamic_img_size: If True, inputs of any size divisible by the patch size are accepted and
+            the position embeddings are resampled for them at run time.
+    """
+
+    img_size: int | tuple[int, int] = 224
+    in_channels: int = 3
+    patch_size: int | tuple[int, int] = 16
+    num_transformer_layers: int = 12
+    embedding_dim: int = 768
+    mlp_size: int = 3072
+    num_heads: int = 12
+    attn_dropout: float = 0.0
+    mlp_dropout: float = 0.1
+    embedding_dropout: float = 0.1
+    num_classes: int = 1000
+    _: dataclasses.KW_ONLY
+    qkv_bias: bool = True
+    layer_norm_eps: float = 1e-6
+    pool: PoolKind = "token"
+    representation_size: int | None = None
+    drop_path_rate: float = 0.0
+    layer_scale_init: float | None = None
+    class_token: bool = True
+    num_register_tokens: int = 0
+    dynamic_img_size: bool = False
+    name: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        for pair_field in ("img_size", "patch_size"):
+            value = getattr(self, pair_field)
+            if isinstance(value, list):
+                object.__setattr__(self, pair_field, tuple(value))
+            to_pair(pair_field, getattr(self, pair_field))
+        for int_field in (
+            "in_channels",
+            "num_transformer_layers",
+            "embedding_dim",
+            "mlp_size",
+            "num_heads",
+        ):
+            check_positive_int(int_field, getattr(self, int_field))
+        for rate_field in ("attn_dropout", "mlp_dropout", "embedding_dropout", "drop_path_rate"):
+            check_rate(rate_field, getattr(self, rate_field))
+        self._validate_relations()
+
+    def _validate_relations(self) -> None:
+        check_divisible("img_size", self.image_hw, "patch_size", self.patch_hw)
+        if self.embedding_dim % self.num_heads:
+            raise ConfigError(
+                f"embedding_dim {self.embedding_dim} is not divisible by num_heads "
+                f"{self.num_heads}; choose num_heads among the divisors of embedding_dim "
+                f"(e.g. {_divisors_near(self.embedding_dim, self.num_heads)})."
+            )
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int):
+            raise TypeError(f"num_classes must be an int >= 0, got {self.num_classes!r}.")
+        if self.num_classes < 0:
+            raise ConfigError(
+                f"num_classes must be >= 0 (0 removes the head), got {self.num_classes}."
+            )
+        if self.pool not in _POOL_KINDS:
+            raise ConfigError(f"pool must be one of {_POOL_KINDS}, got {self.pool!r}.")
+        if self.pool == "token" and not self.class_token:
+            raise ConfigError(
+                "pool='token' needs the class token, but class_token=False; "
+                "set pool='mean' or class_token=True."
+            )
+        if self.representation_size is not None:
+            check_positive_int("representation_size", self.representation_size)
+        if not isinstance(self.layer_norm_eps, (int, float)) or not self.layer_norm_eps > 0:
+            raise ConfigError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}.")
+        if self.layer_scale_init is not None and not self.layer_scale_init > 0:
+            raise ConfigError(
+                f"layer_scale_init must be > 0 or None (off), got {self.layer_scale_init!r}."
+            )
+        if isinstance(self.num_register_tokens, bool) or not isinstance(
+            self.num_register_tokens, int
+        ):
+            raise TypeError(f"num_register_tokens must be an int, got {self.num_register_tokens!r}.")
+        if self.num_register_tokens < 0:
+            raise ConfigError(f"num_register_tokens must be >= 0, got {self.num_register_tokens}.")
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """``(height, width)`` of the input image."""
+        return to_pair("img_size", self.img_size)
+
+    @property
+    def patch_hw(self) -> tuple[int, int]:
+        """``(height, width)`` of one patch."""
+        return to_pair("patch_size", self.patch_size)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Patches per column and per row."""
+        (height, width), (patch_h, patch_w) = self.image_hw, self.patch_hw
+        return height // patch_h, width // patch_w
+
+    @property
+    def num_patches(self) -> int:
+        """``N = HW / P^2`` (eq. 1)."""
+        rows, cols = self.grid_size
+        return rows * cols
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patches: the class token (if any) and the register tokens."""
+        return int(self.class_token) + self.num_register_tokens
+
+    @property
+    def num_features(self) -> int:
+        """Width of the pooled features that feed the head."""
+        return self.representation_size or self.embedding_dim
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> ViTConfig:
+        """Build the config of a named preset, with any field overridden by keyword.
+
+        Example:
+            >>> ViTConfig.from_preset("ViT-B/16", num_classes=3).num_classes
+            3
+        """
+        size_key, patch, img_size = parse_preset_name(name)
+        size = SIZES[size_key]
+        values: dict[str, Any] = {
+            "patch_size": patch,
+            "num_transformer_layers": size.num_transformer_layers,
+            "embedding_dim": size.embedding_dim,
+            "mlp_size": size.mlp_size,
+            "num_heads": size.num_heads,
+            "name": f"ViT-{size_key}/{patch}",
+        }
+        if img_size is not None:
+            values["img_size"] = img_size
+        _check_field_names(overrides, "from_preset")
+        values.update(overrides)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a JSON-ready dict (pairs become lists); ``name`` is omitted."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "_"}
+        data.pop("name")
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ViTConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"from_dict expects a mapping, got {type(data).__name__}.")
+        _check_field_names(data, "from_dict")
+        return cls(**dict(data))
+
+    def to_json(self) -> str:
+        """Serialise to a JSON string (see :meth:`to_dict`)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ViTConfig:
+        """Parse a string written by :meth:`to_json`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"config is not valid JSON: {error}") from error
+        return cls.from_dict(data)
+
+    def replace(self, **changes: Any) -> ViTConfig:
+        """Return a copy with some fields changed (validated again)."""
+        _check_field_names(changes, "replace")
+        return dataclasses.replace(self, **changes)
+
+
+def field_names() -> list[str]:
+    """Names accepted by :class:`ViTConfig` (and :class:`vitlib.ViT`)."""
+    return [f.name for f in dataclasses.fields(ViTConfig) if f.name not in ("_", "name")]
+
+
+def _check_field_names(keys: Mapping[str, Any], where: str) -> None:
+    valid = field_names()
+    unknown = [key for key in keys if key not in valid]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise TypeError(
+            f"{where} got unknown ViTConfig field(s) {', '.join(hints)}; valid fields: "
+            f"{', '.join(valid)}."
+        )
+
+
+def _divisors_near(value: int, target: int) -> str:
+    divisors = [d for d in range(1, value + 1) if value % d == 0]
+    divisors.sort(key=lambda d: abs(d - target))
+    return ", ".join(str(d) for d in sorted(divisors[:3]))

@@ -1,0 +1,72 @@
+"""Exact, analytic parameter and FLOP counts, straight from the config (no model is built).
+
+FLOPs count a multiply-add as 2 and include every matrix product of the forward pass: the patch
+projection, the ``qkv``, attention-score, attention-times-value and output products, both MLP
+layers, the pre-logits layer and the head. Element-wise work (layer norms, softmax, GELU, bias and
+residual additions) is left out, as in fvcore and torchvision. torchvision's "GFLOPS" column counts
+multiply-adds, i.e. half of :func:`count_flops`.
+"""
+
+from __future__ import annotations
+
+from .config import ViTConfig
+
+__all__ = ["count_flops", "count_parameters"]
+
+
+def _as_config(config: ViTConfig | str) -> ViTConfig:
+    if isinstance(config, str):
+        return ViTConfig.from_preset(config)
+    if not isinstance(config, ViTConfig):
+        raise TypeError(
+            f"expected a vitlib.ViTConfig or a preset name such as 'ViT-B/16', "
+            f"got {type(config).__name__}."
+        )
+    return config
+
+
+def count_parameters(config: ViTConfig | str) -> int:
+    """Number of parameters of ``ViT.from_config(config)``, in closed form.
+
+    Equals ``sum(p.numel() for p in model.parameters())`` for every valid config (tested).
+
+    Example:
+        >>> count_parameters(ViTConfig.from_preset("ViT-B/16"))
+        86567656
+    """
+    cfg = _as_config(config)
+    dim, mlp = cfg.embedding_dim, cfg.mlp_size
+    patch_h, patch_w = cfg.patch_hw
+    patch_embedding = cfg.in_channels * patch_h * patch_w * dim + dim
+    tokens = (int(cfg.class_token) + cfg.num_register_tokens) * dim
+    position = (int(cfg.class_token) + cfg.num_patches) * dim
+    attention = 2 * dim + 3 * dim * dim + (3 * dim if cfg.qkv_bias else 0) + dim * dim + dim
+    mlp_block = 2 * dim + dim * mlp + mlp + mlp * dim + dim
+    layer_scale = 2 * dim if cfg.layer_scale_init is not None else 0
+    encoder = cfg.num_transformer_layers * (attention + mlp_block + layer_scale)
+    final_norm = 2 * dim
+    pre_logits = dim * cfg.representation_size + cfg.representation_size if cfg.representation_size else 0
+    head = cfg.num_features * cfg.num_classes + cfg.num_classes
+    return patch_embedding + tokens + position + encoder + final_norm + pre_logits + head
+
+
+def count_flops(config: ViTConfig | str) -> int:
+    """Forward FLOPs for one image at ``config.img_size`` (a multiply-add counted as 2).
+
+    Example:
+        >>> count_flops(ViTConfig.from_preset("ViT-B/16")) / 1e9  # 2 x torchvision's 17.564
+        35.127656448
+    """
+    cfg = _as_config(config)
+    dim, mlp = cfg.embedding_dim, cfg.mlp_size
+    patch_h, patch_w = cfg.patch_hw
+    tokens = cfg.num_prefix_tokens + cfg.num_patches
+    patch_embedding = cfg.num_patches * (cfg.in_channels * patch_h * patch_w) * dim
+    qkv = tokens * dim * 3 * dim
+    scores_and_mix = 2 * tokens * tokens * dim  # QK^T and AV over all heads together
+    out_projection = tokens * dim * dim
+    mlp_layers = 2 * tokens * dim * mlp
+    encoder = cfg.num_transformer_layers * (qkv + scores_and_mix + out_projection + mlp_layers)
+    pre_logits = dim * cfg.representation_size if cfg.representation_size else 0
+    head = cfg.num_features * cfg.num_classes
+    return 2 * (patch_embedding + encoder + pre_logits + head)

@@ -1,0 +1,250 @@
+"""The Vision Transformer of Dosovitskiy et al. (2020), eq. 1-4, built from :mod:`vitlib.blocks`."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import PatchEmbedding, TransformerEncoderBlock
+from .config import PoolKind, ViTConfig
+from .errors import InputShapeError
+from .position import resample_position_embedding
+
+__all__ = ["ClassTokenPool", "MeanPool", "ViT"]
+
+
+class ViT(nn.Module):
+    """Vision Transformer (eq. 1-4), with the learnpytorch.io chapter's arguments and defaults.
+
+    - eq. 1: patch embedding, class token prepended, learnable position embeddings added;
+    - eq. 2-3: ``num_transformer_layers`` encoder blocks;
+    - eq. 4: final layer norm, pooling (class token or mean of patch tokens), optional tanh
+      pre-logits layer, linear head.
+
+    The positional arguments are the chapter's; the keyword-only ones are the extras of
+    :class:`~vitlib.ViTConfig`, where every argument is documented. ``ViT(**cfg.to_dict())`` and
+    ``ViT.from_config(cfg)`` build the same model; the config is kept as ``model.config``.
+
+    Weights are initialised as timm's default (itself derived from the reference JAX code):
+    linear layers truncated-normal with std 0.02 and zero bias, position embeddings
+    truncated-normal std 0.02, class and register tokens normal std 1e-6, layer norms one/zero,
+    the patch projection as PyTorch's ``Conv2d`` default. Reproducible under ``torch.manual_seed``.
+
+    Shape:
+        ``(B, C, H, W) -> (B, num_classes)``; with ``num_classes=0``, ``(B, num_features)``.
+    """
+
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 224,
+        in_channels: int = 3,
+        patch_size: int | tuple[int, int] = 16,
+        num_transformer_layers: int = 12,
+        embedding_dim: int = 768,
+        mlp_size: int = 3072,
+        num_heads: int = 12,
+        attn_dropout: float = 0.0,
+        mlp_dropout: float = 0.1,
+        embedding_dropout: float = 0.1,
+        num_classes: int = 1000,
+        *,
+        qkv_bias: bool = True,
+        layer_norm_eps: float = 1e-6,
+        pool: PoolKind = "token",
+        representation_size: int | None = None,
+        drop_path_rate: float = 0.0,
+        layer_scale_init: float | None = None,
+        class_token: bool = True,
+        num_register_tokens: int = 0,
+        dynamic_img_size: bool = False,
+    ) -> None:
+        super().__init__()
+        config = ViTConfig(
+            img_size,
+            in_channels,
+            patch_size,
+            num_transformer_layers,
+            embedding_dim,
+            mlp_size,
+            num_heads,
+            attn_dropout,
+            mlp_dropout,
+            embedding_dropout,
+            num_classes,
+            qkv_bias=qkv_bias,
+            layer_norm_eps=layer_norm_eps,
+            pool=pool,
+            representation_size=representation_size,
+            drop_path_rate=drop_path_rate,
+            layer_scale_init=layer_scale_init,
+            class_token=class_token,
+            num_register_tokens=num_register_tokens,
+            dynamic_img_size=dynamic_img_size,
+        )
+        self.config = config
+        dim = config.embedding_dim
+        self.patch_embedding = PatchEmbedding(config.in_channels, config.patch_hw, dim)
+        self.class_embedding = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
+        self.register_tokens = (
+            nn.Parameter(torch.zeros(1, num_register_tokens, dim)) if num_register_tokens else None
+        )
+        self.position_embedding = nn.Parameter(
+            torch.zeros(1, int(class_token) + config.num_patches, dim)
+        )
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        depth = num_transformer_layers
+        drop_path_rates = [config.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        self.transformer_encoder = nn.Sequential(
+            *(
+                TransformerEncoderBlock(
+                    dim,
+                    num_heads,
+                    mlp_size,
+                    config.mlp_dropout,
+                    config.attn_dropout,
+                    drop_path=rate,
+                    layer_scale_init=layer_scale_init,
+                    qkv_bias=qkv_bias,
+                    layer_norm_eps=layer_norm_eps,
+                )
+                for rate in drop_path_rates
+            )
+        )
+        self.norm = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self.pre_logits = _pre_logits_or_identity(dim, representation_size)
+        self.head = _head_or_identity(config.num_features, config.num_classes)
+        self.pool = ClassTokenPool() if pool == "token" else MeanPool(config.num_prefix_tokens)
+        self.reset_parameters()
+
+    @classmethod
+    def from_config(cls, config: ViTConfig) -> ViT:
+        """Build the model described by ``config``."""
+        if not isinstance(config, ViTConfig):
+            raise TypeError(
+                f"from_config expects a vitlib.ViTConfig, got {type(config).__name__}; "
+                f"use ViTConfig.from_dict(...) or ViTConfig.from_preset(...) first."
+            )
+        return cls(**config.to_dict())
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> ViT:
+        """Build a preset such as ``"ViT-B/16"`` with overrides, e.g. ``num_classes=3``."""
+        return cls.from_config(ViTConfig.from_preset(name, **overrides))
+
+    def reset_parameters(self) -> None:
+        """(Re-)initialise every weight as described in the class docstring."""
+        nn.init.trunc_normal_(self.position_embedding, std=0.02)
+        for token in (self.class_embedding, self.register_tokens):
+            if token is not None:
+                nn.init.normal_(token, std=1e-6)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Conv2d):
+                module.reset_parameters()
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters that are conventionally excluded from weight decay."""
+        names = {"position_embedding", "class_embedding", "register_tokens"}
+        return {name for name, _ in self.named_parameters() if name in names}
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patch tokens in :meth:`forward_features`' output."""
+        return self.config.num_prefix_tokens
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Classify ``images`` ``(B, C, H, W)`` into logits ``(B, num_classes)``."""
+        return self.forward_head(self.forward_features(images))
+
+    def forward_features(self, images: Tensor) -> Tensor:
+        """Eq. 1-3 and the final norm of eq. 4: ``(B, C, H, W) -> (B, prefix + N, D)``.
+
+        The token order is the class token, the register tokens (if any), then the patches row
+        by row.
+        """
+        tokens = self.embed(images)
+        return self.norm(self.transformer_encoder(tokens))
+
+    def embed(self, images: Tensor) -> Tensor:
+        """Eq. 1: patch embeddings, class token, position embeddings, register tokens, dropout."""
+        self._check_image_size(images)
+        patches = self.patch_embedding(images)
+        batch = patches.shape[0]
+        if self.class_embedding is not None:
+            patches = torch.cat([self.class_embedding.expand(batch, -1, -1), patches], dim=1)
+        tokens = patches + self._position_embedding_for(images.shape[-2:])
+        if self.register_tokens is not None:
+            registers = self.register_tokens.expand(batch, -1, -1)
+            tokens = torch.cat([tokens[:, :1], registers, tokens[:, 1:]], dim=1)
+        return self.embedding_dropout(tokens)
+
+    def forward_head(self, tokens: Tensor, pre_logits: bool = False) -> Tensor:
+        """Eq. 4 after the norm: pool, optional tanh pre-logits, then the head.
+
+        Args:
+            tokens: Output of :meth:`forward_features`, ``(B, prefix + N, D)``.
+            pre_logits: Return the pooled features ``(B, num_features)`` instead of the logits.
+        """
+        features = self.pre_logits(self.pool(tokens))
+        return features if pre_logits else self.head(features)
+
+    def _position_embedding_for(self, image_hw: torch.Size) -> Tensor:
+        grid = self.patch_embedding.grid_size(image_hw[0], image_hw[1])
+        return resample_position_embedding(
+            self.position_embedding,
+            self.config.grid_size,
+            grid,
+            num_prefix_tokens=int(self.config.class_token),
+        )
+
+    def _check_image_size(self, images: Tensor) -> None:
+        self.patch_embedding.check_input(images)
+        expected = self.config.image_hw
+        given = (images.shape[-2], images.shape[-1])
+        if not self.config.dynamic_img_size and given != expected:
+            raise InputShapeError(
+                f"expected images of size {expected[0]}x{expected[1]}, got {given[0]}x{given[1]} "
+                f"(input shape {tuple(images.shape)}); resize the images, or build the model with "
+                f"img_size={given} or dynamic_img_size=True to resample position embeddings."
+            )
+
+
+class ClassTokenPool(nn.Module):
+    """Eq. 4's pooling: the class token's output, ``(B, T, D) -> (B, D)``."""
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Return the first token."""
+        return tokens[:, 0]
+
+
+class MeanPool(nn.Module):
+    """Global average of the patch tokens (class and register tokens excluded), as big_vision's
+    "gap" and timm's "avg": ``(B, T, D) -> (B, D)``."""
+
+    def __init__(self, num_prefix_tokens: int) -> None:
+        super().__init__()
+        self.num_prefix_tokens = num_prefix_tokens
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Average the tokens after the prefix."""
+        return tokens[:, self.num_prefix_tokens :].mean(dim=1)
+
+
+def _pre_logits_or_identity(embedding_dim: int, representation_size: int | None) -> nn.Module:
+    if representation_size is None:
+        return nn.Identity()
+    layers = OrderedDict(fc=nn.Linear(embedding_dim, representation_size), act=nn.Tanh())
+    return nn.Sequential(layers)
+
+
+def _head_or_identity(num_features: int, num_classes: int) -> nn.Module:
+    return nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
