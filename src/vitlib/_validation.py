@@ -1,4 +1,4 @@
-"""Small checks shared by the config and the blocks; each raises with the value given and the fix."""
+"""Checks shared by the config and the blocks; each raises with the value given and the fix."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ def check_positive_int(name: str, value: object) -> int:
 def check_rate(name: str, value: object) -> float:
     """Return ``value`` as a float if it is a probability in [0, 1), else raise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float in [0, 1), got {value!r} ({type(value).__name__}).")
+        raise TypeError(
+            f"{name} must be a float in [0, 1), got {value!r} ({type(value).__name__})."
+        )
     if not 0.0 <= value < 1.0:
         raise ConfigError(f"{name} must be in [0, 1), got {value}; use 0.0 to disable it.")
     return float(value)
@@ -33,7 +35,9 @@ def to_pair(name: str, value: int | tuple[int, int] | list[int]) -> tuple[int, i
                 f"{name} must be an int or a (height, width) pair, got {value!r} "
                 f"with {len(value)} entries."
             )
-        return check_positive_int(f"{name}[0]", value[0]), check_positive_int(f"{name}[1]", value[1])
+        return check_positive_int(f"{name}[0]", value[0]), check_positive_int(
+            f"{name}[1]", value[1]
+        )
     size = check_positive_int(name, value)
     return size, size
 

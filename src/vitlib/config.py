@@ -50,7 +50,7 @@ SIZES: Final[dict[str, SizeSpec]] = {
     "H": SizeSpec("Huge", 32, 1280, 5120, 16),
 }
 
-#: Published size/patch combinations, listed by :func:`list_presets`. Any other patch size parses too.
+#: Published size/patch combinations, listed by :func:`list_presets`; any patch size parses.
 _PUBLISHED: Final[tuple[tuple[str, int], ...]] = (
     ("Ti", 16),
     ("S", 8),
@@ -238,7 +238,9 @@ class ViTConfig:
         if isinstance(self.num_register_tokens, bool) or not isinstance(
             self.num_register_tokens, int
         ):
-            raise TypeError(f"num_register_tokens must be an int, got {self.num_register_tokens!r}.")
+            raise TypeError(
+                f"num_register_tokens must be an int, got {self.num_register_tokens!r}."
+            )
         if self.num_register_tokens < 0:
             raise ConfigError(f"num_register_tokens must be >= 0, got {self.num_register_tokens}.")
 
@@ -302,7 +304,9 @@ class ViTConfig:
         """Return the fields as a JSON-ready dict (pairs become lists); ``name`` is omitted."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "_"}
         data.pop("name")
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
+        return {
+            key: list(value) if isinstance(value, tuple) else value for key, value in data.items()
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ViTConfig:

@@ -45,7 +45,9 @@ def count_parameters(config: ViTConfig | str) -> int:
     layer_scale = 2 * dim if cfg.layer_scale_init is not None else 0
     encoder = cfg.num_transformer_layers * (attention + mlp_block + layer_scale)
     final_norm = 2 * dim
-    pre_logits = dim * cfg.representation_size + cfg.representation_size if cfg.representation_size else 0
+    pre_logits = (
+        dim * cfg.representation_size + cfg.representation_size if cfg.representation_size else 0
+    )
     head = cfg.num_features * cfg.num_classes + cfg.num_classes
     return patch_embedding + tokens + position + encoder + final_norm + pre_logits + head
 

@@ -41,13 +41,15 @@ def resample_position_embedding(
     """
     if position_embedding.ndim != 3 or position_embedding.shape[0] != 1:
         raise InputShapeError(
-            f"position_embedding must be shaped (1, tokens, dim), got {tuple(position_embedding.shape)}."
+            "position_embedding must be shaped (1, tokens, dim), got "
+            f"{tuple(position_embedding.shape)}."
         )
     expected = num_prefix_tokens + old_grid[0] * old_grid[1]
     if position_embedding.shape[1] != expected:
         raise InputShapeError(
             f"position_embedding has {position_embedding.shape[1]} tokens, but old_grid "
-            f"{old_grid[0]}x{old_grid[1]} with {num_prefix_tokens} prefix token(s) needs {expected}; "
+            f"{old_grid[0]}x{old_grid[1]} with {num_prefix_tokens} prefix token(s) needs "
+            f"{expected}; "
             f"pass the grid the embeddings were trained for."
         )
     if tuple(old_grid) == tuple(new_grid):
@@ -59,6 +61,8 @@ def resample_position_embedding(
         rows=old_grid[0],
     )
     use_antialias = antialias and mode in ("bilinear", "bicubic")
-    grid = F.interpolate(grid, size=new_grid, mode=mode, align_corners=False, antialias=use_antialias)
+    grid = F.interpolate(
+        grid, size=new_grid, mode=mode, align_corners=False, antialias=use_antialias
+    )
     grid = rearrange(grid, "one dim rows cols -> one (rows cols) dim").to(position_embedding.dtype)
     return torch.cat([prefix, grid], dim=1)

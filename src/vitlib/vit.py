@@ -171,21 +171,24 @@ class ViT(nn.Module):
         The token order is the class token, the register tokens (if any), then the patches row
         by row.
         """
-        tokens = self.embed(images)
-        return self.norm(self.transformer_encoder(tokens))
+        encoded = self.transformer_encoder(self.embed(images))
+        normed: Tensor = self.norm(encoded)
+        return normed
 
     def embed(self, images: Tensor) -> Tensor:
         """Eq. 1: patch embeddings, class token, position embeddings, register tokens, dropout."""
         self._check_image_size(images)
-        patches = self.patch_embedding(images)
+        patches: Tensor = self.patch_embedding(images)
         batch = patches.shape[0]
         if self.class_embedding is not None:
             patches = torch.cat([self.class_embedding.expand(batch, -1, -1), patches], dim=1)
         tokens = patches + self._position_embedding_for(images.shape[-2:])
         if self.register_tokens is not None:
             registers = self.register_tokens.expand(batch, -1, -1)
-            tokens = torch.cat([tokens[:, :1], registers, tokens[:, 1:]], dim=1)
-        return self.embedding_dropout(tokens)
+            split = int(self.config.class_token)
+            tokens = torch.cat([tokens[:, :split], registers, tokens[:, split:]], dim=1)
+        dropped: Tensor = self.embedding_dropout(tokens)
+        return dropped
 
     def forward_head(self, tokens: Tensor, pre_logits: bool = False) -> Tensor:
         """Eq. 4 after the norm: pool, optional tanh pre-logits, then the head.
@@ -194,7 +197,7 @@ class ViT(nn.Module):
             tokens: Output of :meth:`forward_features`, ``(B, prefix + N, D)``.
             pre_logits: Return the pooled features ``(B, num_features)`` instead of the logits.
         """
-        features = self.pre_logits(self.pool(tokens))
+        features: Tensor = self.pre_logits(self.pool(tokens))
         return features if pre_logits else self.head(features)
 
     def _position_embedding_for(self, image_hw: torch.Size) -> Tensor:

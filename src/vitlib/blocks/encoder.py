@@ -49,7 +49,9 @@ class TransformerEncoderBlock(nn.Module):
         self.msa_block = MultiheadSelfAttentionBlock(
             embedding_dim, num_heads, attn_dropout, qkv_bias=qkv_bias, layer_norm_eps=layer_norm_eps
         )
-        self.mlp_block = MLPBlock(embedding_dim, mlp_size, mlp_dropout, layer_norm_eps=layer_norm_eps)
+        self.mlp_block = MLPBlock(
+            embedding_dim, mlp_size, mlp_dropout, layer_norm_eps=layer_norm_eps
+        )
         self.msa_scale = layer_scale_or_identity(embedding_dim, layer_scale_init)
         self.mlp_scale = layer_scale_or_identity(embedding_dim, layer_scale_init)
         self.drop_path = drop_path_or_identity(drop_path)
@@ -57,4 +59,5 @@ class TransformerEncoderBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Apply one encoder layer to ``x`` ``(B, N, D)``."""
         x = x + self.drop_path(self.msa_scale(self.msa_block(x)))
-        return x + self.drop_path(self.mlp_scale(self.mlp_block(x)))
+        out: Tensor = x + self.drop_path(self.mlp_scale(self.mlp_block(x)))
+        return out

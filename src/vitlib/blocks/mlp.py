@@ -42,4 +42,5 @@ class MLPBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Transform each token of ``x`` ``(B, N, D)`` independently."""
         hidden = self.drop1(self.act(self.fc1(self.layer_norm(x))))
-        return self.drop2(self.fc2(hidden))
+        out: Tensor = self.drop2(self.fc2(hidden))
+        return out

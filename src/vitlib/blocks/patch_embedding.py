@@ -41,7 +41,8 @@ class PatchEmbedding(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Embed ``images`` ``(B, C, H, W)`` into patch tokens ``(B, N, D)``."""
         self.check_input(images)
-        return rearrange(self.patcher(images), "b d rows cols -> b (rows cols) d")
+        projected: Tensor = self.patcher(images)
+        return rearrange(projected, "b d rows cols -> b (rows cols) d")
 
     def grid_size(self, height: int, width: int) -> tuple[int, int]:
         """Patches per column and per row for an image of ``height x width``."""

@@ -1,0 +1,90 @@
+"""The package: public names of DESIGN.md, version, typing marker, and a wheel that installs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import torch
+
+import vitlib
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLIC_NAMES = [
+    "ViT",
+    "ViTConfig",
+    "PatchEmbedding",
+    "MultiheadSelfAttentionBlock",
+    "MLPBlock",
+    "TransformerEncoderBlock",
+    "create_model",
+    "list_presets",
+    "count_parameters",
+    "count_flops",
+]
+
+
+def test_public_names_are_exported_and_documented() -> None:
+    for name in PUBLIC_NAMES:
+        assert name in vitlib.__all__
+        assert getattr(vitlib, name).__doc__, name
+    assert set(vitlib.__all__) <= set(dir(vitlib))
+
+
+def test_version_and_typing_marker() -> None:
+    assert isinstance(vitlib.__version__, str)
+    assert vitlib.__version__
+    assert (Path(vitlib.__file__).parent / "py.typed").exists()
+
+
+@pytest.mark.slow
+def test_wheel_and_sdist_build_and_the_wheel_installs_into_a_fresh_venv(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    wheels = list(dist.glob("vitlib-*.whl"))
+    assert len(wheels) == 1
+    assert len(list(dist.glob("vitlib-*.tar.gz"))) == 1
+    # The fresh venv borrows this interpreter's torch/einops/numpy/safetensors through a .pth
+    # path (nothing is downloaded); the wheel itself is installed without its dependencies and
+    # imported from outside the source tree.
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    site_packages = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    dependency_dir = Path(torch.__file__).resolve().parents[1]
+    (Path(site_packages) / "borrowed_dependencies.pth").write_text(f"{dependency_dir}\n")
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheels[0])],
+        check=True,
+        timeout=300,
+    )
+    names = ", ".join(PUBLIC_NAMES)
+    script = (
+        f"import vitlib, pathlib; from vitlib import {names}; "
+        "assert 'site-packages' in vitlib.__file__, vitlib.__file__; "
+        "assert (pathlib.Path(vitlib.__file__).parent / 'py.typed').exists(); "
+        "print(count_parameters('ViT-B/16'))"
+    )
+    result = subprocess.run(
+        [str(python), "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "86567656"
