@@ -21,7 +21,7 @@ from .blocks import (
 )
 from .config import SIZES, ViTConfig, list_presets
 from .counting import count_flops, count_parameters
-from .errors import CheckpointError, ConfigError, InputShapeError, VitlibError
+from .errors import CheckpointError, ConfigError, DataError, InputShapeError, VitlibError
 from .position import resample_position_embedding
 from .vit import ViT
 
@@ -31,6 +31,7 @@ __all__ = [
     "SIZES",
     "CheckpointError",
     "ConfigError",
+    "DataError",
     "DropPath",
     "InputShapeError",
     "LayerScale",

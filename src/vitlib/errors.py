@@ -6,7 +6,7 @@ already catches the built-in keeps working; catch :class:`VitlibError` to handle
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "InputShapeError", "VitlibError"]
+__all__ = ["CheckpointError", "ConfigError", "DataError", "InputShapeError", "VitlibError"]
 
 
 class VitlibError(Exception):
@@ -19,6 +19,10 @@ class ConfigError(VitlibError, ValueError):
 
 class InputShapeError(VitlibError, ValueError):
     """A tensor given to a block or model has the wrong rank, channel count or spatial size."""
+
+
+class DataError(VitlibError, ValueError):
+    """A data set, folder or data-loading setting is unusable (empty, misnamed, inconsistent)."""
 
 
 class CheckpointError(VitlibError, ValueError):

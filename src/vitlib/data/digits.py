@@ -1,0 +1,158 @@
+"""scikit-learn's 8x8 handwritten digits as a small, offline image-classification dataset."""
+
+from __future__ import annotations
+
+import math
+from typing import Final, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from vitlib._optional import missing_extra
+from vitlib.errors import DataError
+
+DIGITS_MEAN: Final = 0.30513582
+"""Mean pixel of the digits train split, pixels scaled to [0, 1] (computed, pinned by a test)."""
+DIGITS_STD: Final = 0.37615756
+"""Standard deviation (population) of the digits train split's pixels, scaled to [0, 1]."""
+
+DIGITS_TRAIN_SIZE: Final = 1442
+DIGITS_TEST_SIZE: Final = 355
+
+_TEST_EVERY: Final = 5
+_MAX_PIXEL: Final = 16.0
+_SOURCE_SIZE: Final = 8
+_MAX_DEGREES: Final = 10.0
+_MAX_SHIFT_SOURCE_PIXELS: Final = 1.0
+_SCALE_RANGE: Final = (0.9, 1.1)
+
+
+class DigitsDataset(Dataset[tuple[Tensor, int]]):
+    """The 1,797 8x8 handwritten digits of ``sklearn.datasets.load_digits`` (UCI optdigits).
+
+    Split: fixed, deterministic and stratified, with no random seed involved. Within each class, in
+    ``load_digits`` order, every 5th image (the 5th, 10th, ...) is a test image and the rest are
+    training images: 1,442 train and 355 test images (per class 0-9, train 143 146 142 147 145 146
+    145 144 140 144 and test 35 36 35 36 36 36 36 35 34 36).
+
+    Each item is ``(image, label)``: ``image`` is float32 (1, image_size, image_size). Pixels 0..16
+    are scaled to [0, 1], enlarged from 8x8 with ``nearest-exact`` interpolation (every original
+    pixel becomes a block, no values invented), then normalised with the train split's own
+    statistics, ``DIGITS_MEAN`` = 0.30513582 and ``DIGITS_STD`` = 0.37615756 (exact for any multiple
+    of 8).
+
+    With ``augment=True`` each access applies a light random affine transform before normalising:
+    rotation up to +-10 degrees, shift up to +-1 original pixel (image_size / 8 output pixels) per
+    axis and scale 0.9-1.1, by ``F.affine_grid`` + bilinear ``F.grid_sample``, the border filled
+    with background. The draws use torch's global RNG, so ``torch.manual_seed`` reproduces them.
+
+    Args:
+        split: ``"train"`` or ``"test"``.
+        image_size: Side of the square output, >= 8; default 16 (2x).
+        augment: Random affine augmentation; only allowed for the train split.
+
+    Raises:
+        ImportError: If scikit-learn is missing (``pip install "vitlib[data]"``).
+        DataError (a ``ValueError``): On an unknown split, ``image_size < 8`` or ``augment=True`` for the test split.
+
+    Example:
+        >>> train = DigitsDataset("train", image_size=16, augment=True)
+        >>> image, label = train[0]
+        >>> image.shape, len(train), train.classes[label]
+        (torch.Size([1, 16, 16]), 1442, '0')
+    """
+
+    classes: list[str]
+    targets: list[int]
+    images: Tensor
+    """The split's source images in [0, 1], float32 (N, 1, 8, 8), enlarged per item on access."""
+
+    def __init__(
+        self,
+        split: Literal["train", "test"] = "train",
+        *,
+        image_size: int = 16,
+        augment: bool = False,
+    ) -> None:
+        if split not in ("train", "test"):
+            raise DataError(f'split must be "train" or "test", got {split!r}')
+        if isinstance(image_size, bool) or not isinstance(image_size, int):
+            raise TypeError(f"image_size must be an int, got {type(image_size).__name__}")
+        if image_size < _SOURCE_SIZE:
+            raise DataError(
+                f"image_size must be >= {_SOURCE_SIZE} (the digits are 8x8), got {image_size}; "
+                "use 16 (the default) or another multiple of 8"
+            )
+        if augment and split != "train":
+            raise DataError(
+                "augment=True is for the train split only, got split='test'; "
+                "evaluate on un-augmented images (augment=False)"
+            )
+        pixels, labels = _load_split(split)
+        self.images = pixels.unsqueeze(1) / _MAX_PIXEL
+        self.targets = labels.tolist()
+        self.classes = [str(digit) for digit in range(10)]
+        self.split = split
+        self.image_size = image_size
+        self.augment = augment
+
+    def __len__(self) -> int:
+        """Number of images in the split."""
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        """Return ``(image, label)``: normalised float32 (1, image_size, image_size) and an int."""
+        # Enlarging per item keeps memory at 8x8 per image (image_size=224 would need 290 MB).
+        size = (self.image_size, self.image_size)
+        image = F.interpolate(self.images[index][None], size=size, mode="nearest-exact")[0]
+        if self.augment:
+            image = random_affine(image)
+        return (image - DIGITS_MEAN) / DIGITS_STD, self.targets[index]
+
+
+def random_affine(image: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Apply a random small rotation, shift and scale to a (C, H, W) image with background 0.
+
+    Rotation is uniform in +-10 degrees, scale uniform in [0.9, 1.1] and the shift uniform in +-1/8
+    of the image side per axis (one pixel of an 8x8 digit).
+
+    Args:
+        image: Float tensor (C, H, W), background 0.
+        generator: Optional RNG; torch's global RNG if ``None``.
+
+    Returns:
+        A tensor of the same shape and dtype.
+    """
+    draws = torch.rand(4, generator=generator)
+    angle = math.radians(_MAX_DEGREES * (2.0 * float(draws[0]) - 1.0))
+    scale = _SCALE_RANGE[0] + (_SCALE_RANGE[1] - _SCALE_RANGE[0]) * float(draws[1])
+    # affine_grid coordinates span [-1, 1], so one source pixel of the 8-pixel side is 2 / 8.
+    max_shift = 2.0 * _MAX_SHIFT_SOURCE_PIXELS / _SOURCE_SIZE
+    shift_x, shift_y = (max_shift * (2.0 * float(draw) - 1.0) for draw in draws[2:])
+    # The grid maps output coordinates to input ones, hence the inverse scale.
+    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+    theta = torch.tensor([[[cos, -sin, shift_x], [sin, cos, shift_y]]], dtype=image.dtype)
+    grid = F.affine_grid(theta, [1, *image.shape], align_corners=False)
+    warped = F.grid_sample(
+        image[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
+    return warped[0]
+
+
+def _load_split(split: Literal["train", "test"]) -> tuple[Tensor, Tensor]:
+    """Return (pixels float32 (N, 8, 8) in 0..16, labels int64 (N,)) of one split."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as error:
+        raise missing_extra("scikit-learn", "data", "DigitsDataset") from error
+    bunch = load_digits()
+    pixels = torch.as_tensor(bunch.images, dtype=torch.float32)
+    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    is_test = torch.zeros(len(labels), dtype=torch.bool)
+    for digit in range(10):
+        members = torch.nonzero(labels == digit).flatten()
+        is_test[members[_TEST_EVERY - 1 :: _TEST_EVERY]] = True
+    keep = is_test if split == "test" else ~is_test
+    return pixels[keep], labels[keep]

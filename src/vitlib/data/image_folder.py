@@ -1,0 +1,242 @@
+"""Image-classification folders, ``root/<class_name>/<image files>`` (e.g. Sports-Mini)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from vitlib._optional import missing_extra
+from vitlib.data.transforms import eval_transform, pil_to_tensor, train_transform
+from vitlib.errors import DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+IMAGE_EXTENSIONS: Final = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+)
+"""File suffixes read as images, compared case-insensitively."""
+
+_NAMED_SKIPS: Final = 3
+_LAYOUT: Final = "data_dir/train/<class_name>/<images> and data_dir/test/<class_name>/<images>"
+
+
+class SkippedImagesWarning(UserWarning):
+    """Some files with image extensions could not be read and were left out of an image folder."""
+
+
+class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
+    """Images in ``root/<class_name>/<image files>``, one folder per class.
+
+    Class folders are the sub-folders of ``root`` not starting with ``"."`` (so
+    ``.ipynb_checkpoints`` is not a class); images are the files below each, at any depth, whose
+    suffix is in ``IMAGE_EXTENSIONS`` (case-insensitive). Other files are ignored. Images are
+    converted to RGB on load.
+
+    Unreadable images: at construction every image is checked cheaply with Pillow (``Image.open`` +
+    ``verify``, which reads headers, not pixels). By default the files that fail are left out with
+    one :class:`SkippedImagesWarning` that counts them and names the first few; with ``strict=True``
+    the first one raises ``ValueError`` instead. A file that passes the check but fails to decode
+    later raises ``OSError`` naming it when loaded.
+
+    Args:
+        root: The folder holding one sub-folder per class.
+        transform: Maps a ``PIL.Image.Image`` to a tensor; default :func:`pil_to_tensor`
+            (RGB in [0, 1] at the original size, so batches need images of one size).
+        strict: Raise on the first unreadable image instead of skipping it.
+
+    Raises:
+        ImportError: If Pillow is missing (``pip install "vitlib[data]"``).
+        FileNotFoundError: If ``root`` does not exist.
+        NotADirectoryError: If ``root`` is a file.
+        DataError (a ``ValueError``): If there are no class folders, no images, a class folder without readable
+            images, or (``strict=True``) an unreadable image.
+
+    Attributes:
+        classes: Sorted class-folder names; a label is an index into it.
+        class_to_idx: ``{class_name: label}``.
+        samples: ``(path, label)`` per image, sorted by class then path.
+        targets: The labels of ``samples``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        transform: Callable[[Image.Image], Tensor] | None = None,
+        *,
+        strict: bool = False,
+    ) -> None:
+        _import_pillow()
+        self.root = Path(root)
+        self.transform = transform
+        self.classes = _find_classes(self.root)
+        self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
+        self.samples = _find_samples(self.root, self.classes, strict=strict)
+        self.targets = [label for _, label in self.samples]
+
+    def __len__(self) -> int:
+        """Number of readable images."""
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        """Return ``(transform(image), label)`` for the image at ``index``."""
+        transform = self.transform if self.transform is not None else pil_to_tensor
+        return transform(self.load_image(index)), self.samples[index][1]
+
+    def load_image(self, index: int) -> Image.Image:
+        """Load the image at ``index`` as an RGB ``PIL.Image.Image``, untransformed."""
+        from PIL import Image
+
+        path = self.samples[index][0]
+        try:
+            with Image.open(path) as image:
+                rgb: Image.Image = image.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as error:
+            raise OSError(
+                f"cannot decode image {path}: {error}; delete or replace the file"
+            ) from error
+        return rgb
+
+    def __repr__(self) -> str:
+        """Summarise root, size and classes."""
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, images={len(self)}, "
+            f"classes={len(self.classes)})"
+        )
+
+
+def load_image_folders(
+    data_dir: str | os.PathLike[str],
+    *,
+    image_size: int = 224,
+    strict: bool = False,
+) -> tuple[ImageFolderDataset, ImageFolderDataset]:
+    """Load ``data_dir/train`` and ``data_dir/test`` with the train and eval transforms.
+
+    The train set uses :func:`train_transform` and the test set :func:`eval_transform`, both at
+    ``image_size`` with ImageNet normalisation.
+
+    Args:
+        data_dir: The folder holding ``train/`` and ``test/``, each with one sub-folder per class.
+        image_size: Side of the square images the transforms produce.
+        strict: Passed to :class:`ImageFolderDataset`.
+
+    Returns:
+        ``(train_dataset, test_dataset)``, with identical ``classes``.
+
+    Raises:
+        FileNotFoundError: If ``data_dir``, ``train/`` or ``test/`` is missing.
+        NotADirectoryError: If ``data_dir`` is a file.
+        DataError (a ``ValueError``): If train and test have different class sets, or as :class:`ImageFolderDataset`.
+    """
+    data_dir = Path(data_dir)
+    _check_directory(data_dir, "data_dir", f"create it with the layout {_LAYOUT}")
+    for split in ("train", "test"):
+        if not (data_dir / split).is_dir():
+            raise FileNotFoundError(
+                f"no {split}/ folder in {data_dir}; expected the layout {_LAYOUT}"
+            )
+    train = ImageFolderDataset(data_dir / "train", train_transform(image_size), strict=strict)
+    test = ImageFolderDataset(data_dir / "test", eval_transform(image_size), strict=strict)
+    if train.classes != test.classes:
+        only_train = sorted(set(train.classes) - set(test.classes))
+        only_test = sorted(set(test.classes) - set(train.classes))
+        raise DataError(
+            f"train and test class folders differ in {data_dir}: only in train/: {only_train}, "
+            f"only in test/: {only_test}; give both splits the same class folders"
+        )
+    return train, test
+
+
+def _check_directory(path: Path, name: str, fix: str) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"{name} {path} does not exist; {fix}")
+    if not path.is_dir():
+        raise NotADirectoryError(f"{name} {path} is a file, expected a folder; {fix}")
+
+
+def _find_classes(root: Path) -> list[str]:
+    fix = "point it at a folder with one sub-folder of images per class"
+    _check_directory(root, "root", fix)
+    classes = sorted(
+        entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith(".")
+    )
+    if not classes:
+        raise DataError(f"no class folders in {root}; {fix}, e.g. {root}/<class_name>/<image>.jpg")
+    return classes
+
+
+def _find_samples(root: Path, classes: list[str], *, strict: bool) -> list[tuple[Path, int]]:
+    """List readable images per class; skip or raise on unreadable ones (see the class doc)."""
+    candidates = {name: _image_files(root / name) for name in classes}
+    if not any(candidates.values()):
+        raise DataError(
+            f"no images in {root}: its class folders {classes} hold no files ending in "
+            f"{sorted(IMAGE_EXTENSIONS)}; add images as {root}/<class_name>/<image>.jpg"
+        )
+    samples: list[tuple[Path, int]] = []
+    skipped: list[Path] = []
+    for label, name in enumerate(classes):
+        readable = [path for path in candidates[name] if _is_readable(path, strict=strict)]
+        skipped.extend(sorted(set(candidates[name]) - set(readable)))
+        if not readable:
+            found = (
+                f"no readable images ({len(candidates[name])} unreadable)"
+                if candidates[name]
+                else "no images"
+            )
+            raise DataError(
+                f"class folder {root / name} has {found}; add images ending in one of "
+                f"{sorted(IMAGE_EXTENSIONS)} or remove the folder"
+            )
+        samples.extend((path, label) for path in readable)
+    if skipped:
+        named = ", ".join(str(path) for path in skipped[:_NAMED_SKIPS])
+        more = f" and {len(skipped) - _NAMED_SKIPS} more" if len(skipped) > _NAMED_SKIPS else ""
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable image(s) in {root}: {named}{more}; "
+            "pass strict=True to raise instead",
+            SkippedImagesWarning,
+            stacklevel=3,
+        )
+    return samples
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_EXTENSIONS
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+
+
+def _import_pillow() -> None:
+    try:
+        import PIL.Image  # noqa: F401
+    except ImportError as error:
+        raise missing_extra("Pillow", "data", "ImageFolderDataset") from error
+
+
+def _is_readable(path: Path, *, strict: bool) -> bool:
+    """Cheap Pillow check: the header parses and ``verify`` passes."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        if strict:
+            raise DataError(
+                f"unreadable image {path} ({type(error).__name__}: {error}); "
+                "delete or replace it, or pass strict=False to skip unreadable images"
+            ) from error
+        return False
+    return True

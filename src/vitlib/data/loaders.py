@@ -1,0 +1,144 @@
+"""Train and test DataLoaders: seeded shuffling, optional distributed sharding of the train set."""
+
+from __future__ import annotations
+
+from collections.abc import Sized
+from typing import TypeVar
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from vitlib.errors import DataError
+
+T = TypeVar("T")
+
+
+def make_dataloaders(
+    train_ds: Dataset[T],
+    test_ds: Dataset[T],
+    batch_size: int,
+    *,
+    num_workers: int = 0,
+    seed: int = 0,
+    distributed: bool = False,
+    drop_last: bool = False,
+    num_replicas: int | None = None,
+    rank: int | None = None,
+) -> tuple[DataLoader[T], DataLoader[T]]:
+    """Build the train and test loaders.
+
+    The train loader shuffles with a ``torch.Generator`` seeded with ``seed``, so the sequence of
+    epoch orders (and the per-worker RNG seeds, hence augmentations) is the same on every run. The
+    test loader keeps the dataset order and never drops a batch.
+
+    With ``distributed=True`` the train set is sharded by ``DistributedSampler(shuffle=True,
+    seed=seed)``; call ``train_loader.sampler.set_epoch(epoch)`` at the start of every epoch, or
+    every epoch repeats the first one's order. The test set is not sharded: every rank evaluates all
+    of it, so metrics are exact without gathering. ``num_replicas`` and ``rank`` default to those of
+    the initialised process group; passing both builds the sampler without one (for tests and manual
+    launches).
+
+    Args:
+        train_ds: Training dataset; must define ``__len__``.
+        test_ds: Test dataset; must define ``__len__``.
+        batch_size: Samples per batch (per process when distributed), from 1 to the number of
+            training samples this process sees.
+        num_workers: Loader worker processes; 0 loads in the main process.
+        seed: Seed of the train shuffle (and of the distributed sampler).
+        distributed: Shard the train set across processes.
+        drop_last: Drop the last incomplete train batch.
+        num_replicas: Number of processes, only with ``distributed=True``.
+        rank: This process's rank, only with ``distributed=True``.
+
+    Returns:
+        ``(train_loader, test_loader)``.
+
+    Raises:
+        TypeError: If a dataset has no ``__len__``.
+        DataError (a ``ValueError``): On an empty dataset, a bad ``batch_size`` or ``num_workers``,
+            ``num_replicas``/``rank`` without ``distributed=True``, or ``distributed=True`` with
+            neither a process group nor both.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise TypeError(
+            f"batch_size must be an int, got {type(batch_size).__name__} {batch_size!r}"
+        )
+    train_size = _dataset_size(train_ds, "train_ds")
+    _dataset_size(test_ds, "test_ds")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise DataError(
+            f"num_workers must be an int >= 0, got {num_workers!r}; use 0 to load in-process"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    sampler = _train_sampler(train_ds, distributed, seed, num_replicas, rank)
+    samples_here = train_size if sampler is None else len(sampler)
+    if not 1 <= batch_size <= samples_here:
+        where = (
+            "the training set" if sampler is None else "this process's shard of the training set"
+        )
+        raise DataError(
+            f"batch_size must be between 1 and the {samples_here} samples of {where}, got "
+            f"{batch_size}; use 1 <= batch_size <= {samples_here}"
+        )
+    pin_memory = torch.cuda.is_available()
+    train_loader = DataLoader(
+        train_ds,
+        batch_size=batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        drop_last=drop_last,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+    )
+    test_loader = DataLoader(
+        test_ds,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+    )
+    return train_loader, test_loader
+
+
+def _dataset_size(dataset: object, name: str) -> int:
+    if not isinstance(dataset, Sized):
+        raise TypeError(
+            f"{name} must define __len__ (a map-style dataset), got {type(dataset).__name__}"
+        )
+    if len(dataset) == 0:
+        raise DataError(f"{name} is empty (0 samples); check the folder or split it was built from")
+    return len(dataset)
+
+
+def _train_sampler(
+    train_ds: Dataset[T],
+    distributed: bool,
+    seed: int,
+    num_replicas: int | None,
+    rank: int | None,
+) -> DistributedSampler[T] | None:
+    if not distributed:
+        if num_replicas is not None or rank is not None:
+            raise DataError(
+                f"num_replicas={num_replicas} and rank={rank} only apply with distributed=True; "
+                "pass distributed=True or leave them None"
+            )
+        return None
+    if (num_replicas is None) != (rank is None):
+        raise DataError(
+            "pass both num_replicas and rank or neither, "
+            f"got num_replicas={num_replicas}, rank={rank}"
+        )
+    if num_replicas is None and not (
+        torch.distributed.is_available() and torch.distributed.is_initialized()
+    ):
+        raise DataError(
+            "distributed=True needs an initialised process group "
+            "(torch.distributed.init_process_group) or explicit num_replicas and rank"
+        )
+    return DistributedSampler(
+        train_ds, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed
+    )

@@ -1,0 +1,234 @@
+"""PNG plots of a training run: loss/accuracy curves and a grid of predictions.
+
+matplotlib is the optional extra ``vitlib[plots]``, imported inside each function. The figures are
+drawn on a bare ``matplotlib.figure.Figure`` (the Agg renderer), never through ``pyplot``, so they
+need no display, leave pyplot's global state alone and work from threads and headless servers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import torch
+from torch import Tensor
+
+from vitlib._optional import missing_extra
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+HISTORY_KEYS: Final = ("train_loss", "train_acc", "test_loss", "test_acc")
+"""The keys :func:`plot_history` reads: one float per epoch each."""
+
+_CORRECT_COLOUR: Final = "green"
+_WRONG_COLOUR: Final = "red"
+_CELL_INCHES: Final = 2.0
+
+
+def plot_history(
+    history: Mapping[str, Sequence[float]],
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Save loss and accuracy curves, train and test per epoch, side by side as a PNG.
+
+    Args:
+        history: ``train_loss``, ``train_acc``, ``test_loss`` and ``test_acc``, each a non-empty
+            sequence of floats, all of one length (the number of epochs). Other keys are ignored.
+        path: Output file, ending in ``.png``; missing parent folders are created.
+        overwrite: Replace an existing file instead of raising ``FileExistsError``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
+        ValueError: On a missing key, an empty or ragged history, or a path not ending in ``.png``.
+        TypeError: On a value that is not a number.
+        FileExistsError: If ``path`` exists and ``overwrite`` is false.
+
+    Example:
+        >>> history = {"train_loss": [1.2, 0.8], "train_acc": [0.5, 0.7],
+        ...            "test_loss": [1.0, 0.9], "test_acc": [0.6, 0.65]}
+        >>> plot_history(history, "runs/history.png", overwrite=True)
+        PosixPath('runs/history.png')
+    """
+    curves = _check_history(history)
+    out = _check_path(path, overwrite)
+    figure = _new_figure(width=10.0, height=4.0)
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = range(1, len(curves["train_loss"]) + 1)
+    loss_axes, acc_axes = figure.subplots(1, 2)
+    for axes, metric, title in ((loss_axes, "loss", "Loss"), (acc_axes, "acc", "Accuracy")):
+        axes.plot(epochs, curves[f"train_{metric}"], marker="o", label="train")
+        axes.plot(epochs, curves[f"test_{metric}"], marker="o", label="test")
+        axes.set_title(title)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(title.lower())
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(out, format="png")
+    return out
+
+
+def plot_predictions(
+    images: Tensor,
+    labels: Sequence[int] | Tensor,
+    predictions: Sequence[int] | Tensor,
+    class_names: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    max_images: int = 16,
+    overwrite: bool = False,
+) -> Path:
+    """Save a grid of images titled ``"predicted / true"``, green when right and red when wrong.
+
+    Args:
+        images: Float tensor (B, C, H, W) with C = 1 (shown grey) or 3 (RGB).
+        labels: B true class indices.
+        predictions: B predicted class indices.
+        class_names: Name of each class index.
+        path: Output file, ending in ``.png``; missing parent folders are created.
+        mean: Per-channel mean the images were normalised with; undone with ``std`` if given.
+        std: Per-channel standard deviation, given together with ``mean``.
+        max_images: Draw at most this many images, the first ones.
+        overwrite: Replace an existing file instead of raising ``FileExistsError``.
+
+    Without ``mean``/``std``, images already in [0, 1] are drawn as they are and others are
+    min-max scaled per image; after un-normalising, values are clipped to [0, 1].
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
+        ValueError: On mismatched shapes or lengths, a class index out of range, ``mean`` without
+            ``std`` (or the reverse), ``max_images < 1`` or a path not ending in ``.png``.
+        FileExistsError: If ``path`` exists and ``overwrite`` is false.
+    """
+    shown = _displayable(images, mean, std)
+    true_labels = _check_labels("labels", labels, len(images), len(class_names))
+    predicted = _check_labels("predictions", predictions, len(images), len(class_names))
+    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
+        raise ValueError(f"max_images must be an int >= 1, got {max_images!r}; use e.g. 16")
+    out = _check_path(path, overwrite)
+    count = min(len(shown), max_images)
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    figure = _new_figure(width=_CELL_INCHES * columns, height=_CELL_INCHES * rows + 0.3)
+    for index in range(count):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        image = shown[index]
+        if image.shape[0] == 1:
+            axes.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            axes.imshow(image.permute(1, 2, 0).numpy())
+        right = predicted[index] == true_labels[index]
+        axes.set_title(
+            f"{class_names[predicted[index]]} / {class_names[true_labels[index]]}",
+            color=_CORRECT_COLOUR if right else _WRONG_COLOUR,
+            fontsize=9,
+        )
+        axes.axis("off")
+    figure.suptitle("predicted / true")
+    figure.tight_layout()
+    figure.savefig(out, format="png")
+    return out
+
+
+def _new_figure(*, width: float, height: float) -> Figure:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise missing_extra("matplotlib", "plots", "Plotting") from error
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def _check_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"plots are saved as PNG, got path {out}; give a path ending in .png")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass overwrite=True to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _check_history(history: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
+    missing = [key for key in HISTORY_KEYS if key not in history]
+    if missing:
+        raise ValueError(
+            f"history lacks {missing}; it needs {list(HISTORY_KEYS)}, one float per epoch each, "
+            f"got keys {sorted(history)}"
+        )
+    curves: dict[str, list[float]] = {}
+    for key in HISTORY_KEYS:
+        try:
+            curves[key] = [float(value) for value in history[key]]
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"history[{key!r}] must be a sequence of floats, got {history[key]!r}"
+            ) from error
+    lengths = {key: len(values) for key, values in curves.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"history sequences must have one length (epochs), got lengths {lengths}")
+    if lengths["train_loss"] == 0:
+        raise ValueError("history is empty (0 epochs); plot after at least one epoch")
+    return curves
+
+
+def _check_labels(name: str, values: Sequence[int] | Tensor, count: int, classes: int) -> list[int]:
+    indices = [int(value) for value in values]
+    if len(indices) != count:
+        raise ValueError(
+            f"{name} has {len(indices)} entries for {count} images; give one per image"
+        )
+    bad = [index for index in indices if not 0 <= index < classes]
+    if bad:
+        raise ValueError(
+            f"{name} holds class indices {bad[:5]} outside [0, {classes}) for {classes} class "
+            "names; pass the class_names of the dataset the model was trained on"
+        )
+    return indices
+
+
+def _displayable(
+    images: Tensor, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> Tensor:
+    """Return the images as float (B, C, H, W) in [0, 1], un-normalised as documented."""
+    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(
+            f"images must be a tensor (B, C, H, W) with C = 1 or 3, got {shape}; "
+            "pass a batch as the model receives it"
+        )
+    if len(images) == 0:
+        raise ValueError("images is an empty batch (B = 0); pass at least one image")
+    pixels = images.detach().cpu().float()
+    if (mean is None) != (std is None):
+        raise ValueError("give mean and std together (the normalisation to undo), or neither")
+    if mean is not None and std is not None:
+        channels = pixels.shape[1]
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(
+                f"mean and std need {channels} values (one per channel), got {len(mean)} and "
+                f"{len(std)}"
+            )
+        shape = (1, channels, 1, 1)
+        pixels = pixels * torch.tensor(std).view(shape) + torch.tensor(mean).view(shape)
+        return pixels.clamp(0.0, 1.0)
+    if pixels.min() >= 0.0 and pixels.max() <= 1.0:
+        return pixels
+    low = pixels.amin(dim=(1, 2, 3), keepdim=True)
+    high = pixels.amax(dim=(1, 2, 3), keepdim=True)
+    return (pixels - low) / (high - low).clamp_min(1e-12)

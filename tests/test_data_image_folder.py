@@ -1,0 +1,251 @@
+"""ImageFolderDataset and load_image_folders: the root/<class>/<image> layout and its errors."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from vitlib.data import (
+    ImageFolderDataset,
+    SkippedImagesWarning,
+    eval_transform,
+    load_image_folders,
+)
+from vitlib.data.transforms import EvalTransform, TrainTransform
+
+CLASSES = ["basketball", "cricket", "tennis"]
+
+
+def write_image(path: Path, size: tuple[int, int] = (20, 16), mode: str = "RGB") -> Path:
+    """Save a small image, format from the suffix, creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    colours: dict[str, float | tuple[float, ...]] = {
+        "RGB": (200, 30, 90),
+        "L": 128,
+        "RGBA": (10, 20, 30, 255),
+        "P": 3,
+    }
+    colour = colours[mode]
+    Image.new(mode, size, colour).save(path)
+    return path
+
+
+def make_split(root: Path, classes: list[str] = CLASSES, per_class: int = 2) -> Path:
+    """root/<class>/<n>.png and .jpg: a tiny Sports-Mini-like split."""
+    for name in classes:
+        for index in range(per_class):
+            suffix = ".png" if index % 2 == 0 else ".jpg"
+            write_image(root / name / f"{index}{suffix}")
+    return root
+
+
+@pytest.fixture
+def split_root(tmp_path: Path) -> Path:
+    return make_split(tmp_path / "train")
+
+
+def test_classes_samples_and_targets(split_root: Path) -> None:
+    dataset = ImageFolderDataset(split_root)
+    assert dataset.classes == CLASSES
+    assert dataset.class_to_idx == {"basketball": 0, "cricket": 1, "tennis": 2}
+    assert len(dataset) == 6
+    assert dataset.targets == [0, 0, 1, 1, 2, 2]
+    assert [(path.parent.name, label) for path, label in dataset.samples] == [
+        (CLASSES[label], label) for label in dataset.targets
+    ]
+
+
+def test_default_item_is_the_rgb_image_in_unit_range(split_root: Path) -> None:
+    image, label = ImageFolderDataset(split_root)[0]
+    assert image.shape == (3, 16, 20)
+    assert image.dtype == torch.float32
+    assert 0.0 <= image.min() <= image.max() <= 1.0
+    assert label == 0
+
+
+def test_transform_is_applied(split_root: Path) -> None:
+    image, _ = ImageFolderDataset(split_root, eval_transform(8))[3]
+    assert image.shape == (3, 8, 8)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
+def test_images_are_converted_to_rgb(tmp_path: Path, mode: str) -> None:
+    write_image(tmp_path / "only" / "a.png", mode=mode)
+    dataset = ImageFolderDataset(tmp_path)
+    assert dataset.load_image(0).mode == "RGB"
+    assert dataset[0][0].shape[0] == 3
+
+
+def test_extensions_are_case_insensitive_and_others_ignored(tmp_path: Path) -> None:
+    for name in ["a.JPG", "b.Jpeg", "c.png", "d.bmp", "e.gif", "f.webp", "g.TIF", "h.tiff"]:
+        write_image(tmp_path / "cls" / name)
+    (tmp_path / "cls" / "notes.txt").write_text("not an image")
+    (tmp_path / "cls" / "README").write_text("no suffix")
+    dataset = ImageFolderDataset(tmp_path)
+    assert len(dataset) == 8
+
+
+def test_hidden_folders_are_neither_classes_nor_images(tmp_path: Path) -> None:
+    make_split(tmp_path, ["a", "b"], per_class=1)
+    write_image(tmp_path / ".ipynb_checkpoints" / "x.png")
+    write_image(tmp_path / "a" / ".cache" / "y.png")
+    dataset = ImageFolderDataset(tmp_path)
+    assert dataset.classes == ["a", "b"]
+    assert len(dataset) == 2
+
+
+def test_images_in_nested_folders_count_for_their_class(tmp_path: Path) -> None:
+    write_image(tmp_path / "a" / "sub" / "deep.png")
+    write_image(tmp_path / "b" / "top.png")
+    assert ImageFolderDataset(tmp_path).targets == [0, 1]
+
+
+def test_an_unreadable_image_is_skipped_with_one_warning(split_root: Path) -> None:
+    broken = split_root / "cricket" / "broken.jpg"
+    broken.write_bytes(b"this is not a JPEG")
+    with pytest.warns(SkippedImagesWarning, match=r"skipped 1 unreadable") as record:
+        dataset = ImageFolderDataset(split_root)
+    assert len(record) == 1
+    assert str(broken) in str(record[0].message)
+    assert "strict=True" in str(record[0].message)
+    assert len(dataset) == 6
+    assert broken not in [path for path, _ in dataset.samples]
+
+
+def test_many_unreadable_images_give_one_warning_naming_three(split_root: Path) -> None:
+    for index in range(5):
+        (split_root / "tennis" / f"bad{index}.png").write_bytes(b"")
+    with pytest.warns(SkippedImagesWarning, match=r"skipped 5 .* and 2 more") as record:
+        ImageFolderDataset(split_root)
+    assert len(record) == 1
+
+
+def test_skipped_images_warning_is_a_user_warning() -> None:
+    assert issubclass(SkippedImagesWarning, UserWarning)
+
+
+def test_strict_raises_naming_the_unreadable_image(split_root: Path) -> None:
+    broken = split_root / "cricket" / "broken.png"
+    broken.write_bytes(b"\x89PNG but truncated")
+    with pytest.raises(ValueError, match=r"unreadable image .*broken\.png.*strict=False"):
+        ImageFolderDataset(split_root, strict=True)
+
+
+def test_a_clean_folder_raises_no_warning(split_root: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ImageFolderDataset(split_root, strict=True)
+
+
+def test_an_image_that_fails_to_decode_on_load_names_the_file(tmp_path: Path) -> None:
+    """Half a JPEG passes the cheap header check but fails when its pixels are decoded."""
+    noise = torch.randint(0, 256, (64, 64, 3), generator=torch.Generator().manual_seed(0))
+    buffer = io.BytesIO()
+    Image.fromarray(noise.to(torch.uint8).numpy()).save(buffer, "JPEG")
+    truncated = tmp_path / "cls" / "half.jpg"
+    truncated.parent.mkdir()
+    truncated.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    dataset = ImageFolderDataset(tmp_path)
+    with pytest.raises(OSError, match=r"cannot decode image .*half\.jpg"):
+        dataset[0]
+
+
+def test_missing_root_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(
+        FileNotFoundError, match=rf"{re.escape(str(missing))} does not exist; point it at"
+    ):
+        ImageFolderDataset(missing)
+
+
+def test_a_file_as_root_is_refused(tmp_path: Path) -> None:
+    file = write_image(tmp_path / "image.png")
+    with pytest.raises(
+        NotADirectoryError, match=rf"{re.escape(str(file))} is a file, expected a folder"
+    ):
+        ImageFolderDataset(file)
+
+
+def test_a_root_without_class_folders_is_refused(tmp_path: Path) -> None:
+    write_image(tmp_path / "loose.png")
+    with pytest.raises(
+        ValueError, match=rf"no class folders in {re.escape(str(tmp_path))}; .*<class_name>"
+    ):
+        ImageFolderDataset(tmp_path)
+
+
+def test_class_folders_without_any_image_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "labels.csv").write_text("x")
+    with pytest.raises(
+        ValueError, match=rf"no images in {re.escape(str(tmp_path))}: .*\['a', 'b'\].*\.jpg"
+    ):
+        ImageFolderDataset(tmp_path)
+
+
+def test_an_empty_class_folder_is_refused_by_name(split_root: Path) -> None:
+    (split_root / "archery").mkdir()
+    with pytest.raises(
+        ValueError, match=r"class folder .*archery has no images; add images ending in"
+    ):
+        ImageFolderDataset(split_root)
+
+
+def test_a_class_with_only_unreadable_images_is_refused(split_root: Path) -> None:
+    (split_root / "archery").mkdir()
+    (split_root / "archery" / "bad.jpg").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"archery has no readable images \(1 unreadable\)"):
+        ImageFolderDataset(split_root)
+
+
+def test_load_image_folders_uses_train_and_eval_transforms(tmp_path: Path) -> None:
+    make_split(tmp_path / "train")
+    make_split(tmp_path / "test", per_class=1)
+    train, test = load_image_folders(tmp_path, image_size=12)
+    assert isinstance(train.transform, TrainTransform)
+    assert isinstance(test.transform, EvalTransform)
+    assert (len(train), len(test)) == (6, 3)
+    assert train.classes == test.classes == CLASSES
+    assert train[0][0].shape == test[0][0].shape == (3, 12, 12)
+
+
+@pytest.mark.parametrize("missing", ["train", "test"])
+def test_a_missing_split_folder_names_the_expected_layout(tmp_path: Path, missing: str) -> None:
+    for split in {"train", "test"} - {missing}:
+        make_split(tmp_path / split)
+    with pytest.raises(FileNotFoundError, match=rf"no {missing}/ folder in .*data_dir/train/"):
+        load_image_folders(tmp_path)
+
+
+def test_a_missing_data_dir_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"does not exist; create it with the layout"):
+        load_image_folders(tmp_path / "sports")
+
+
+def test_a_file_as_data_dir_is_refused(tmp_path: Path) -> None:
+    file = write_image(tmp_path / "sports.png")
+    with pytest.raises(NotADirectoryError, match=rf"{re.escape(str(file))} is a file"):
+        load_image_folders(file)
+
+
+def test_different_class_sets_are_refused_naming_both_sides(tmp_path: Path) -> None:
+    make_split(tmp_path / "train", ["archery", "boxing", "golf"], per_class=1)
+    make_split(tmp_path / "test", ["boxing", "golf", "rugby"], per_class=1)
+    with pytest.raises(
+        ValueError, match=r"only in train/: \['archery'\], only in test/: \['rugby'\]"
+    ):
+        load_image_folders(tmp_path)
+
+
+def test_missing_pillow_names_the_extra(split_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "PIL.Image", None)
+    with pytest.raises(ImportError, match=r'pip install "vitlib\[data\]"'):
+        ImageFolderDataset(split_root)

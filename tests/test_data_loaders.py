@@ -1,0 +1,161 @@
+"""make_dataloaders: seeded train shuffling, an ordered test loader, distributed train sharding."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import Tensor
+from torch.utils.data import (
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    SequentialSampler,
+    TensorDataset,
+)
+
+from vitlib.data import DigitsDataset, make_dataloaders
+
+Batch = tuple[Tensor, ...]
+
+
+def indexed(size: int) -> TensorDataset:
+    """A dataset whose samples are their own indices."""
+    return TensorDataset(torch.arange(size))
+
+
+def epoch_order(loader: DataLoader[Batch]) -> list[int]:
+    return [int(index) for (batch,) in loader for index in batch]
+
+
+def test_train_is_shuffled_reproducibly_by_seed() -> None:
+    first, _ = make_dataloaders(indexed(50), indexed(10), 8, seed=3)
+    again, _ = make_dataloaders(indexed(50), indexed(10), 8, seed=3)
+    other, _ = make_dataloaders(indexed(50), indexed(10), 8, seed=4)
+    orders = [epoch_order(first), epoch_order(first)]
+    assert sorted(orders[0]) == list(range(50))
+    assert orders[0] != list(range(50))
+    assert orders[0] != orders[1]
+    assert [epoch_order(again), epoch_order(again)] == orders
+    assert epoch_order(other) != orders[0]
+
+
+def test_test_loader_keeps_order_and_every_sample() -> None:
+    _, test = make_dataloaders(indexed(50), indexed(13), 5, drop_last=True)
+    assert epoch_order(test) == list(range(13))
+    assert isinstance(test.sampler, SequentialSampler)
+
+
+def test_drop_last_applies_to_the_train_loader() -> None:
+    train, _ = make_dataloaders(indexed(50), indexed(10), 8, drop_last=True)
+    assert len(train) == 6
+    assert len(epoch_order(train)) == 48
+
+
+def test_digits_batches_have_the_model_input_shape() -> None:
+    pytest.importorskip("sklearn")
+    train, test = make_dataloaders(DigitsDataset("train"), DigitsDataset("test"), 64)
+    images, labels = next(iter(train))
+    assert images.shape == (64, 1, 16, 16)
+    assert labels.dtype == torch.int64
+    assert sum(len(labels) for _, labels in test) == 355
+
+
+def test_worker_augmentations_repeat_for_the_same_seed() -> None:
+    """Workers seed torch from the loader's seeded generator, so augmented batches repeat."""
+    pytest.importorskip("sklearn")
+    augmented = DigitsDataset("train", augment=True)
+    batches = []
+    for _ in range(2):
+        train, _ = make_dataloaders(augmented, DigitsDataset("test"), 32, num_workers=2, seed=1)
+        batches.append(next(iter(train))[0])
+    assert torch.equal(batches[0], batches[1])
+
+
+def test_distributed_shards_the_train_set_and_not_the_test_set() -> None:
+    shards = []
+    for rank in range(2):
+        train, test = make_dataloaders(
+            indexed(11), indexed(7), 2, seed=5, distributed=True, num_replicas=2, rank=rank
+        )
+        assert isinstance(train.sampler, DistributedSampler)
+        assert train.sampler.shuffle
+        assert train.sampler.seed == 5
+        assert (train.sampler.num_replicas, train.sampler.rank) == (2, rank)
+        assert epoch_order(test) == list(range(7))
+        shards.append(epoch_order(train))
+    assert [len(shard) for shard in shards] == [6, 6]
+    assert set(shards[0]) | set(shards[1]) == set(range(11))
+
+
+def test_distributed_order_changes_with_set_epoch() -> None:
+    train, _ = make_dataloaders(
+        indexed(40), indexed(4), 4, distributed=True, num_replicas=2, rank=0
+    )
+    assert isinstance(train.sampler, DistributedSampler)
+    first = epoch_order(train)
+    assert epoch_order(train) == first
+    train.sampler.set_epoch(1)
+    assert epoch_order(train) != first
+
+
+def test_distributed_batch_size_is_checked_against_the_shard() -> None:
+    with pytest.raises(ValueError, match=r"20 samples of this process's shard.*batch_size <= 20"):
+        make_dataloaders(indexed(40), indexed(4), 21, distributed=True, num_replicas=2, rank=1)
+
+
+def test_distributed_without_a_process_group_or_ranks_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"init_process_group\) or explicit num_replicas and rank"):
+        make_dataloaders(indexed(8), indexed(4), 2, distributed=True)
+
+
+def test_ranks_without_distributed_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"only apply with distributed=True"):
+        make_dataloaders(indexed(8), indexed(4), 2, num_replicas=2, rank=0)
+
+
+def test_half_of_num_replicas_and_rank_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"pass both num_replicas and rank or neither"):
+        make_dataloaders(indexed(8), indexed(4), 2, distributed=True, num_replicas=2)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 51])
+def test_batch_size_outside_one_to_train_size_is_refused(batch_size: int) -> None:
+    with pytest.raises(
+        ValueError, match=rf"50 samples of the training set, got {batch_size}.*batch_size <= 50"
+    ):
+        make_dataloaders(indexed(50), indexed(10), batch_size)
+
+
+def test_batch_size_equal_to_train_size_is_accepted() -> None:
+    train, _ = make_dataloaders(indexed(50), indexed(10), 50)
+    assert len(train) == 1
+
+
+@pytest.mark.parametrize("batch_size", [True, 8.0])
+def test_non_int_batch_size_is_refused(batch_size: object) -> None:
+    with pytest.raises(TypeError, match="batch_size must be an int"):
+        make_dataloaders(indexed(50), indexed(10), batch_size)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("which", ["train_ds", "test_ds"])
+def test_empty_datasets_are_refused(which: str) -> None:
+    datasets = {"train_ds": indexed(8), "test_ds": indexed(8), which: indexed(0)}
+    with pytest.raises(ValueError, match=rf"{which} is empty \(0 samples\)"):
+        make_dataloaders(datasets["train_ds"], datasets["test_ds"], 2)
+
+
+class Stream(IterableDataset[Batch]):
+    def __iter__(self) -> Iterator[Batch]:
+        yield (torch.zeros(1),)
+
+
+def test_datasets_without_len_are_refused() -> None:
+    with pytest.raises(TypeError, match=r"train_ds must define __len__.*got Stream"):
+        make_dataloaders(Stream(), indexed(4), 2)
+
+
+def test_negative_num_workers_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"num_workers must be an int >= 0, got -1"):
+        make_dataloaders(indexed(8), indexed(4), 2, num_workers=-1)

@@ -1,0 +1,195 @@
+"""train_transform and eval_transform: torch-only crops, flips and normalisation of PIL images."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from vitlib.data import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from vitlib.data.transforms import pil_to_tensor, random_resized_crop_box
+
+sides = st.integers(min_value=1, max_value=160)
+output_sides = st.integers(min_value=1, max_value=48)
+
+
+def noise_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    pixels = torch.randint(
+        0, 256, (height, width, 3), generator=torch.Generator().manual_seed(seed)
+    )
+    return Image.fromarray(pixels.to(torch.uint8).numpy())
+
+
+@settings(max_examples=25, deadline=None)
+@given(width=sides, height=sides, image_size=output_sides, seed=st.integers(0, 2**31))
+def test_train_output_is_a_float32_square(
+    width: int, height: int, image_size: int, seed: int
+) -> None:
+    transform = train_transform(image_size, generator=torch.Generator().manual_seed(seed))
+    output = transform(Image.new("RGB", (width, height)))
+    assert output.shape == (3, image_size, image_size)
+    assert output.dtype == torch.float32
+
+
+@settings(max_examples=25, deadline=None)
+@given(width=sides, height=sides, image_size=output_sides)
+def test_eval_output_is_a_float32_square(width: int, height: int, image_size: int) -> None:
+    output = eval_transform(image_size)(Image.new("RGB", (width, height)))
+    assert output.shape == (3, image_size, image_size)
+    assert output.dtype == torch.float32
+
+
+@settings(max_examples=50, deadline=None)
+@given(width=sides, height=sides, seed=st.integers(0, 2**31))
+def test_crop_box_lies_inside_the_image(width: int, height: int, seed: int) -> None:
+    top, left, crop_height, crop_width = random_resized_crop_box(
+        height,
+        width,
+        scale=(0.08, 1.0),
+        ratio=(3 / 4, 4 / 3),
+        generator=torch.Generator().manual_seed(seed),
+    )
+    assert crop_height > 0
+    assert crop_width > 0
+    assert 0 <= top <= height - crop_height
+    assert 0 <= left <= width - crop_width
+
+
+def test_crop_falls_back_to_the_centre_when_no_attempt_fits() -> None:
+    """A 2:1 box of the full area never fits a square, so the centred full-width 2:1 box is used."""
+    box = random_resized_crop_box(100, 100, scale=(1.0, 1.0), ratio=(2.0, 2.0))
+    assert box == (25, 0, 50, 100)
+
+
+def test_train_transform_repeats_with_the_same_generator_seed() -> None:
+    image = noise_image(64, 48)
+    first = train_transform(32, generator=torch.Generator().manual_seed(1))(image)
+    second = train_transform(32, generator=torch.Generator().manual_seed(1))(image)
+    other = train_transform(32, generator=torch.Generator().manual_seed(2))(image)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, other)
+
+
+def test_train_transform_repeats_under_torch_manual_seed() -> None:
+    image, transform = noise_image(64, 48), train_transform(32)
+    torch.manual_seed(5)
+    first = transform(image)
+    torch.manual_seed(5)
+    assert torch.equal(transform(image), first)
+
+
+def test_full_crops_are_the_resized_image_or_its_mirror() -> None:
+    image = noise_image(40, 40)
+    resized = eval_transform(20, resize_ratio=1.0)(image)
+    transform = train_transform(20, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    torch.manual_seed(0)
+    outputs = [transform(image) for _ in range(12)]
+    flipped = [torch.allclose(output, resized.flip(-1), atol=1e-5) for output in outputs]
+    kept = [torch.allclose(output, resized, atol=1e-5) for output in outputs]
+    assert all(a or b for a, b in zip(flipped, kept, strict=True))
+    assert any(flipped)
+    assert any(kept)
+
+
+def test_eval_transform_is_deterministic() -> None:
+    image, transform = noise_image(70, 50), eval_transform(32)
+    assert torch.equal(transform(image), transform(image))
+
+
+def test_eval_resizes_the_shorter_side_to_size_over_ratio() -> None:
+    assert eval_transform(224).resize_size == 256
+    assert eval_transform(224, resize_ratio=1.0).resize_size == 224
+
+
+def test_eval_keeps_the_centre() -> None:
+    """A centred square survives the 0.875 centre crop; a 4-pixel border does not."""
+    pixels = torch.zeros(64, 64, 3, dtype=torch.uint8)
+    pixels[4:-4, 4:-4] = 255
+    output = eval_transform(56, mean=(0, 0, 0), std=(1, 1, 1))(Image.fromarray(pixels.numpy()))
+    assert torch.allclose(output, torch.ones_like(output), atol=1e-5)
+
+
+def test_normalisation_uses_mean_and_std() -> None:
+    grey = Image.new("RGB", (10, 10), (51, 102, 153))
+    output = eval_transform(8, resize_ratio=1.0)(grey)
+    for channel, value in enumerate((51, 102, 153)):
+        expected = (value / 255 - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel]
+        assert torch.allclose(output[channel], torch.full((8, 8), expected), atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "1"])
+def test_any_pil_mode_becomes_three_channels(mode: str) -> None:
+    assert pil_to_tensor(Image.new(mode, (5, 4))).shape == (3, 4, 5)
+    assert train_transform(8)(Image.new(mode, (5, 4))).shape == (3, 8, 8)
+
+
+def test_pil_to_tensor_scales_to_unit_interval() -> None:
+    pixels = pil_to_tensor(Image.new("RGB", (2, 2), (0, 255, 51)))
+    assert pixels[:, 0, 0].tolist() == pytest.approx([0.0, 1.0, 0.2])
+
+
+def test_transforms_pickle_for_dataloader_workers() -> None:
+    image = noise_image(30, 30)
+    for transform in (train_transform(16), eval_transform(16)):
+        clone = pickle.loads(pickle.dumps(transform))
+        torch.manual_seed(0)
+        expected = transform(image)
+        torch.manual_seed(0)
+        assert torch.equal(clone(image), expected)
+
+
+def test_a_tensor_input_is_refused_with_the_fix() -> None:
+    with pytest.raises(TypeError, match=r"expected a PIL.Image.Image, got Tensor.*Image.open"):
+        eval_transform(8)(torch.zeros(3, 8, 8))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("image_size", [0, -3])
+def test_non_positive_image_size_is_refused(image_size: int) -> None:
+    with pytest.raises(ValueError, match=rf"image_size must be >= 1, got {image_size}"):
+        train_transform(image_size)
+    with pytest.raises(ValueError, match=rf"image_size must be >= 1, got {image_size}"):
+        eval_transform(image_size)
+
+
+def test_bool_image_size_is_refused() -> None:
+    with pytest.raises(TypeError, match="image_size must be an int, got bool"):
+        train_transform(True)
+
+
+@pytest.mark.parametrize("scale", [(0.0, 1.0), (0.5, 0.2), (0.5, 1.5)])
+def test_bad_scale_is_refused(scale: tuple[float, float]) -> None:
+    with pytest.raises(ValueError, match=r"scale must be a pair .* got \("):
+        train_transform(8, scale=scale)
+
+
+def test_bad_ratio_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"ratio must be a pair"):
+        train_transform(8, ratio=(4 / 3, 3 / 4))
+
+
+@pytest.mark.parametrize("resize_ratio", [0.0, 1.5, -0.5])
+def test_resize_ratio_outside_unit_interval_is_refused(resize_ratio: float) -> None:
+    with pytest.raises(ValueError, match=rf"resize_ratio must be in \(0, 1\], got {resize_ratio}"):
+        eval_transform(8, resize_ratio=resize_ratio)
+
+
+def test_mean_and_std_need_three_channels() -> None:
+    with pytest.raises(ValueError, match=r"3 each.*got 1 and 3"):
+        train_transform(8, mean=(0.5,))
+
+
+def test_std_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="std must be positive"):
+        eval_transform(8, std=(0.2, 0.0, 0.2))
+
+
+def test_missing_pillow_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    image = Image.new("RGB", (4, 4))
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(ImportError, match=r'pip install "vitlib\[data\]"'):
+        pil_to_tensor(image)
