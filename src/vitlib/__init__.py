@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__version__ = "0.1.0.dev0"  # before the imports: checkpoints record it
+
 from .blocks import (
     DropPath,
     LayerScale,
@@ -19,16 +21,21 @@ from .blocks import (
     PatchEmbedding,
     TransformerEncoderBlock,
 )
+from .checkpoints import (
+    AdaptedCheckpointWarning,
+    export_state_dict,
+    load_pretrained,
+    save_pretrained,
+)
 from .config import SIZES, ViTConfig, list_presets
 from .counting import count_flops, count_parameters
 from .errors import CheckpointError, ConfigError, DataError, InputShapeError, VitlibError
 from .position import resample_position_embedding
 from .vit import ViT
 
-__version__ = "0.1.0.dev0"
-
 __all__ = [
     "SIZES",
+    "AdaptedCheckpointWarning",
     "CheckpointError",
     "ConfigError",
     "DataError",
@@ -46,8 +53,11 @@ __all__ = [
     "count_flops",
     "count_parameters",
     "create_model",
+    "export_state_dict",
     "list_presets",
+    "load_pretrained",
     "resample_position_embedding",
+    "save_pretrained",
 ]
 
 

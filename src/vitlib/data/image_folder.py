@@ -55,8 +55,8 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         ImportError: If Pillow is missing (``pip install "vitlib[data]"``).
         FileNotFoundError: If ``root`` does not exist.
         NotADirectoryError: If ``root`` is a file.
-        DataError (a ``ValueError``): If there are no class folders, no images, a class folder without readable
-            images, or (``strict=True``) an unreadable image.
+        DataError (a ``ValueError``): If there are no class folders, no images, a class folder
+            without readable images, or (``strict=True``) an unreadable image.
 
     Attributes:
         classes: Sorted class-folder names; a label is an index into it.
@@ -133,7 +133,8 @@ def load_image_folders(
     Raises:
         FileNotFoundError: If ``data_dir``, ``train/`` or ``test/`` is missing.
         NotADirectoryError: If ``data_dir`` is a file.
-        DataError (a ``ValueError``): If train and test have different class sets, or as :class:`ImageFolderDataset`.
+        DataError (a ``ValueError``): If train and test have different class sets, or as
+            :class:`ImageFolderDataset`.
     """
     data_dir = Path(data_dir)
     _check_directory(data_dir, "data_dir", f"create it with the layout {_LAYOUT}")

@@ -1,0 +1,32 @@
+"""Checkpoints: vitlib's own format and every ViT family people have, with proven parity.
+
+One small module per foreign family maps its state dict to vitlib's layout (and back, for timm
+and Hugging Face); :func:`load_pretrained` detects the family, infers the config from the tensor
+shapes, adapts resolution, classes and channels on request, and loads without unpickling.
+"""
+
+from __future__ import annotations
+
+from .files import read_weights
+from .pretrained import (
+    FAMILIES,
+    AdaptedCheckpointWarning,
+    adapt_input_channels,
+    convert_state_dict,
+    detect_family,
+    export_state_dict,
+    load_pretrained,
+    save_pretrained,
+)
+
+__all__ = [
+    "FAMILIES",
+    "AdaptedCheckpointWarning",
+    "adapt_input_channels",
+    "convert_state_dict",
+    "detect_family",
+    "export_state_dict",
+    "load_pretrained",
+    "read_weights",
+    "save_pretrained",
+]

@@ -1,0 +1,88 @@
+"""What every family converter shares: the converted result and a template-driven renamer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+from ..errors import CheckpointError
+
+__all__ = ["Converted", "count_layers", "rename", "require"]
+
+StateDict = dict[str, Tensor]
+
+
+@dataclass
+class Converted:
+    """A foreign checkpoint in vitlib's state-dict layout, plus what the family tells of the config.
+
+    Attributes:
+        family: The family name, e.g. ``"timm"``.
+        state_dict: Tensors under vitlib's keys.
+        hints: ``ViTConfig`` fields the family fixes or the file states (``layer_norm_eps``,
+            ``num_heads``...); shapes give the rest.
+    """
+
+    family: str
+    state_dict: StateDict
+    hints: dict[str, Any] = field(default_factory=dict)
+
+
+def count_layers(keys: Iterable[str], pattern: str) -> int:
+    """Number of encoder layers, from keys matching ``pattern`` (a regex with one ``(\\d+)`` group).
+
+    Raises:
+        CheckpointError: The layer indices are not ``0..L-1``.
+    """
+    indices = {int(match.group(1)) for key in keys if (match := re.match(pattern, key))}
+    if indices and indices != set(range(len(indices))):
+        raise CheckpointError(
+            f"encoder layer indices are not contiguous from 0: found {sorted(indices)}; "
+            f"the checkpoint is incomplete or was edited."
+        )
+    return len(indices)
+
+
+def rename(
+    foreign: Mapping[str, Tensor],
+    table: Sequence[tuple[str, str]],
+    depth: int,
+    *,
+    family: str,
+) -> StateDict:
+    """Move tensors from foreign names to vitlib names.
+
+    ``table`` holds ``(foreign_template, vitlib_template)`` pairs; a ``{i}`` in a template stands
+    for each encoder layer. Keys absent from ``foreign`` are skipped (optional tensors such as
+    biases); leftover foreign keys are an error, so nothing is dropped silently.
+
+    Raises:
+        CheckpointError: ``foreign`` has keys that ``table`` does not map.
+    """
+    remaining = dict(foreign)
+    converted: StateDict = {}
+    for source, target in table:
+        indices: Iterable[int] = range(depth) if "{i}" in source else (0,)
+        for index in indices:
+            key = source.format(i=index)
+            if key in remaining:
+                converted[target.format(i=index)] = remaining.pop(key)
+    if remaining:
+        names = sorted(remaining)
+        raise CheckpointError(
+            f"unexpected keys for a {family} ViT checkpoint: {names[:10]}"
+            f"{' ...' if len(names) > 10 else ''}; this model variant is not supported "
+            f"(vitlib maps the standard ViT only)."
+        )
+    return converted
+
+
+def require(state: Mapping[str, Tensor], key: str, family: str) -> Tensor:
+    """``state[key]``, or a :class:`CheckpointError` naming the missing key."""
+    if key not in state:
+        raise CheckpointError(f"missing key {key!r} in the {family} checkpoint.")
+    return state[key]

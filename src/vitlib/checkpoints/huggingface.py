@@ -1,0 +1,202 @@
+"""Hugging Face transformers' ``ViTModel`` / ``ViTForImageClassification`` <-> vitlib.
+
+Query, key and value are separate linear layers there and one fused ``qkv`` here: they are
+concatenated (q, k, v rows) on the way in and split on the way out. ``ViTModel``'s pooler
+(``Linear`` + tanh on the class token) is vitlib's pre-logits layer. Both the on-disk names
+(``encoder.layer.N.attention.attention.query``) and the in-memory names of transformers 5
+(``layers.N.attention.q_proj``) are read; the on-disk names are written. A leading ``vit.``
+(the classification model's backbone prefix) is optional.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..config import ViTConfig
+from ..errors import CheckpointError
+from ._mapping import Converted, count_layers, rename, require
+
+__all__ = ["config_from_hf", "config_to_hf", "from_vitlib", "matches", "to_vitlib"]
+
+NAME = "huggingface"
+
+_LAYER = "vit.encoder.layer.{i}"
+_TABLE: tuple[tuple[str, str], ...] = (
+    ("vit.embeddings.cls_token", "class_embedding"),
+    ("vit.embeddings.position_embeddings", "position_embedding"),
+    ("vit.embeddings.patch_embeddings.projection.weight", "patch_embedding.patcher.weight"),
+    ("vit.embeddings.patch_embeddings.projection.bias", "patch_embedding.patcher.bias"),
+    (f"{_LAYER}.layernorm_before.weight", "transformer_encoder.{i}.msa_block.layer_norm.weight"),
+    (f"{_LAYER}.layernorm_before.bias", "transformer_encoder.{i}.msa_block.layer_norm.bias"),
+    (
+        f"{_LAYER}.attention.output.dense.weight",
+        "transformer_encoder.{i}.msa_block.out_proj.weight",
+    ),
+    (f"{_LAYER}.attention.output.dense.bias", "transformer_encoder.{i}.msa_block.out_proj.bias"),
+    (f"{_LAYER}.layernorm_after.weight", "transformer_encoder.{i}.mlp_block.layer_norm.weight"),
+    (f"{_LAYER}.layernorm_after.bias", "transformer_encoder.{i}.mlp_block.layer_norm.bias"),
+    (f"{_LAYER}.intermediate.dense.weight", "transformer_encoder.{i}.mlp_block.fc1.weight"),
+    (f"{_LAYER}.intermediate.dense.bias", "transformer_encoder.{i}.mlp_block.fc1.bias"),
+    (f"{_LAYER}.output.dense.weight", "transformer_encoder.{i}.mlp_block.fc2.weight"),
+    (f"{_LAYER}.output.dense.bias", "transformer_encoder.{i}.mlp_block.fc2.bias"),
+    ("vit.layernorm.weight", "norm.weight"),
+    ("vit.layernorm.bias", "norm.bias"),
+    ("vit.pooler.dense.weight", "pre_logits.fc.weight"),
+    ("vit.pooler.dense.bias", "pre_logits.fc.bias"),
+    ("classifier.weight", "head.weight"),
+    ("classifier.bias", "head.bias"),
+)
+_QKV = ("query", "key", "value")
+# transformers 5 in-memory names -> on-disk names.
+_IN_MEMORY = (
+    (
+        r"^vit\.layers\.(\d+)\.attention\.q_proj\.",
+        r"vit.encoder.layer.\1.attention.attention.query.",
+    ),
+    (r"^vit\.layers\.(\d+)\.attention\.k_proj\.", r"vit.encoder.layer.\1.attention.attention.key."),
+    (
+        r"^vit\.layers\.(\d+)\.attention\.v_proj\.",
+        r"vit.encoder.layer.\1.attention.attention.value.",
+    ),
+    (r"^vit\.layers\.(\d+)\.attention\.o_proj\.", r"vit.encoder.layer.\1.attention.output.dense."),
+    (r"^vit\.layers\.(\d+)\.mlp\.fc1\.", r"vit.encoder.layer.\1.intermediate.dense."),
+    (r"^vit\.layers\.(\d+)\.mlp\.fc2\.", r"vit.encoder.layer.\1.output.dense."),
+    (r"^vit\.layers\.(\d+)\.", r"vit.encoder.layer.\1."),
+)
+
+
+def matches(keys: set[str]) -> bool:
+    """Whether ``keys`` look like a Hugging Face ViT state dict (with or without ``vit.``)."""
+    return any(key.endswith("embeddings.patch_embeddings.projection.weight") for key in keys)
+
+
+def _on_disk_names(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    renamed: dict[str, Tensor] = {}
+    for key, tensor in state.items():
+        name = key if key.startswith(("vit.", "classifier.")) else f"vit.{key}"
+        for pattern, replacement in _IN_MEMORY:
+            name, found = re.subn(pattern, replacement, name)
+            if found:
+                break
+        renamed[name] = tensor
+    return renamed
+
+
+def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
+    """Convert a Hugging Face ViT state dict to vitlib's layout."""
+    hf = _on_disk_names(state)
+    hf.pop("vit.embeddings.mask_token", None)  # only used for masked-image modelling
+    depth = count_layers(hf, r"vit\.encoder\.layer\.(\d+)\.")
+    fused: dict[str, Tensor] = {}
+    for index in range(depth):
+        prefix = f"vit.encoder.layer.{index}.attention.attention"
+        for kind in ("weight", "bias"):
+            names = [f"{prefix}.{part}.{kind}" for part in _QKV]
+            if not any(name in hf for name in names):
+                continue
+            parts = [require(hf, name, NAME) for name in names]
+            fused[f"transformer_encoder.{index}.msa_block.qkv.{kind}"] = torch.cat(parts, dim=0)
+            for name in names:
+                del hf[name]
+    converted = rename(hf, _TABLE, depth, family=NAME)
+    converted.update(fused)
+    return Converted(NAME, converted, {"layer_norm_eps": 1e-12})
+
+
+def from_vitlib(state: Mapping[str, Tensor], config: ViTConfig) -> dict[str, Tensor]:
+    """Convert a vitlib state dict to the on-disk names of ``ViTForImageClassification``
+    (or of ``ViTModel`` with its pooler, for a model with ``num_classes=0`` and pre-logits)."""
+    _check_exportable(config)
+    state = dict(state)
+    split: dict[str, Tensor] = {}
+    for index in range(config.num_transformer_layers):
+        prefix = f"vit.encoder.layer.{index}.attention.attention"
+        for kind in ("weight", "bias"):
+            key = f"transformer_encoder.{index}.msa_block.qkv.{kind}"
+            if key in state:
+                for part, tensor in zip(_QKV, state.pop(key).chunk(3, dim=0), strict=True):
+                    split[f"{prefix}.{part}.{kind}"] = tensor.clone()
+    reverse = tuple((target, source) for source, target in _TABLE)
+    exported = rename(state, reverse, config.num_transformer_layers, family="vitlib")
+    exported.update(split)
+    if config.num_classes == 0:  # ViTModel: no "vit." prefix
+        exported = {key.removeprefix("vit."): tensor for key, tensor in exported.items()}
+    return exported
+
+
+def _check_exportable(config: ViTConfig) -> None:
+    unsupported = {
+        "pool='mean'": config.pool != "token",
+        "num_register_tokens > 0": config.num_register_tokens > 0,
+        "layer_scale_init": config.layer_scale_init is not None,
+        "class_token=False": not config.class_token,
+        "non-square patches": config.patch_hw[0] != config.patch_hw[1],
+        "non-square images": config.image_hw[0] != config.image_hw[1],
+        "representation_size with a head (ViTForImageClassification has no pooler)": (
+            config.representation_size is not None and config.num_classes > 0
+        ),
+        "representation_size != embedding_dim (the pooler keeps the width)": (
+            config.representation_size not in (None, config.embedding_dim)
+        ),
+    }
+    found = [name for name, present in unsupported.items() if present]
+    if found:
+        raise CheckpointError(
+            f"Hugging Face's ViT cannot express {', '.join(found)}; export to timm or save in "
+            f"vitlib's own format instead."
+        )
+
+
+def config_from_hf(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Map a Hugging Face ``ViTConfig`` dict (``config.json``) to vitlib config hints."""
+    hints: dict[str, Any] = {
+        "img_size": data.get("image_size", 224),
+        "patch_size": data.get("patch_size", 16),
+        "in_channels": data.get("num_channels", 3),
+        "num_transformer_layers": data.get("num_hidden_layers", 12),
+        "embedding_dim": data.get("hidden_size", 768),
+        "mlp_size": data.get("intermediate_size", 3072),
+        "num_heads": data.get("num_attention_heads", 12),
+        "layer_norm_eps": data.get("layer_norm_eps", 1e-12),
+        "qkv_bias": data.get("qkv_bias", True),
+    }
+    activation = data.get("hidden_act", "gelu")
+    if activation != "gelu":
+        raise CheckpointError(
+            f"this Hugging Face ViT uses hidden_act={activation!r}; vitlib's MLP uses exact GELU "
+            f"('gelu') as the paper does."
+        )
+    return hints
+
+
+def config_to_hf(config: ViTConfig) -> dict[str, Any]:
+    """A Hugging Face ``ViTConfig`` dict for ``config`` (written by ``save_pretrained``)."""
+    _check_exportable(config)
+    data: dict[str, Any] = {
+        "model_type": "vit",
+        "architectures": ["ViTForImageClassification" if config.num_classes else "ViTModel"],
+        "image_size": config.image_hw[0],
+        "patch_size": config.patch_hw[0],
+        "num_channels": config.in_channels,
+        "num_hidden_layers": config.num_transformer_layers,
+        "hidden_size": config.embedding_dim,
+        "intermediate_size": config.mlp_size,
+        "num_attention_heads": config.num_heads,
+        "hidden_act": "gelu",
+        "layer_norm_eps": config.layer_norm_eps,
+        "qkv_bias": config.qkv_bias,
+        "hidden_dropout_prob": config.mlp_dropout,
+        "attention_probs_dropout_prob": config.attn_dropout,
+        "pooler_act": "tanh",
+        "pooler_output_size": config.embedding_dim,
+        "encoder_stride": config.patch_hw[0],
+    }
+    if config.num_classes:
+        data["id2label"] = {str(index): f"LABEL_{index}" for index in range(config.num_classes)}
+        data["label2id"] = {label: int(index) for index, label in data["id2label"].items()}
+    return data

@@ -1,0 +1,86 @@
+"""timm's ``VisionTransformer`` (``patch_embed.proj``, ``blocks.N.attn.qkv``...) <-> vitlib.
+
+timm's layout is vitlib's under other names, so both directions are pure renames. A timm model
+built with ``global_pool="avg", fc_norm=False`` loads as ``pool="mean"``; ``fc_norm`` (the norm
+after pooling) and timm-style register tokens are not vitlib's architecture and are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from torch import Tensor
+
+from ..config import ViTConfig
+from ..errors import CheckpointError
+from ._mapping import Converted, count_layers, rename
+
+__all__ = ["from_vitlib", "matches", "to_vitlib"]
+
+NAME = "timm"
+
+_TABLE: tuple[tuple[str, str], ...] = (
+    ("cls_token", "class_embedding"),
+    ("pos_embed", "position_embedding"),
+    ("patch_embed.proj.weight", "patch_embedding.patcher.weight"),
+    ("patch_embed.proj.bias", "patch_embedding.patcher.bias"),
+    ("blocks.{i}.norm1.weight", "transformer_encoder.{i}.msa_block.layer_norm.weight"),
+    ("blocks.{i}.norm1.bias", "transformer_encoder.{i}.msa_block.layer_norm.bias"),
+    ("blocks.{i}.attn.qkv.weight", "transformer_encoder.{i}.msa_block.qkv.weight"),
+    ("blocks.{i}.attn.qkv.bias", "transformer_encoder.{i}.msa_block.qkv.bias"),
+    ("blocks.{i}.attn.proj.weight", "transformer_encoder.{i}.msa_block.out_proj.weight"),
+    ("blocks.{i}.attn.proj.bias", "transformer_encoder.{i}.msa_block.out_proj.bias"),
+    ("blocks.{i}.ls1.gamma", "transformer_encoder.{i}.msa_scale.gamma"),
+    ("blocks.{i}.norm2.weight", "transformer_encoder.{i}.mlp_block.layer_norm.weight"),
+    ("blocks.{i}.norm2.bias", "transformer_encoder.{i}.mlp_block.layer_norm.bias"),
+    ("blocks.{i}.mlp.fc1.weight", "transformer_encoder.{i}.mlp_block.fc1.weight"),
+    ("blocks.{i}.mlp.fc1.bias", "transformer_encoder.{i}.mlp_block.fc1.bias"),
+    ("blocks.{i}.mlp.fc2.weight", "transformer_encoder.{i}.mlp_block.fc2.weight"),
+    ("blocks.{i}.mlp.fc2.bias", "transformer_encoder.{i}.mlp_block.fc2.bias"),
+    ("blocks.{i}.ls2.gamma", "transformer_encoder.{i}.mlp_scale.gamma"),
+    ("norm.weight", "norm.weight"),
+    ("norm.bias", "norm.bias"),
+    ("head.weight", "head.weight"),
+    ("head.bias", "head.bias"),
+)
+_LAYER = r"blocks\.(\d+)\."
+
+
+def matches(keys: set[str]) -> bool:
+    """Whether ``keys`` look like a timm ViT state dict."""
+    return "patch_embed.proj.weight" in keys and any(key.startswith("blocks.") for key in keys)
+
+
+def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
+    """Convert a timm ViT state dict to vitlib's layout."""
+    if "fc_norm.weight" in state:
+        raise CheckpointError(
+            "this timm checkpoint has fc_norm (a norm after pooling, timm's default for "
+            "global_pool='avg'); vitlib applies the final norm before pooling, as the paper does, "
+            "so these weights cannot be mapped."
+        )
+    if "reg_token" in state:
+        raise CheckpointError(
+            "this timm checkpoint has reg_token: timm's register tokens take no class position "
+            "embedding, unlike vitlib's; it cannot be mapped exactly."
+        )
+    depth = count_layers(state, _LAYER)
+    converted = rename(state, _TABLE, depth, family=NAME)
+    return Converted(NAME, converted, {"layer_norm_eps": 1e-6})
+
+
+def from_vitlib(state: Mapping[str, Tensor], config: ViTConfig) -> dict[str, Tensor]:
+    """Convert a vitlib state dict to timm's names (``timm.create_model(..., pretrained=False)``
+    with matching arguments then loads it with ``load_state_dict``)."""
+    if config.representation_size is not None:
+        raise CheckpointError(
+            "timm's VisionTransformer has no pre-logits layer; export a model with "
+            "representation_size=None to timm."
+        )
+    if config.num_register_tokens:
+        raise CheckpointError(
+            "timm's register tokens differ from vitlib's (no position embedding for the class "
+            "token there); export a model with num_register_tokens=0 to timm."
+        )
+    reverse = tuple((target, source) for source, target in _TABLE)
+    return rename(state, reverse, config.num_transformer_layers, family="vitlib")

@@ -1,0 +1,88 @@
+"""vitlib's own state-dict layout as a "family", and reading a config back from tensor shapes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor
+
+from ..config import SIZES
+from ..errors import CheckpointError
+from ._mapping import Converted, count_layers
+
+__all__ = ["config_from_shapes", "matches", "to_vitlib"]
+
+NAME = "vitlib"
+_LAYER = r"transformer_encoder\.(\d+)\."
+
+
+def matches(keys: set[str]) -> bool:
+    """Whether ``keys`` are vitlib's own layout."""
+    return "patch_embedding.patcher.weight" in keys and any(".msa_block.qkv." in k for k in keys)
+
+
+def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
+    """vitlib's layout needs no conversion."""
+    return Converted(NAME, dict(state))
+
+
+def config_from_shapes(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    """The ``ViTConfig`` fields that a vitlib-layout state dict fixes by its shapes.
+
+    Returns the architecture fields plus ``"_grid_tokens"`` (patch tokens in the position
+    embedding), from which the image size follows once the grid's aspect is known, and
+    ``"_has_layer_scale"`` (the initial LayerScale value is not in the weights).
+    """
+    patcher = _get(state, "patch_embedding.patcher.weight")
+    dim, channels, patch_h, patch_w = patcher.shape
+    class_token = "class_embedding" in state
+    registers = state.get("register_tokens")
+    fc1 = _get(state, "transformer_encoder.0.mlp_block.fc1.weight")
+    pre_logits = state.get("pre_logits.fc.weight")
+    head = state.get("head.weight")
+    found: dict[str, Any] = {
+        "embedding_dim": dim,
+        "in_channels": channels,
+        "patch_size": patch_h if patch_h == patch_w else (patch_h, patch_w),
+        "num_transformer_layers": count_layers(state, _LAYER),
+        "mlp_size": fc1.shape[0],
+        "qkv_bias": "transformer_encoder.0.msa_block.qkv.bias" in state,
+        "class_token": class_token,
+        "num_register_tokens": 0 if registers is None else registers.shape[1],
+        "representation_size": None if pre_logits is None else pre_logits.shape[0],
+        "num_classes": 0 if head is None else head.shape[0],
+        "_has_layer_scale": "transformer_encoder.0.msa_scale.gamma" in state,
+        "_grid_tokens": _get(state, "position_embedding").shape[1] - int(class_token),
+    }
+    if not class_token:
+        found["pool"] = "mean"
+    return found
+
+
+def square_image_size(grid_tokens: int, patch_size: int | tuple[int, int]) -> int | None:
+    """The square image size whose patch grid has ``grid_tokens`` patches, if there is one."""
+    side = math.isqrt(grid_tokens)
+    if side * side != grid_tokens:
+        return None
+    patch_h, patch_w = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
+    return side * patch_h if patch_h == patch_w else None
+
+
+def heads_from_presets(dim: int, depth: int, mlp_size: int) -> int | None:
+    """``num_heads`` of the Table 1 size with this width, depth and MLP size, if any."""
+    for size in SIZES.values():
+        if (size.embedding_dim, size.num_transformer_layers, size.mlp_size) == (
+            dim,
+            depth,
+            mlp_size,
+        ):
+            return size.num_heads
+    return None
+
+
+def _get(state: Mapping[str, Tensor], key: str) -> Tensor:
+    if key not in state:
+        raise CheckpointError(f"missing key {key!r}; the checkpoint is incomplete.")
+    return state[key]

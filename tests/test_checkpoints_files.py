@@ -1,0 +1,219 @@
+"""Saving and loading files: round trips, refusals, and errors that name what is wrong."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import vitlib
+from vitlib import CheckpointError, ViT, load_pretrained, save_pretrained
+
+FIXTURES = Path(__file__).parent / "fixtures" / "reference"
+TIMM = FIXTURES / "timm_token" / "state_dict.safetensors"
+
+
+def _tiny(**changes: object) -> ViT:
+    torch.manual_seed(0)
+    values: dict[str, object] = {
+        "img_size": 16,
+        "patch_size": 4,
+        "num_transformer_layers": 2,
+        "embedding_dim": 12,
+        "mlp_size": 24,
+        "num_heads": 3,
+        "num_classes": 5,
+    }
+    values.update(changes)
+    return ViT(**values).eval()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"representation_size": 7, "pool": "mean", "num_register_tokens": 2},
+        {"layer_scale_init": 0.1},
+    ],
+)
+def test_save_and_load_round_trip_exactly(tmp_path: Path, changes: dict[str, object]) -> None:
+    model = _tiny(**changes)
+    save_pretrained(model, tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    loaded = load_pretrained(tmp_path / "run")
+    assert loaded.config == model.config
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], tensor), key
+
+
+def test_saving_over_an_existing_directory_is_refused_unless_asked(tmp_path: Path) -> None:
+    target = tmp_path / "run"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"already exists and is not empty.*overwrite=True"):
+        save_pretrained(_tiny(), target)
+    assert (target / "notes.txt").read_text() == "mine"
+    save_pretrained(_tiny(), target, overwrite=True)
+    assert not (target / "notes.txt").exists()
+    assert (target / "model.safetensors").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["run"], "no staging folders left behind"
+
+
+def test_saving_into_an_empty_existing_directory_is_fine(tmp_path: Path) -> None:
+    save_pretrained(_tiny(), tmp_path)
+    assert (tmp_path / "config.json").exists()
+
+
+def test_single_weight_files_of_each_kind_load(tmp_path: Path) -> None:
+    state = load_file(str(TIMM))
+    torch.save(state, tmp_path / "timm.pth")
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "ddp.pt")
+    reference = load_pretrained(TIMM, num_heads=3)
+    for name in ("timm.pth", "ddp.pt"):
+        model = load_pretrained(tmp_path / name, num_heads=3)
+        for key, tensor in reference.state_dict().items():
+            assert torch.equal(model.state_dict()[key], tensor), (name, key)
+
+
+class _Payload:
+    """A pickle that would create a file when unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_a_pickle_carrying_code_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    with path.open("wb") as handle:
+        pickle.dump({"patch_embed.proj.weight": _Payload(marker)}, handle)
+    with pytest.raises(CheckpointError, match=r"refused to load .*nothing was executed"):
+        load_pretrained(path)
+    torch.save({"weights": _Payload(marker)}, tmp_path / "evil_zip.pt")
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_pretrained(tmp_path / "evil_zip.pt")
+    assert not marker.exists()
+
+
+def test_an_npz_with_pickled_objects_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "objects.npz"
+    np.savez(path, cls=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(CheckpointError, match="holds pickled Python objects"):
+        load_pretrained(path)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".npz"])
+def test_truncated_files_raise_checkpoint_errors(tmp_path: Path, suffix: str) -> None:
+    state = load_file(str(TIMM))
+    full = tmp_path / f"full{suffix}"
+    if suffix == ".safetensors":
+        save_file(state, str(full))
+    elif suffix == ".pth":
+        torch.save(state, full)
+    else:
+        full.write_bytes((FIXTURES / "google_npz" / "weights.npz").read_bytes())
+    truncated = tmp_path / f"truncated{suffix}"
+    truncated.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"corrupt|truncated"):
+        load_pretrained(truncated)
+
+
+def test_unknown_suffix_and_unknown_format(tmp_path: Path) -> None:
+    (tmp_path / "weights.h5").write_bytes(b"\x89HDF")
+    with pytest.raises(CheckpointError, match=r"unknown weights format '.h5'"):
+        load_pretrained(tmp_path / "weights.h5")
+    save_file({"encoder.conv1.weight": torch.zeros(1)}, str(tmp_path / "resnet.safetensors"))
+    with pytest.raises(
+        CheckpointError, match=r"unrecognised checkpoint format.*encoder.conv1.weight"
+    ):
+        load_pretrained(tmp_path / "resnet.safetensors")
+
+
+def test_missing_and_unexpected_keys_are_named() -> None:
+    state = load_file(str(TIMM))
+    del state["blocks.1.mlp.fc2.weight"]
+    with pytest.raises(
+        CheckpointError, match=r"missing keys \['transformer_encoder.1.mlp_block.fc2.weight'\]"
+    ):
+        load_pretrained(state, num_heads=3)
+    state = load_file(str(TIMM))
+    state["blocks.0.attn.q_norm.weight"] = torch.ones(16)
+    with pytest.raises(
+        CheckpointError,
+        match=r"unexpected keys for a timm ViT checkpoint: \['blocks.0.attn.q_norm.weight'\]",
+    ):
+        load_pretrained(state, num_heads=3)
+
+
+def test_shape_mismatch_names_key_got_and_expected() -> None:
+    state = load_file(str(TIMM))
+    state["blocks.0.attn.proj.bias"] = torch.zeros(47)
+    with pytest.raises(
+        CheckpointError,
+        match=r"shape mismatch for transformer_encoder.0.msa_block.out_proj.bias: "
+        r"checkpoint has \(47,\), the model expects \(48,\)",
+    ):
+        load_pretrained(state, num_heads=3)
+
+
+def test_num_heads_is_required_when_nothing_tells_it() -> None:
+    with pytest.raises(CheckpointError, match=r"cannot tell num_heads .* Pass num_heads="):
+        load_pretrained(TIMM)
+
+
+def test_num_heads_and_image_size_come_from_a_matching_preset() -> None:
+    reference = vitlib.create_model("ViT-Ti/16", num_classes=10)
+    timm_state = vitlib.export_state_dict(reference, "timm")
+    model = load_pretrained(timm_state)
+    assert model.config.num_heads == 3
+    assert model.config.img_size == 224
+
+
+def test_structural_overrides_are_refused() -> None:
+    with pytest.raises(
+        CheckpointError, match=r"embedding_dim=64: its weights have embedding_dim=48"
+    ):
+        load_pretrained(TIMM, num_heads=3, embedding_dim=64)
+    with pytest.raises(TypeError, match="unknown config field"):
+        load_pretrained(TIMM, num_head=3)
+
+
+def test_missing_path_and_bad_directory(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_pretrained(tmp_path / "nope")
+    with pytest.raises(CheckpointError, match="expected exactly one weights file"):
+        load_pretrained(tmp_path)
+    with pytest.raises(TypeError, match="source must be a path"):
+        load_pretrained(42)  # type: ignore[arg-type]
+
+
+def test_config_that_contradicts_the_weights_is_refused(tmp_path: Path) -> None:
+    model = _tiny()
+    save_pretrained(model, tmp_path / "hf", format="huggingface")
+    config = (
+        (tmp_path / "hf" / "config.json")
+        .read_text()
+        .replace('"hidden_size": 12', '"hidden_size": 24')
+    )
+    (tmp_path / "hf" / "config.json").write_text(config)
+    with pytest.raises(CheckpointError, match="config and the weights do not belong together"):
+        load_pretrained(tmp_path / "hf")
+
+
+def test_huggingface_export_refuses_what_it_cannot_express() -> None:
+    with pytest.raises(CheckpointError, match=r"Hugging Face's ViT cannot express pool='mean'"):
+        vitlib.export_state_dict(_tiny(pool="mean"), "huggingface")
+    with pytest.raises(CheckpointError, match="no pre-logits layer"):
+        vitlib.export_state_dict(_tiny(representation_size=4), "timm")
