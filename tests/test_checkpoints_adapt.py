@@ -111,3 +111,13 @@ def test_run_time_resampling_equals_load_time_resampling() -> None:
     resized = load_pretrained(TIMM, num_heads=3, img_size=48).eval()
     images = torch.randn(2, 3, 48, 48)
     torch.testing.assert_close(dynamic(images), resized(images))
+
+
+def test_a_model_can_be_adapted_into_a_copy() -> None:
+    original = load_pretrained(TIMM, num_heads=3, layer_norm_eps=1e-6, pool="mean")
+    with pytest.warns(AdaptedCheckpointWarning):
+        adapted = load_pretrained(original, num_classes=2, img_size=48)
+    assert adapted.config == original.config.replace(num_classes=2, img_size=48)
+    assert adapted.position_embedding.shape == (1, 37, 48)
+    assert torch.equal(adapted.norm.weight, original.norm.weight)
+    assert adapted.norm.weight is not original.norm.weight

@@ -30,6 +30,7 @@ def _load_tool(name: str) -> ModuleType:
     return module
 
 
+@pytest.mark.filterwarnings("ignore::vitlib.AdaptedCheckpointWarning")
 @pytest.mark.parametrize("document", ["README.md", "docs/index.md", "docs/pretrained.md"])
 def test_python_examples_run_as_written(document: str) -> None:
     blocks = _python_blocks(ROOT / document)

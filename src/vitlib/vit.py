@@ -114,9 +114,9 @@ class ViT(nn.Module):
             )
         )
         self.norm = nn.LayerNorm(dim, eps=layer_norm_eps)
+        self.pool = ClassTokenPool() if pool == "token" else MeanPool(config.num_prefix_tokens)
         self.pre_logits = _pre_logits_or_identity(dim, representation_size)
         self.head = _head_or_identity(config.num_features, config.num_classes)
-        self.pool = ClassTokenPool() if pool == "token" else MeanPool(config.num_prefix_tokens)
         self.reset_parameters()
 
     @classmethod

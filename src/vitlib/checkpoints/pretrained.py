@@ -137,7 +137,7 @@ def save_pretrained(
 
 
 def load_pretrained(
-    source: str | os.PathLike[str] | Mapping[str, Tensor], **config_overrides: Any
+    source: str | os.PathLike[str] | Mapping[str, Tensor] | ViT, **config_overrides: Any
 ) -> ViT:
     """Load a ViT from any supported checkpoint, optionally changing its config.
 
@@ -145,7 +145,8 @@ def load_pretrained(
         source: A directory written by :func:`save_pretrained` or by Hugging Face's
             ``save_pretrained``; a weights file of any family (``.safetensors``, ``.npz``,
             ``.pth``/``.pt``/``.bin``); a state dict; ``"hf-hub:<repo>"``; ``"torchvision:<name>"``
-            (e.g. ``"torchvision:vit_b_16"``) or an ``http(s)`` URL of a weights file.
+            (e.g. ``"torchvision:vit_b_16"``) or an ``http(s)`` URL of a weights file; or a
+            :class:`~vitlib.ViT`, to get a copy adapted by the overrides.
         **config_overrides: ``ViTConfig`` fields. ``img_size`` resamples the position
             embeddings (bicubic); ``num_classes`` re-initialises the head (with a warning);
             ``in_channels`` adapts the patch kernel (sum for 1 channel, else cycled and scaled by
@@ -169,8 +170,11 @@ def load_pretrained(
 
 
 def _read_source(
-    source: str | os.PathLike[str] | Mapping[str, Tensor],
+    source: str | os.PathLike[str] | Mapping[str, Tensor] | ViT,
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    if isinstance(source, ViT):
+        state = {key: value.detach().clone() for key, value in source.state_dict().items()}
+        return state, {"_exact": source.config.to_dict()}
     if isinstance(source, Mapping):
         return dict(source), {}
     if isinstance(source, str) and (
