@@ -1,0 +1,180 @@
+"""`TrainConfig`: the optimisation recipe of a training run, validated once at construction.
+
+The defaults follow the paper (Dosovitskiy et al., 2020, §4.1 and Appendix B.1): Adam with betas
+(0.9, 0.999) (as AdamW, whose decay does not pass through the Adam statistics), weight decay 0.1,
+linear warmup then decay per step (cosine here), and global-norm gradient clipping at 1.0.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Final
+
+import torch
+
+from vitlib.training.errors import TrainingConfigError
+
+OPTIMIZERS: Final[tuple[str, ...]] = ("adamw", "adam", "sgd")
+SCHEDULES: Final[tuple[str, ...]] = ("cosine", "linear", "constant")
+AMP_DTYPES: Final[Mapping[str, torch.dtype]] = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def suggest(value: str, choices: Sequence[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest choice, or ``""`` if none is close."""
+    close = difflib.get_close_matches(value.lower(), choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _choice(name: str, value: object, choices: Sequence[str]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        hint = suggest(value, choices) if isinstance(value, str) else ""
+        raise TrainingConfigError(
+            f"{name}={value!r} is not supported; "
+            f"expected one of {', '.join(map(repr, choices))}{hint}."
+        )
+
+
+def _number(
+    name: str, value: object, *, low: float, high: float, low_open: bool, high_open: bool
+) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        above = value > low if low_open else value >= low  # type: ignore[operator]
+        below = value < high if high_open else value <= high  # type: ignore[operator]
+        ok = above and below
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise TrainingConfigError(
+            f"{name}={value!r} is out of range; expected a finite number in {interval}."
+        )
+
+
+def _count(name: str, value: object, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise TrainingConfigError(f"{name}={value!r} is invalid; expected an integer >= {minimum}.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to optimise: optimiser, learning-rate schedule, clipping, accumulation, precision.
+
+    Attributes:
+        optimizer: ``"adamw"`` (decoupled weight decay, the default), ``"adam"`` (L2 penalty) or
+            ``"sgd"`` (with momentum; the paper fine-tunes with it).
+        lr: Peak learning rate, reached at the end of warmup.
+        weight_decay: Applied only to weight matrices; norms, biases (every parameter with
+            ``ndim <= 1``) and the names in ``model.no_weight_decay()`` are never decayed.
+        betas: Adam betas; the paper uses (0.9, 0.999).
+        momentum: SGD momentum (ignored by Adam).
+        schedule: Per-step decay after warmup: ``"cosine"``, ``"linear"`` or ``"constant"``.
+        warmup_steps: Optimiser steps of linear warmup from ~0 to ``lr``.
+        min_lr_ratio: The decay ends at ``lr * min_lr_ratio``.
+        grad_clip_norm: Global L2 norm to clip gradients to; ``None`` disables clipping.
+        accumulation_steps: Micro-batches per optimiser step; the result equals one batch that many
+            times larger.
+        label_smoothing: Cross-entropy label smoothing for the training loss (evaluation never
+            smooths).
+        amp_dtype: ``torch.bfloat16`` to train and evaluate under autocast, or ``None`` for full
+            precision.
+        max_steps: Stop after this many optimiser steps in total (``None``: run every epoch to the
+            end).
+    """
+
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip_norm: float | None = 1.0
+    accumulation_steps: int = 1
+    label_smoothing: float = 0.0
+    amp_dtype: torch.dtype | None = None
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _number("lr", self.lr, low=0.0, high=math.inf, low_open=True, high_open=True)
+        _number(
+            "weight_decay",
+            self.weight_decay,
+            low=0.0,
+            high=math.inf,
+            low_open=False,
+            high_open=True,
+        )
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
+            raise TrainingConfigError(
+                f"betas={self.betas!r} is invalid; expected two numbers, e.g. (0.9, 0.999)."
+            )
+        for beta in self.betas:
+            _number("each of betas", beta, low=0.0, high=1.0, low_open=False, high_open=True)
+        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+        _number("momentum", self.momentum, low=0.0, high=1.0, low_open=False, high_open=True)
+        _count("warmup_steps", self.warmup_steps, minimum=0)
+        _number(
+            "min_lr_ratio", self.min_lr_ratio, low=0.0, high=1.0, low_open=False, high_open=False
+        )
+        if self.grad_clip_norm is not None:
+            _number(
+                "grad_clip_norm",
+                self.grad_clip_norm,
+                low=0.0,
+                high=math.inf,
+                low_open=True,
+                high_open=True,
+            )
+        _count("accumulation_steps", self.accumulation_steps, minimum=1)
+        _number(
+            "label_smoothing",
+            self.label_smoothing,
+            low=0.0,
+            high=1.0,
+            low_open=False,
+            high_open=True,
+        )
+        if self.amp_dtype not in (None, torch.bfloat16):
+            raise TrainingConfigError(
+                f"amp_dtype={self.amp_dtype!r} is not supported; expected torch.bfloat16 or None "
+                "(float16 would need loss scaling, which bfloat16 does not)."
+            )
+        if self.max_steps is not None:
+            _count("max_steps", self.max_steps, minimum=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-friendly values (``amp_dtype`` as ``"bfloat16"`` or ``None``)."""
+        data = asdict(self)
+        data["betas"] = list(self.betas)
+        data["amp_dtype"] = (
+            None if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch.")
+        )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Rebuild a config from :meth:`to_dict` output; unknown keys raise ``TypeError``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            hint = suggest(unknown[0], sorted(known))
+            raise TypeError(
+                f"unknown TrainConfig field(s) {unknown}{hint}; expected some of {sorted(known)}."
+            )
+        values = dict(data)
+        if "betas" in values:
+            values["betas"] = tuple(values["betas"])
+        if isinstance(values.get("amp_dtype"), str):
+            name = values["amp_dtype"]
+            if name not in AMP_DTYPES:
+                raise TrainingConfigError(
+                    f"amp_dtype={name!r} is not supported; expected one of {sorted(AMP_DTYPES)} "
+                    "or None."
+                )
+            values["amp_dtype"] = AMP_DTYPES[name]
+        return cls(**values)

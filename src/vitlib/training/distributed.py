@@ -1,0 +1,146 @@
+"""Data-parallel training with ``torch.distributed``, started by ``torchrun``.
+
+``torchrun --nproc_per_node N script.py`` sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
+``MASTER_ADDR`` and ``MASTER_PORT``; :func:`distributed_session` reads them, joins the process group
+(NCCL on CUDA, gloo on CPU) and leaves it on exit. Without those variables (or with
+``WORLD_SIZE=1``) everything runs in a single process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process stands in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether more than one process takes part."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0, the process that logs, saves and plots."""
+        return self.rank == 0
+
+    def device(self) -> torch.device:
+        """``cuda:LOCAL_RANK`` when CUDA is available, else the CPU."""
+        if torch.cuda.is_available():
+            return torch.device("cuda", self.local_rank)
+        return torch.device("cpu")
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(
+            f"environment variable {name}={raw!r} is not an integer; expected the value "
+            f"torchrun sets. Launch with torchrun or unset {name}."
+        ) from None
+
+
+def current_context() -> DistributedContext:
+    """The context of the process group already joined, or a single-process context."""
+    if dist.is_available() and dist.is_initialized():
+        return DistributedContext(
+            rank=dist.get_rank(),
+            world_size=dist.get_world_size(),
+            local_rank=_env_int("LOCAL_RANK", 0),
+        )
+    return DistributedContext()
+
+
+def init_distributed(backend: str | None = None) -> DistributedContext:
+    """Join the process group described by torchrun's environment variables, if there is one.
+
+    Args:
+        backend: ``"gloo"`` or ``"nccl"``; default NCCL when CUDA is available, else gloo.
+
+    Returns:
+        The context; single-process when ``WORLD_SIZE`` is unset or 1. Joining twice is harmless.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return current_context()
+    world_size = _env_int("WORLD_SIZE", 1)
+    if world_size <= 1:
+        return DistributedContext()
+    if not dist.is_available():
+        raise RuntimeError(
+            f"WORLD_SIZE={world_size} asks for {world_size} processes, but this PyTorch build "
+            "has no torch.distributed; install a build with it or launch a single process."
+        )
+    local_rank = _env_int("LOCAL_RANK", 0)
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend=backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+    return current_context()
+
+
+@contextmanager
+def distributed_session(backend: str | None = None) -> Iterator[DistributedContext]:
+    """Join the torchrun process group for a ``with`` block, then destroy it cleanly."""
+    joined_here = not (dist.is_available() and dist.is_initialized())
+    context = init_distributed(backend)
+    try:
+        yield context
+    finally:
+        if joined_here and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (or the model itself)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def wrap_model(model: nn.Module, context: DistributedContext) -> nn.Module:
+    """Wrap ``model`` in ``DistributedDataParallel`` in a multi-process run, else return it."""
+    if not context.enabled or isinstance(model, DistributedDataParallel):
+        return model
+    device = next(model.parameters()).device
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def is_sharded(loader: object) -> bool:
+    """Whether ``loader`` is sharded by a ``DistributedSampler`` (so metrics need summing)."""
+    sampler = getattr(loader, "sampler", None)
+    return isinstance(sampler, DistributedSampler) and dist.is_available() and dist.is_initialized()
+
+
+def all_reduce_sums(values: Sequence[float]) -> list[float]:
+    """Sum ``values`` over all ranks in float64 (counts stay exact); identity in one process."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    if dist.get_backend() == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())
+    else:
+        device = torch.device("cpu")
+    totals = torch.tensor(list(values), dtype=torch.float64, device=device)
+    dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+    return [float(value) for value in totals.tolist()]
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -1,0 +1,274 @@
+"""One epoch of training and one pass of evaluation, with exact per-sample averages.
+
+Loss and accuracy are sums over samples divided by the number of samples, so a ragged last batch
+weighs exactly as much as its samples (averaging per-batch means, as the learnpytorch chapter does,
+over-weights it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data import DataLoader
+
+from vitlib.training.distributed import all_reduce_sums, is_sharded
+from vitlib.training.errors import NonFiniteLossError, TrainingConfigError
+from vitlib.training.progress import Progress
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_Item = TypeVar("_Item")
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """Training metrics of one epoch.
+
+    Attributes:
+        loss: Per-sample mean training loss.
+        accuracy: Fraction of samples classified correctly, in [0, 1].
+        samples: Samples seen (over all ranks when the loader is sharded).
+        steps: Optimiser steps taken.
+    """
+
+    loss: float
+    accuracy: float
+    samples: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Evaluation metrics: per-sample mean ``loss``, ``accuracy`` in [0, 1], ``samples``."""
+
+    loss: float
+    accuracy: float
+    samples: int
+
+
+def resolve_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
+    """``device`` as a ``torch.device``, defaulting to where the model's parameters live."""
+    if device is not None:
+        return torch.device(device)
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> AbstractContextManager[Any]:
+    """``torch.autocast(device.type, amp_dtype)``, or a no-op for ``amp_dtype=None``."""
+    if amp_dtype is None:
+        return nullcontext()
+    if amp_dtype != torch.bfloat16:
+        raise TrainingConfigError(
+            f"amp_dtype={amp_dtype!r} is not supported; expected torch.bfloat16 or None "
+            "(float16 would need loss scaling, which bfloat16 does not)."
+        )
+    return torch.autocast(device_type=device.type, dtype=amp_dtype)
+
+
+def _unpack(batch: object, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise TypeError(
+            f"the loader yielded a {type(batch).__name__}; expected (images, labels) pairs, "
+            "as a torch DataLoader over (image, label) samples produces."
+        )
+    images, labels = batch
+    return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+
+
+def _with_last(items: Iterable[_Item]) -> Iterator[tuple[_Item, bool]]:
+    """Yield ``(item, is_last)`` pairs, looking one item ahead."""
+    iterator = iter(items)
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    for following in iterator:
+        yield current, False
+        current = following
+    yield current, True
+
+
+def _safe_len(loader: Iterable[object]) -> int | None:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _check_samples(samples: int, role: str) -> None:
+    if samples == 0:
+        raise ValueError(
+            f"the {role} loader yielded no samples; expected at least one batch. Check that the "
+            "data set is not empty and that drop_last=True is not dropping the only batch."
+        )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader[Any] | Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    *,
+    scheduler: LRScheduler | None = None,
+    loss_fn: LossFn | None = None,
+    grad_clip_norm: float | None = 1.0,
+    accumulation_steps: int = 1,
+    amp_dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    step_offset: int = 0,
+    epoch: int = 1,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> EpochResult:
+    """Train ``model`` for one pass over ``loader``.
+
+    Each micro-batch contributes ``loss * batch_size`` to the gradient; before each optimiser step
+    the gradients are divided by the samples of the step, so ``accumulation_steps=k`` equals one
+    batch k times larger (a ragged last group included). Gradients are then clipped to
+    ``grad_clip_norm`` (global L2 norm), the optimiser steps and ``scheduler`` (if any) steps once.
+
+    Args:
+        model: The model (may be wrapped in ``DistributedDataParallel``); put in train mode.
+        loader: Yields ``(images, labels)`` with class-index labels.
+        optimizer: Optimiser over the model's parameters.
+        scheduler: A per-step learning-rate scheduler, stepped after every optimiser step.
+        loss_fn: Mean-reduced loss ``(logits, labels) -> scalar``; default cross-entropy.
+        grad_clip_norm: Global gradient-norm limit; ``None`` disables clipping.
+        accumulation_steps: Micro-batches per optimiser step (>= 1).
+        amp_dtype: ``torch.bfloat16`` for autocast, ``None`` for full precision.
+        device: Where to move the batches; default the model's device.
+        step_offset: Optimiser steps taken before this epoch (named in errors).
+        epoch: 1-based epoch number, for progress and errors.
+        max_steps: Stop after this many optimiser steps in this epoch.
+        progress: Show a progress bar (tqdm) or log lines.
+
+    Returns:
+        Per-sample mean loss and accuracy, samples seen and optimiser steps taken; summed over all
+        ranks when the loader uses a ``DistributedSampler``.
+
+    Raises:
+        NonFiniteLossError: The loss became NaN or infinite.
+    """
+    if isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int):
+        raise TrainingConfigError(
+            f"accumulation_steps={accumulation_steps!r} is invalid; expected an integer >= 1."
+        )
+    if accumulation_steps < 1:
+        raise TrainingConfigError(
+            f"accumulation_steps={accumulation_steps} is invalid; expected an integer >= 1 "
+            "(1 means no accumulation)."
+        )
+    if grad_clip_norm is not None and not grad_clip_norm > 0:
+        raise TrainingConfigError(
+            f"grad_clip_norm={grad_clip_norm!r} is invalid; expected a number > 0 or None."
+        )
+    device = resolve_device(model, device)
+    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum, correct, samples, steps = 0.0, 0, 0, 0
+    group_samples, group_batches = 0, 0
+    with Progress(_safe_len(loader), f"epoch {epoch} train", enabled=progress) as bar:
+        for batch_index, (batch, is_last) in enumerate(_with_last(loader)):
+            images, labels = _unpack(batch, device)
+            batch_size = labels.shape[0]
+            steps_now = group_batches + 1 == accumulation_steps or is_last
+            sync: AbstractContextManager[Any] = nullcontext()
+            if isinstance(model, DistributedDataParallel) and not steps_now:
+                sync = model.no_sync()
+            with sync:
+                with autocast(device, amp_dtype):
+                    logits = model(images)
+                    loss = loss_fn(logits, labels)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLossError(
+                        loss_value,
+                        epoch=epoch,
+                        global_step=step_offset + steps,
+                        batch_index=batch_index,
+                        lr=float(optimizer.param_groups[0]["lr"]),
+                    )
+                (loss * batch_size).backward()
+            loss_sum += loss_value * batch_size
+            correct += int((logits.argmax(dim=-1) == labels).sum().item())
+            samples += batch_size
+            group_samples += batch_size
+            group_batches += 1
+            bar.update(loss=loss_sum / samples, acc=correct / samples)
+            if not steps_now:
+                continue
+            for parameter in parameters:
+                if parameter.grad is not None:
+                    parameter.grad.div_(group_samples)
+            if grad_clip_norm is not None:
+                nn.utils.clip_grad_norm_(parameters, grad_clip_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            steps += 1
+            group_samples, group_batches = 0, 0
+            if max_steps is not None and steps >= max_steps:
+                break
+    if is_sharded(loader):
+        loss_sum, correct_sum, samples_sum = all_reduce_sums([loss_sum, correct, samples])
+        correct, samples = round(correct_sum), round(samples_sum)
+    _check_samples(samples, "training")
+    return EpochResult(
+        loss=loss_sum / samples, accuracy=correct / samples, samples=samples, steps=steps
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader[Any] | Iterable[Any],
+    *,
+    loss_fn: LossFn | None = None,
+    amp_dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Evaluate ``model`` on ``loader`` in eval mode, without gradients.
+
+    Args:
+        model: The model; put in eval mode (and left there).
+        loader: Yields ``(images, labels)``.
+        loss_fn: Mean-reduced loss; default plain cross-entropy.
+        amp_dtype: ``torch.bfloat16`` for autocast, ``None`` for full precision.
+        device: Where to move the batches; default the model's device.
+        progress: Show a progress bar (tqdm) or log lines.
+
+    Returns:
+        Per-sample mean loss and accuracy over the whole loader (summed over ranks if it is sharded
+        by a ``DistributedSampler``; an unsharded loader is evaluated whole on every rank).
+    """
+    device = resolve_device(model, device)
+    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
+    model.eval()
+    loss_sum, correct, samples = 0.0, 0, 0
+    with Progress(_safe_len(loader), "evaluate", enabled=progress) as bar:
+        for batch in loader:
+            images, labels = _unpack(batch, device)
+            with autocast(device, amp_dtype):
+                logits = model(images)
+                loss = loss_fn(logits, labels)
+            batch_size = labels.shape[0]
+            loss_sum += loss.item() * batch_size
+            correct += int((logits.argmax(dim=-1) == labels).sum().item())
+            samples += batch_size
+            bar.update(loss=loss_sum / samples, acc=correct / samples)
+    if is_sharded(loader):
+        loss_sum, correct_sum, samples_sum = all_reduce_sums([loss_sum, correct, samples])
+        correct, samples = round(correct_sum), round(samples_sum)
+    _check_samples(samples, "evaluation")
+    return EvalResult(loss=loss_sum / samples, accuracy=correct / samples, samples=samples)

@@ -1,0 +1,296 @@
+"""`fit`: the training loop over epochs, with a run directory that resumes exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from vitlib.training.config import TrainConfig, suggest
+from vitlib.training.distributed import barrier, current_context, wrap_model
+from vitlib.training.engine import evaluate, resolve_device, train_one_epoch
+from vitlib.training.errors import TrainingConfigError
+from vitlib.training.history import History
+from vitlib.training.optim import build_optimizer, build_scheduler
+from vitlib.training.rng import capture_rng_state, restore_rng_state, seed_everything
+from vitlib.training.run_dir import (
+    BEST,
+    HISTORY_FILE,
+    LAST,
+    load_model_files,
+    load_training_state,
+    prepare_output_dir,
+    save_checkpoint,
+    write_json,
+)
+
+logger = logging.getLogger("vitlib.training")
+
+STATE_FORMAT_VERSION = 1
+EpochCallback = Callable[[int, History], None]
+
+
+def _resolve_config(config: TrainConfig | None, overrides: dict[str, Any]) -> TrainConfig:
+    known = [field.name for field in dataclasses.fields(TrainConfig)]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise TypeError(
+            f"fit() got unknown training option(s) {unknown}{suggest(unknown[0], known)}; "
+            f"expected TrainConfig fields: {', '.join(known)}."
+        )
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(
+            f"config is a {type(config).__name__}; expected a vitlib.training.TrainConfig or None "
+            "(pass options as keywords, e.g. fit(..., lr=1e-3))."
+        )
+    base = config if config is not None else TrainConfig()
+    return dataclasses.replace(base, **overrides) if overrides else base
+
+
+def _check_same_config(saved: dict[str, Any], config: TrainConfig, run_dir: Path) -> None:
+    """Refuse to resume with another recipe; the run's length (``max_steps``) may change."""
+    given = config.to_dict()
+    names = (set(saved) | set(given)) - {"max_steps"}
+    changed = sorted(name for name in names if saved.get(name) != given.get(name))
+    if changed:
+        differences = "; ".join(
+            f"{name}: saved {saved.get(name)!r}, given {given.get(name)!r}" for name in changed
+        )
+        raise TrainingConfigError(
+            f"resume=True with training options that differ from the run saved in {run_dir} "
+            f"({differences}); pass the saved values to resume it, or start a new run "
+            "(overwrite=True or another output_dir)."
+        )
+
+
+def _check_train_loader(loader: DataLoader[Any]) -> int:
+    """Return the batches per epoch, refusing a loader that yields none."""
+    batches = len(loader)
+    if batches == 0:
+        samples = len(loader.sampler) if isinstance(loader.sampler, (DistributedSampler,)) else "?"
+        raise ValueError(
+            f"the training loader yields 0 batches per epoch (batch_size={loader.batch_size}, "
+            f"drop_last={loader.drop_last}, samples={samples}); expected at least one. Use a "
+            "batch size no larger than the training set or drop_last=False."
+        )
+    return batches
+
+
+def _generators(loader: DataLoader[Any]) -> dict[str, torch.Generator]:
+    """The generators deciding the train order (and, via the workers' seeds, augmentations)."""
+    found: dict[str, torch.Generator] = {}
+    if loader.generator is not None:
+        found["loader"] = loader.generator
+    sampler_generator = getattr(loader.sampler, "generator", None)
+    if isinstance(sampler_generator, torch.Generator) and sampler_generator is not loader.generator:
+        found["sampler"] = sampler_generator
+    return found
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader[Any],
+    test_loader: DataLoader[Any],
+    *,
+    epochs: int,
+    config: TrainConfig | None = None,
+    output_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    on_epoch_end: EpochCallback | None = None,
+    **overrides: Any,
+) -> History:
+    """Train ``model`` for ``epochs``, evaluating after each one, and return the history.
+
+    Under ``torchrun`` (a process group already joined, e.g. by
+    :func:`~vitlib.training.distributed.distributed_session`) the model is wrapped in
+    ``DistributedDataParallel``; metrics are summed over ranks, and only rank 0 logs and saves.
+
+    Args:
+        model: The model; moved to ``device`` and trained in place.
+        train_loader: Training batches ``(images, labels)``; its ``DistributedSampler``, if any,
+            gets ``set_epoch`` every epoch.
+        test_loader: Evaluation batches.
+        epochs: Total epochs of the run (a resumed run continues up to this number).
+        config: The recipe; keyword ``overrides`` replace its fields (``fit(..., lr=3e-4,
+            warmup_steps=100)``).
+        output_dir: Run directory for ``last/``, ``best/`` and ``history.json``; ``None`` saves
+            nothing.
+        resume: Continue the run saved in ``output_dir/last``; reaches the same weights as an
+            uninterrupted run.
+        overwrite: Replace the run in ``output_dir`` (only the entries a run writes are deleted).
+        seed: Seeds Python, NumPy and torch at the start of a new run (a resumed run restores the
+            saved RNGs).
+        device: Where to train; default the model's device.
+        progress: Progress bars (tqdm, ``vitlib[progress]``) or log lines during each epoch.
+        on_epoch_end: Called as ``on_epoch_end(epoch, history)`` after each epoch is saved (1-based
+            epoch).
+        **overrides: ``TrainConfig`` fields.
+
+    Returns:
+        The per-epoch :class:`History` (including the epochs before a resume).
+
+    Raises:
+        RunExistsError: ``output_dir`` is not empty and neither ``resume`` nor ``overwrite`` was
+            given.
+        NoRunToResumeError: ``resume=True`` but ``output_dir`` holds no saved run.
+        NonFiniteLossError: The loss became NaN or infinite.
+        TrainingConfigError: An invalid option (``epochs < 1``, ``lr <= 0``, an unknown
+            optimiser...).
+    """
+    train_config = _resolve_config(config, overrides)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise TrainingConfigError(f"epochs={epochs!r} is invalid; expected an integer >= 1.")
+    batches_per_epoch = _check_train_loader(train_loader)
+    context = current_context()
+    run_dir = Path(output_dir) if output_dir is not None else None
+    if run_dir is None and resume:
+        raise TrainingConfigError(
+            "resume=True needs the output_dir of the run to continue; pass output_dir=..."
+        )
+    if run_dir is not None:
+        prepare_output_dir(run_dir, resume=resume, overwrite=overwrite, writer=context.is_main)
+        barrier()
+
+    target = resolve_device(model, device)
+    model.to(target)
+    if not resume:
+        seed_everything(seed)
+    optimizer = build_optimizer(model, train_config)
+    total_steps = epochs * math.ceil(batches_per_epoch / train_config.accumulation_steps)
+    scheduler = build_scheduler(
+        optimizer,
+        schedule=train_config.schedule,
+        warmup_steps=train_config.warmup_steps,
+        total_steps=min(total_steps, train_config.max_steps or total_steps),
+        min_lr_ratio=train_config.min_lr_ratio,
+    )
+    run = _RunPosition(History())
+    if resume and run_dir is not None:
+        run = _restore(run_dir, model, optimizer, scheduler, train_loader, train_config)
+
+    trained = wrap_model(model, context)
+    train_loss = nn.CrossEntropyLoss(label_smoothing=train_config.label_smoothing)
+    max_steps = train_config.max_steps
+    for epoch in range(run.epoch + 1, epochs + 1):
+        if max_steps is not None and run.global_step >= max_steps:
+            break
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch - 1)
+        train = train_one_epoch(
+            trained,
+            train_loader,
+            optimizer,
+            scheduler=scheduler,
+            loss_fn=train_loss,
+            grad_clip_norm=train_config.grad_clip_norm,
+            accumulation_steps=train_config.accumulation_steps,
+            amp_dtype=train_config.amp_dtype,
+            device=target,
+            step_offset=run.global_step,
+            epoch=epoch,
+            max_steps=None if max_steps is None else max_steps - run.global_step,
+            progress=progress and context.is_main,
+        )
+        test = evaluate(model, test_loader, amp_dtype=train_config.amp_dtype, device=target)
+        lr = float(optimizer.param_groups[0]["lr"])
+        run.history.append(
+            train_loss=train.loss,
+            train_acc=train.accuracy,
+            test_loss=test.loss,
+            test_acc=test.accuracy,
+            lr=lr,
+        )
+        improved = test.accuracy > run.best_accuracy
+        run = _RunPosition(
+            run.history, epoch, run.global_step + train.steps, max(run.best_accuracy, test.accuracy)
+        )
+        if run_dir is not None and context.is_main:
+            if improved:
+                save_checkpoint(model, run_dir / BEST)
+            state = _training_state(run, train_config, optimizer, scheduler, train_loader)
+            save_checkpoint(model, run_dir / LAST, training_state=state)
+            write_json(run_dir / HISTORY_FILE, run.history.as_dict())
+        if context.is_main:
+            logger.info(
+                "epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  lr %.3g%s",
+                *(epoch, epochs, train.loss, train.accuracy, test.loss, test.accuracy, lr),
+                "  (best)" if improved else "",
+            )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, run.history)
+    barrier()
+    return run.history
+
+
+@dataclass(frozen=True)
+class _RunPosition:
+    """Where a run stands after its last completed epoch."""
+
+    history: History
+    epoch: int = 0
+    global_step: int = 0
+    best_accuracy: float = -math.inf
+
+
+def _training_state(
+    run: _RunPosition,
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    train_loader: DataLoader[Any],
+) -> dict[str, Any]:
+    """Everything besides the weights that an exact resume needs, as ``weights_only`` types."""
+    return {
+        "format_version": STATE_FORMAT_VERSION,
+        "epoch": run.epoch,
+        "global_step": run.global_step,
+        "best_accuracy": run.best_accuracy,
+        "history": run.history.as_dict(),
+        "train_config": config.to_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": capture_rng_state(),
+        "generators": {name: gen.get_state() for name, gen in _generators(train_loader).items()},
+    }
+
+
+def _restore(
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    train_loader: DataLoader[Any],
+    config: TrainConfig,
+) -> _RunPosition:
+    """Load ``run_dir/last`` into the model, optimiser, scheduler, RNGs and loader generators."""
+    state = load_training_state(run_dir / LAST)
+    _check_same_config(state["train_config"], config, run_dir)
+    load_model_files(model, run_dir / LAST)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    restore_rng_state(state["rng"])
+    for name, generator in _generators(train_loader).items():
+        if name in state["generators"]:
+            generator.set_state(state["generators"][name])
+    run = _RunPosition(
+        History.from_dict(state["history"]),
+        int(state["epoch"]),
+        int(state["global_step"]),
+        float(state["best_accuracy"]),
+    )
+    logger.info("resumed %s after epoch %d (global step %d)", run_dir, run.epoch, run.global_step)
+    return run

@@ -1,0 +1,128 @@
+"""Optimiser and learning-rate schedule of the paper (Dosovitskiy et al., 2020, Appendix B.1).
+
+Weight decay touches weight matrices only: every parameter with ``ndim <= 1`` (biases, norm scales)
+and every name listed by ``model.no_weight_decay()`` (class token, position embeddings) is left
+undecayed. The schedule is a linear warmup followed by cosine or linear decay, advanced once per
+optimiser step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from vitlib.training.config import OPTIMIZERS, SCHEDULES, TrainConfig, suggest
+from vitlib.training.errors import TrainingConfigError
+
+
+def no_weight_decay_names(model: nn.Module) -> set[str]:
+    """The names ``model.no_weight_decay()`` returns (empty for a model without the method)."""
+    method = getattr(model, "no_weight_decay", None)
+    if method is None:
+        return set()
+    names = method()
+    return {str(name) for name in names}
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Split the trainable parameters into a decayed and an undecayed optimiser group.
+
+    Args:
+        model: The model to optimise (not wrapped in ``DistributedDataParallel``, so names match).
+        weight_decay: Decay of the first group.
+
+    Returns:
+        ``[{"params": decayed, "weight_decay": weight_decay}, {"params": undecayed, "weight_decay":
+        0.0}]``, without empty groups. A parameter is undecayed if ``ndim <= 1`` or its name (or a
+        module prefix of it) is in ``model.no_weight_decay()``. Frozen parameters
+        (``requires_grad=False``) are left out.
+    """
+    excluded = no_weight_decay_names(model)
+    decayed: list[nn.Parameter] = []
+    undecayed: list[nn.Parameter] = []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        listed = any(name == item or name.startswith(item + ".") for item in excluded)
+        (undecayed if parameter.ndim <= 1 or listed else decayed).append(parameter)
+    groups = [
+        {"params": decayed, "weight_decay": weight_decay},
+        {"params": undecayed, "weight_decay": 0.0},
+    ]
+    groups = [group for group in groups if group["params"]]
+    if not groups:
+        raise TrainingConfigError(
+            f"{type(model).__name__} has no trainable parameters; expected at least one with "
+            "requires_grad=True. Unfreeze some parameters before training."
+        )
+    return groups
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser named by ``config.optimizer`` over :func:`parameter_groups` of ``model``."""
+    groups = parameter_groups(model, config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, betas=config.betas)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    raise TrainingConfigError(
+        f"optimizer={config.optimizer!r} is not supported; expected one of {OPTIMIZERS}"
+        f"{suggest(config.optimizer, OPTIMIZERS)}."
+    )
+
+
+def lr_factor(
+    step: int, *, warmup_steps: int, total_steps: int, schedule: str, min_lr_ratio: float = 0.0
+) -> float:
+    """Multiplier of the peak learning rate for the optimiser step ``step`` (0-based).
+
+    Warmup rises linearly, ``(step + 1) / (warmup_steps + 1)``, so the first step already learns;
+    after it the factor decays from 1 to ``min_lr_ratio`` at ``total_steps`` (cosine: ``0.5 * (1 +
+    cos(pi * progress))``). Steps beyond ``total_steps`` keep the final value.
+    """
+    if schedule not in SCHEDULES:
+        raise TrainingConfigError(
+            f"schedule={schedule!r} is not supported; expected one of {SCHEDULES}"
+            f"{suggest(schedule, SCHEDULES)}."
+        )
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+    return min_lr_ratio + (1.0 - min_lr_ratio) * decay
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    *,
+    schedule: str,
+    warmup_steps: int,
+    total_steps: int,
+    min_lr_ratio: float = 0.0,
+) -> LambdaLR:
+    """A ``LambdaLR`` following :func:`lr_factor`; step it after every optimiser step."""
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise TrainingConfigError(
+            f"total_steps={total_steps!r} is invalid; expected an integer >= 1."
+        )
+
+    def factor(step: int) -> float:
+        return lr_factor(
+            step,
+            warmup_steps=warmup_steps,
+            total_steps=total_steps,
+            schedule=schedule,
+            min_lr_ratio=min_lr_ratio,
+        )
+
+    # A plain function, not a callable object: LambdaLR then leaves it out of its state_dict, so
+    # resuming a run with more epochs uses the new total instead of the saved one.
+    return LambdaLR(optimizer, factor)

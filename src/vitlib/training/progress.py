@@ -1,0 +1,69 @@
+"""Progress: a tqdm bar when tqdm is installed (``vitlib[progress]``), else log lines."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any
+
+logger = logging.getLogger("vitlib.training")
+
+_LOG_LINES_PER_EPOCH = 5
+
+
+class Progress:
+    """Report one pass over a loader, batch by batch.
+
+    Args:
+        total: Number of batches, or ``None`` if unknown.
+        description: Shown before the bar or at the start of each log line, e.g. ``"epoch 3
+            train"``.
+        enabled: ``False`` reports nothing (non-zero ranks, quiet runs).
+    """
+
+    def __init__(self, total: int | None, description: str, *, enabled: bool = True) -> None:
+        self.total = total
+        self.description = description
+        self.enabled = enabled
+        self.done = 0
+        self._bar: Any = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                logger.debug("tqdm is not installed; install vitlib[progress] for progress bars")
+            else:
+                self._bar = tqdm(total=total, desc=description, leave=False, dynamic_ncols=True)
+
+    def update(self, **metrics: float) -> None:
+        """Advance by one batch and show the running metrics."""
+        self.done += 1
+        if not self.enabled:
+            return
+        shown = {name: f"{value:.4g}" for name, value in metrics.items()}
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(shown, refresh=False)
+            return
+        every = max(1, (self.total or 50) // _LOG_LINES_PER_EPOCH)
+        if self.done % every == 0 or self.done == self.total:
+            of_total = f"/{self.total}" if self.total is not None else ""
+            details = " ".join(f"{name}={value}" for name, value in shown.items())
+            logger.info("%s %d%s %s", self.description, self.done, of_total, details)
+
+    def close(self) -> None:
+        """Remove the bar (log lines need no closing)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,108 @@
+"""The ``vitlib`` command and the per-layer summary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vitlib import ViT, count_parameters, load_pretrained
+from vitlib.cli import main
+from vitlib.reports import presets_markdown
+from vitlib.summary import summary
+
+FIXTURES = Path(__file__).parent / "fixtures" / "reference"
+
+
+def test_presets_command_prints_the_generated_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == presets_markdown()
+    assert "| ViT-B/16 | 12 | 768 | 3072 | 12 | 86,567,656 | 86M | 35.13 |" in out
+
+
+def test_summary_command_for_a_huge_preset_is_instant_and_exact(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["summary", "ViT-H/14", "--num-classes", "3", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"Total params: {count_parameters('ViT-H/14') - 1280 * 997 - 997:,}" in out
+    assert "transformer_encoder (Sequential)   [1, 257, 1280]" in out
+
+
+def test_summary_rows_report_shapes_parameters_and_trainable() -> None:
+    model = ViT(
+        img_size=16,
+        patch_size=4,
+        num_transformer_layers=2,
+        embedding_dim=12,
+        mlp_size=24,
+        num_heads=3,
+        num_classes=5,
+    )
+    for parameter in model.transformer_encoder.parameters():
+        parameter.requires_grad = False
+    table = summary(model, depth=2)
+    rows = {row.name: row for row in table.rows}
+    assert rows["patch_embedding"].output_shape == (1, 16, 12)
+    assert rows["transformer_encoder.0"].output_shape == (1, 17, 12)
+    assert rows["head"].output_shape == (1, 5)
+    assert rows["transformer_encoder"].trainable == 0
+    assert rows[""].trainable == rows[""].parameters - rows["transformer_encoder"].parameters
+    assert table.total_parameters == count_parameters(model.config)
+    assert "Partial" in str(table)
+    assert model.training, "the model's mode is restored"
+    assert next(model.parameters()).device.type == "cpu", "the model is left where it was"
+
+
+def test_summary_of_a_plain_module_needs_an_input_shape() -> None:
+    with pytest.raises(ValueError, match="input_shape is required for a Linear"):
+        summary(torch.nn.Linear(3, 4))
+    assert summary(torch.nn.Linear(3, 4), (2, 3)).rows[0].output_shape == (2, 4)
+
+
+def test_convert_command_writes_a_vitlib_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = FIXTURES / "timm_token" / "state_dict.safetensors"
+    assert main(["convert", str(source), str(tmp_path / "out"), "--num-heads", "3"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    converted = load_pretrained(tmp_path / "out")
+    original = load_pretrained(source, num_heads=3)
+    for key, tensor in original.state_dict().items():
+        assert torch.equal(converted.state_dict()[key], tensor), key
+
+
+def test_errors_print_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["summary", "ViT-Q/16"]) == 2
+    assert "vitlib summary: error: unknown ViT preset 'ViT-Q/16'" in capsys.readouterr().err
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    source = FIXTURES / "timm_token" / "state_dict.safetensors"
+    assert main(["convert", str(source), str(tmp_path / "out"), "--num-heads", "3"]) == 2
+    assert "overwrite" in capsys.readouterr().err
+    assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+
+
+def test_console_entry_points_run() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "vitlib", "presets"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ViT-L/14" in result.stdout
+
+
+def test_the_summary_shown_in_the_docs_is_what_the_command_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    shown = page.split("$ vitlib summary ViT-B/16 --num-classes 3 --depth 1\n", 1)[1].split(
+        "```", 1
+    )[0]
+    assert main(["summary", "ViT-B/16", "--num-classes", "3", "--depth", "1"]) == 0
+    assert capsys.readouterr().out == shown

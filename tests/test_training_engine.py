@@ -1,0 +1,160 @@
+"""train_one_epoch and evaluate: exact per-sample metrics, accumulation, bf16, errors."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from tests.test_training_support import TinyNet, blobs, states_equal, tiny_net
+from vitlib.training import (
+    NonFiniteLossError,
+    TrainingConfigError,
+    evaluate,
+    train_one_epoch,
+)
+
+
+def test_metrics_are_the_exact_per_sample_mean_with_a_ragged_last_batch() -> None:
+    data = blobs(10)  # batches of 4, 4 and 2
+    model = tiny_net()
+    loader = DataLoader(data, batch_size=4)
+    inputs, labels = data.tensors
+    with torch.no_grad():
+        logits = model(inputs)
+        expected_loss = F.cross_entropy(logits, labels).item()
+        expected_acc = (logits.argmax(1) == labels).float().mean().item()
+        per_batch_means = [
+            F.cross_entropy(model(x), y).item() for x, y in DataLoader(data, batch_size=4)
+        ]
+    assert sum(per_batch_means) / 3 != pytest.approx(expected_loss, rel=1e-6)
+
+    result = evaluate(model, loader)
+    assert result.samples == 10
+    assert result.loss == pytest.approx(expected_loss, rel=1e-6)
+    assert result.accuracy == pytest.approx(expected_acc)
+
+    frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # weights stay put, so the loss is known
+    epoch = train_one_epoch(model, loader, frozen, progress=False)
+    assert (epoch.samples, epoch.steps) == (10, 3)
+    assert epoch.loss == pytest.approx(expected_loss, rel=1e-6)
+    assert epoch.accuracy == pytest.approx(expected_acc)
+
+
+@pytest.mark.parametrize(("samples", "micro_batch", "steps"), [(12, 4, 3), (10, 4, 3)])
+def test_accumulating_k_micro_batches_equals_one_big_batch(
+    samples: int, micro_batch: int, steps: int
+) -> None:
+    data = blobs(samples)
+    big = tiny_net().double()
+    small = copy.deepcopy(big)
+    data = TensorDataset(data.tensors[0].double(), data.tensors[1])
+    for model, batch_size, accumulation in ((big, samples, 1), (small, micro_batch, steps)):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1)
+        result = train_one_epoch(
+            model,
+            DataLoader(data, batch_size=batch_size),
+            optimizer,
+            accumulation_steps=accumulation,
+            grad_clip_norm=0.5,
+            progress=False,
+        )
+        assert result.steps == 1
+    for name, value in big.state_dict().items():
+        torch.testing.assert_close(small.state_dict()[name], value, rtol=1e-10, atol=1e-12)
+
+
+def test_a_ragged_accumulation_group_still_steps() -> None:
+    model = tiny_net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loader = DataLoader(blobs(20), batch_size=4)  # 5 micro-batches, groups of 2: 2 + 2 + 1
+    assert (
+        train_one_epoch(model, loader, optimizer, accumulation_steps=2, progress=False).steps == 3
+    )
+
+
+def test_a_nan_loss_stops_training_naming_the_epoch_and_global_step() -> None:
+    inputs, labels = blobs(12).tensors
+    inputs = inputs.clone()
+    inputs[9] = float("nan")  # in the fifth batch of two: global step 4
+    model = tiny_net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loader = DataLoader(TensorDataset(inputs, labels), batch_size=2)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3, global step 14") as caught:
+        train_one_epoch(model, loader, optimizer, epoch=3, step_offset=10, progress=False)
+    assert caught.value.global_step == 14
+    assert isinstance(caught.value, RuntimeError)
+    assert "nan" in str(caught.value)
+
+
+@pytest.mark.parametrize("accumulation_steps", [0, -2])
+def test_accumulation_steps_below_one_are_refused(accumulation_steps: int) -> None:
+    model = tiny_net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(
+        TrainingConfigError, match=rf"accumulation_steps={accumulation_steps}.*>= 1"
+    ):
+        train_one_epoch(
+            model,
+            DataLoader(blobs(4)),
+            optimizer,
+            accumulation_steps=accumulation_steps,
+        )
+
+
+def test_bfloat16_autocast_trains_and_evaluates() -> None:
+    model = tiny_net()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    loader = DataLoader(blobs(24), batch_size=8)
+    before = evaluate(model, loader).loss
+    for _ in range(5):
+        train_one_epoch(model, loader, optimizer, amp_dtype=torch.bfloat16, progress=False)
+    after = evaluate(model, loader, amp_dtype=torch.bfloat16)
+    assert after.loss < before
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_float16_autocast_is_refused_with_the_fix() -> None:
+    model = tiny_net()
+    with pytest.raises(ValueError, match=r"float16.*expected torch.bfloat16 or None"):
+        evaluate(model, DataLoader(blobs(4)), amp_dtype=torch.float16)
+
+
+def test_evaluate_leaves_the_model_in_eval_mode_without_touching_gradients() -> None:
+    model = TinyNet(dropout=0.5)
+    reference = copy.deepcopy(model)
+    first = evaluate(model, DataLoader(blobs(9), batch_size=4))
+    again = evaluate(model, DataLoader(blobs(9), batch_size=4))
+    assert not model.training
+    assert first == again  # dropout is off, so evaluation is deterministic
+    assert states_equal(model, reference)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_loader_of_non_pairs_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"expected \(images, labels\) pairs"):
+        evaluate(tiny_net(), [torch.zeros(2, 8)])
+
+
+def test_an_empty_loader_is_refused() -> None:
+    with pytest.raises(ValueError, match="yielded no samples"):
+        evaluate(tiny_net(), [])
+
+
+def test_without_tqdm_progress_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    model = tiny_net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with caplog.at_level(logging.INFO, logger="vitlib.training"):
+        train_one_epoch(model, DataLoader(blobs(40), batch_size=4), optimizer, epoch=2)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 2 train")]
+    assert lines
+    assert lines[-1].startswith("epoch 2 train 10/10 loss=")

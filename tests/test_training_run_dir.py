@@ -1,0 +1,242 @@
+"""Run directory: last/, best/, history.json: atomic saves, exact resume, no silent overwrite."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import safetensors.torch
+import torch
+from torch import nn
+
+import vitlib
+from tests.test_training_support import (
+    RECIPE,
+    SimulatedCrashError,
+    interrupt_after,
+    loaders,
+    states_equal,
+    tiny_net,
+    train,
+)
+from vitlib.data import DigitsDataset, make_dataloaders
+from vitlib.training import (
+    History,
+    NoRunToResumeError,
+    RunExistsError,
+    TrainConfig,
+    TrainingConfigError,
+    fit,
+)
+
+
+def test_the_run_directory_holds_last_best_and_history(tmp_path: Path) -> None:
+    model, history = train(epochs=3, output_dir=tmp_path / "run")
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir()) == ["best", "history.json", "last"]
+    assert sorted(p.name for p in (run / "last").iterdir()) == [
+        "model.safetensors",
+        "training_state.pt",
+    ]
+    assert json.loads((run / "history.json").read_text()) == history.as_dict()
+    saved = safetensors.torch.load_file(run / "last" / "model.safetensors")
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    state = torch.load(run / "last" / "training_state.pt", weights_only=True)
+    assert state["epoch"] == 3
+    assert state["global_step"] == 15  # 40 samples in batches of 8, three epochs
+    assert state["history"] == history.as_dict()
+    assert state["best_accuracy"] == max(history.test_acc)
+    assert TrainConfig.from_dict(state["train_config"]) == TrainConfig(**RECIPE)
+
+
+def test_best_holds_the_weights_of_the_best_test_accuracy(tmp_path: Path) -> None:
+    snapshots: list[dict[str, torch.Tensor]] = []
+    model = tiny_net(dropout=0.2)
+    train_loader, test_loader = loaders(train_samples=16, batch_size=4)
+
+    def snapshot(epoch: int, history: History) -> None:
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    history = fit(
+        model,
+        train_loader,
+        test_loader,
+        epochs=4,
+        lr=0.5,
+        output_dir=tmp_path,
+        on_epoch_end=snapshot,
+        progress=False,
+    )
+    best_epoch = history.test_acc.index(max(history.test_acc))
+    best = safetensors.torch.load_file(tmp_path / "best" / "model.safetensors")
+    assert all(torch.equal(best[k], v) for k, v in snapshots[best_epoch].items())
+
+
+def test_resuming_an_interrupted_run_reaches_the_same_weights(tmp_path: Path) -> None:
+    uninterrupted, full_history = train(epochs=3)
+    with pytest.raises(SimulatedCrashError):
+        train(epochs=3, output_dir=tmp_path, on_epoch_end=interrupt_after(1))
+    model = tiny_net(seed=123, dropout=0.2)  # weights come from last/, not from this init
+    train_loader, test_loader = loaders(seed=0)
+    history = fit(
+        model,
+        train_loader,
+        test_loader,
+        epochs=3,
+        output_dir=tmp_path,
+        resume=True,
+        progress=False,
+        **RECIPE,
+    )
+    assert states_equal(model, uninterrupted)
+    assert history == full_history
+
+
+def test_resuming_with_digits_augmentation_and_bf16_is_exact(tmp_path: Path) -> None:
+    def run(epochs: int, **options: Any) -> tuple[nn.Module, History]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Dropout(0.1), nn.Linear(64, 10))
+        train_set = DigitsDataset("train", image_size=8, augment=True)
+        train_loader, test_loader = make_dataloaders(
+            torch.utils.data.Subset(train_set, range(96)),
+            torch.utils.data.Subset(DigitsDataset("test", image_size=8), range(64)),
+            32,
+        )
+        history = fit(
+            model,
+            train_loader,
+            test_loader,
+            epochs=epochs,
+            amp_dtype=torch.bfloat16,
+            warmup_steps=2,
+            progress=False,
+            **options,
+        )
+        return model, history
+
+    straight, straight_history = run(3)
+    with pytest.raises(SimulatedCrashError):
+        run(3, output_dir=tmp_path, on_epoch_end=interrupt_after(2))
+    resumed, resumed_history = run(3, output_dir=tmp_path, resume=True)
+    assert states_equal(straight, resumed)
+    assert straight_history == resumed_history
+
+
+def test_a_directory_holding_a_run_is_never_overwritten_silently(tmp_path: Path) -> None:
+    train(epochs=1, output_dir=tmp_path)
+    before = (tmp_path / "last" / "model.safetensors").read_bytes()
+    with pytest.raises(RunExistsError, match="resume=True") as caught:
+        train(epochs=1, output_dir=tmp_path)
+    message = str(caught.value)
+    assert str(tmp_path) in message
+    assert "overwrite=True" in message
+    assert isinstance(caught.value, FileExistsError)
+    assert (tmp_path / "last" / "model.safetensors").read_bytes() == before
+
+
+def test_overwrite_replaces_the_run_but_keeps_other_files(tmp_path: Path) -> None:
+    train(epochs=2, output_dir=tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    _, history = train(epochs=1, seed=5, output_dir=tmp_path, overwrite=True)
+    assert json.loads((tmp_path / "history.json").read_text()) == history.as_dict()
+    assert torch.load(tmp_path / "last" / "training_state.pt", weights_only=True)["epoch"] == 1
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_resume_continues_a_finished_run_to_more_epochs(tmp_path: Path) -> None:
+    _, first = train(epochs=2, output_dir=tmp_path)
+    _, extended = train(epochs=3, output_dir=tmp_path, resume=True)
+    assert len(extended) == 3
+    assert extended.test_acc[:2] == first.test_acc
+
+
+def test_resume_without_a_saved_run_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(NoRunToResumeError, match="drop resume=True"):
+        train(output_dir=tmp_path / "nothing", resume=True)
+    with pytest.raises(TrainingConfigError, match="output_dir"):
+        train(resume=True)
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(TrainingConfigError, match="contradict"):
+        train(output_dir=tmp_path, resume=True, overwrite=True)
+
+
+def test_resume_with_different_options_is_refused(tmp_path: Path) -> None:
+    train(epochs=1, output_dir=tmp_path)
+    model = tiny_net()
+    train_loader, test_loader = loaders()
+    options: dict[str, Any] = {**RECIPE, "lr": 1.0}
+    with pytest.raises(TrainingConfigError, match=r"\(lr: saved 0.05, given 1.0\)"):
+        fit(model, train_loader, test_loader, epochs=2, output_dir=tmp_path, resume=True, **options)
+
+
+def test_an_interrupted_save_leaves_the_previous_checkpoint_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train(epochs=1, output_dir=tmp_path)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "last").iterdir()}
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(epochs=2, output_dir=tmp_path, resume=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "last").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "history.json", "last"]
+
+
+def test_a_save_interrupted_between_the_renames_is_recovered_on_resume(tmp_path: Path) -> None:
+    train(epochs=1, output_dir=tmp_path)
+    (tmp_path / "last").rename(tmp_path / ".last.old")  # the moment between the two renames
+    _, history = train(epochs=2, output_dir=tmp_path, resume=True)
+    assert len(history) == 2
+    assert not (tmp_path / ".last.old").exists()
+
+
+def test_a_vit_run_saves_loadable_pretrained_directories(tmp_path: Path) -> None:
+    def run(**options: Any) -> tuple[vitlib.ViT, History]:
+        torch.manual_seed(0)
+        model = vitlib.create_model(
+            "ViT-Ti/4",
+            img_size=8,
+            in_channels=1,
+            num_classes=10,
+            num_transformer_layers=1,
+            embedding_dim=24,
+            mlp_size=48,
+            num_heads=2,
+        )
+        train_loader, test_loader = make_dataloaders(
+            torch.utils.data.Subset(DigitsDataset("train", image_size=8), range(48)),
+            torch.utils.data.Subset(DigitsDataset("test", image_size=8), range(16)),
+            16,
+        )
+        history = fit(model, train_loader, test_loader, epochs=2, progress=False, **options)
+        return model, history
+
+    straight, _ = run()
+    with pytest.raises(SimulatedCrashError):
+        run(output_dir=tmp_path, on_epoch_end=interrupt_after(1))
+    assert sorted(p.name for p in (tmp_path / "last").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "training_state.pt",
+    ]
+    assert vitlib.load_pretrained(tmp_path / "best").config == straight.config
+    resumed, _ = run(output_dir=tmp_path, resume=True)
+    assert states_equal(straight, resumed)
+    assert states_equal(vitlib.load_pretrained(tmp_path / "last"), straight)
+
+
+def test_saved_entries_get_the_usual_permissions(tmp_path: Path) -> None:
+    train(epochs=1, output_dir=tmp_path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "last").stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((tmp_path / "history.json").stat().st_mode) == 0o666 & ~mask

@@ -1,0 +1,116 @@
+"""Small models and data sets shared by the training tests (no tests of its own)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from vitlib.training import History, fit
+
+FEATURES = 8
+CLASSES = 3
+RECIPE: dict[str, Any] = {
+    "lr": 0.05,
+    "warmup_steps": 3,
+    "weight_decay": 0.01,
+    "label_smoothing": 0.1,
+}
+
+
+class TinyNet(nn.Module):
+    """A two-layer classifier with a norm, biases and an optional dropout; fast, deterministic."""
+
+    def __init__(self, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(FEATURES, 16)
+        self.norm = nn.LayerNorm(16)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(16, CLASSES)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        logits: Tensor = self.head(self.dropout(torch.relu(self.norm(self.hidden(inputs)))))
+        return logits
+
+
+class TokenNet(TinyNet):
+    """TinyNet plus a 3-d learnable token that ``no_weight_decay`` names, like ViT's class token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.class_embedding = nn.Parameter(torch.zeros(1, 1, FEATURES))
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return super().forward(inputs + self.class_embedding[0, 0])
+
+    def no_weight_decay(self) -> set[str]:
+        return {"class_embedding"}
+
+
+def blobs(samples: int, seed: int = 0) -> TensorDataset:
+    """Three separable Gaussian blobs in 8 dimensions (fixed centres; ``seed`` draws the points)."""
+    centres = torch.randn(CLASSES, FEATURES, generator=torch.Generator().manual_seed(0)) * 2
+    labels = torch.arange(samples) % CLASSES
+    noise = torch.randn(samples, FEATURES, generator=torch.Generator().manual_seed(seed))
+    inputs = centres[labels] + noise
+    return TensorDataset(inputs, labels)
+
+
+def loaders(
+    train_samples: int = 40, test_samples: int = 15, batch_size: int = 8, seed: int = 0
+) -> tuple[DataLoader[tuple[Tensor, ...]], DataLoader[tuple[Tensor, ...]]]:
+    """A shuffled (seeded) train loader and an ordered test loader over blobs."""
+    train = DataLoader(
+        blobs(train_samples, seed),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    test = DataLoader(blobs(test_samples, seed + 1), batch_size=batch_size)
+    return train, test
+
+
+def tiny_net(seed: int = 0, dropout: float = 0.0) -> TinyNet:
+    """A TinyNet initialised from ``seed``."""
+    torch.manual_seed(seed)
+    return TinyNet(dropout)
+
+
+def states_equal(first: nn.Module, second: nn.Module) -> bool:
+    """Whether two models hold bit-identical state dicts."""
+    left, right = first.state_dict(), second.state_dict()
+    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
+
+
+class SimulatedCrashError(Exception):
+    """Stands in for a crash or Ctrl-C after an epoch was saved."""
+
+
+def interrupt_after(epoch: int) -> Callable[[int, History], None]:
+    """An ``on_epoch_end`` callback that crashes once ``epoch`` is saved."""
+
+    def callback(done: int, history: History) -> None:
+        if done == epoch:
+            raise SimulatedCrashError
+
+    return callback
+
+
+def train(seed: int = 0, epochs: int = 2, **options: Any) -> tuple[nn.Module, History]:
+    """Fit a dropout TinyNet on blobs with RECIPE; ``options`` go to ``fit``."""
+    model = tiny_net(seed=seed, dropout=0.2)
+    train_loader, test_loader = loaders(seed=seed)
+    history = fit(
+        model,
+        train_loader,
+        test_loader,
+        epochs=epochs,
+        seed=seed,
+        progress=False,
+        **RECIPE,
+        **options,
+    )
+    return model, history
