@@ -40,10 +40,10 @@ def _choice(name: str, value: object, choices: Sequence[str]) -> None:
 def _number(
     name: str, value: object, *, low: float, high: float, low_open: bool, high_open: bool
 ) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        above = value > low if low_open else value >= low  # type: ignore[operator]
-        below = value < high if high_open else value <= high  # type: ignore[operator]
+    ok = False
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
         ok = above and below
     if not ok:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"

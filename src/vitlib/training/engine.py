@@ -8,7 +8,7 @@ over-weights it).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -97,9 +97,11 @@ def _with_last(items: Iterable[_Item]) -> Iterator[tuple[_Item, bool]]:
 
 
 def _safe_len(loader: Iterable[object]) -> int | None:
+    if not isinstance(loader, Sized):
+        return None
     try:
-        return len(loader)  # type: ignore[arg-type]
-    except TypeError:
+        return len(loader)
+    except TypeError:  # e.g. a DataLoader over an IterableDataset without __len__
         return None
 
 
