@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,9 +19,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "reference"
 TIMM = FIXTURES / "timm_token" / "state_dict.safetensors"
 
 
-def _tiny(**changes: object) -> ViT:
+def _tiny(**changes: Any) -> ViT:
     torch.manual_seed(0)
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "img_size": 16,
         "patch_size": 4,
         "num_transformer_layers": 2,
@@ -30,7 +31,7 @@ def _tiny(**changes: object) -> ViT:
         "num_classes": 5,
     }
     values.update(changes)
-    return ViT(**values).eval()  # type: ignore[arg-type]
+    return ViT(**values).eval()
 
 
 @pytest.mark.parametrize(
