@@ -240,3 +240,122 @@ def test_saved_entries_get_the_usual_permissions(tmp_path: Path) -> None:
     os.umask(mask)
     assert stat.S_IMODE((tmp_path / "last").stat().st_mode) == 0o777 & ~mask
     assert stat.S_IMODE((tmp_path / "history.json").stat().st_mode) == 0o666 & ~mask
+
+
+class _Payload:
+    """A pickle that would create ``marker`` if a loader ever ran its code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[Path]]:
+        return Path.touch, (self.marker,)
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (_truncate, "is corrupt or truncated"),
+        (lambda path: path.write_bytes(b""), "is empty"),
+        (lambda path: torch.save(_Payload(path.parent / "marker"), path), "was refused"),
+        (lambda path: torch.save([1, 2], path), "holds a list; expected the dict"),
+    ],
+    ids=["truncated", "empty", "code", "not-a-dict"],
+)
+def test_a_damaged_training_state_is_named_with_what_to_do(
+    tmp_path: Path, damage: Any, problem: str
+) -> None:
+    train(epochs=1, output_dir=tmp_path)
+    state = tmp_path / "last" / "training_state.pt"
+    damage(state)
+    with pytest.raises(vitlib.CheckpointError) as caught:
+        train(epochs=2, output_dir=tmp_path, resume=True)
+    message = str(caught.value)
+    assert f"{state} {problem}" in message
+    assert f"the run in {tmp_path} cannot be resumed" in message
+    assert "overwrite=True" in message
+    assert str(tmp_path / "best") in message
+    assert "weights_only=False" not in message
+    assert not (tmp_path / "last" / "marker").exists()
+    if problem == "was refused":  # torch's advice to load with weights_only=False stays hidden
+        assert caught.value.__cause__ is None
+        assert caught.value.__suppress_context__
+
+
+def test_loading_a_missing_training_state_names_it(tmp_path: Path) -> None:
+    from vitlib.training.run_dir import load_training_state  # fit refuses earlier: no run
+
+    with pytest.raises(vitlib.CheckpointError, match=r"training_state.pt is missing; the run"):
+        load_training_state(tmp_path / "last")
+
+
+def test_resuming_a_vit_run_without_its_config_names_the_missing_file(tmp_path: Path) -> None:
+    def run(**options: Any) -> History:
+        torch.manual_seed(0)
+        model = vitlib.ViT(
+            img_size=8,
+            in_channels=1,
+            patch_size=4,
+            num_transformer_layers=1,
+            embedding_dim=16,
+            mlp_size=32,
+            num_heads=2,
+            num_classes=10,
+        )
+        train_loader, test_loader = make_dataloaders(
+            torch.utils.data.Subset(DigitsDataset("train", image_size=8), range(16)),
+            torch.utils.data.Subset(DigitsDataset("test", image_size=8), range(8)),
+            8,
+        )
+        return fit(model, train_loader, test_loader, epochs=2, progress=False, **options)
+
+    with pytest.raises(SimulatedCrashError):
+        run(output_dir=tmp_path, on_epoch_end=interrupt_after(1))
+    (tmp_path / "last" / "config.json").unlink()
+    with pytest.raises(vitlib.CheckpointError) as caught:
+        run(output_dir=tmp_path, resume=True)
+    message = str(caught.value)
+    assert message.startswith(
+        f"{tmp_path / 'last' / 'config.json'} is missing; the run in {tmp_path} cannot be resumed"
+    )
+    assert "num_heads" not in message  # fit() has no way to pass it
+
+
+@pytest.mark.parametrize(
+    ("damage", "error", "text"),
+    [
+        (lambda path: path.unlink(), vitlib.CheckpointError, "model.safetensors is missing"),
+        (_truncate, vitlib.CheckpointError, "model.safetensors is corrupt or truncated"),
+    ],
+    ids=["missing", "truncated"],
+)
+def test_damaged_weights_of_a_plain_module_are_named(
+    tmp_path: Path, damage: Any, error: type[Exception], text: str
+) -> None:
+    train(epochs=1, output_dir=tmp_path)
+    damage(tmp_path / "last" / "model.safetensors")
+    with pytest.raises(error, match=text) as caught:
+        train(epochs=2, output_dir=tmp_path, resume=True)
+    assert "overwrite=True" in str(caught.value)
+
+
+def test_resuming_with_another_plain_module_is_refused(tmp_path: Path) -> None:
+    train(epochs=1, output_dir=tmp_path)
+    other = nn.Sequential(nn.Linear(8, 3))
+    train_loader, test_loader = loaders()
+    with pytest.raises(TrainingConfigError, match=r"(?s)do not fit the model given.*Missing key"):
+        fit(
+            other,
+            train_loader,
+            test_loader,
+            epochs=2,
+            output_dir=tmp_path,
+            resume=True,
+            progress=False,
+            **RECIPE,
+        )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from vitlib.errors import VitlibError
+from pathlib import Path
+
+from vitlib.errors import CheckpointError, VitlibError
 
 
 class TrainingConfigError(VitlibError, ValueError):
@@ -38,3 +40,49 @@ class NonFiniteLossError(VitlibError, RuntimeError):
             "Lower the learning rate or add warmup, keep gradient clipping on "
             "(grad_clip_norm=1.0), or check the inputs and labels for NaN/inf values."
         )
+
+
+class NonFiniteEvalLossError(VitlibError, RuntimeError):
+    """The evaluation loss of a batch was NaN or infinite; the message names the batch.
+
+    A sibling of :class:`NonFiniteLossError`: the training loss was finite, so the cause is
+    usually the evaluation data (a NaN or inf image) rather than the learning rate.
+
+    Attributes:
+        loss: The non-finite value.
+        batch_index: The 0-based index of the evaluation batch.
+        epoch: The 1-based epoch whose evaluation it was, or ``None`` outside ``fit``.
+    """
+
+    def __init__(self, loss: float, *, batch_index: int, epoch: int | None = None) -> None:
+        self.loss = loss
+        self.batch_index = batch_index
+        self.epoch = epoch
+        when = "" if epoch is None else f" after epoch {epoch}"
+        super().__init__(
+            f"evaluation loss became {loss} in evaluation batch {batch_index}{when}; expected a "
+            "finite loss. Check the evaluation images for NaN/inf values (e.g. "
+            "torch.isfinite(images).all() over the test set), and the labels; the training "
+            "loss was finite, so the learning rate is not the likely cause."
+        )
+
+
+def damaged_run_error(path: Path, problem: str) -> CheckpointError:
+    """A :class:`~vitlib.errors.CheckpointError` for a file of a run that cannot be resumed.
+
+    Args:
+        path: The damaged or missing file, ``<run>/last/<name>``.
+        problem: What is wrong with it, e.g. ``"is missing"``.
+
+    Returns:
+        The error to raise: it names ``path`` and ``problem``, and says what can be done instead.
+    """
+    run = path.parent.parent
+    return CheckpointError(
+        f"{path} {problem}; the run in {run} cannot be resumed. Start it over with "
+        "overwrite=True (vitlib train --overwrite), which deletes its last/, best/ and "
+        f"history.json; or keep what it learnt: load the weights in {run / 'best'} "
+        "(vitlib.load_pretrained for a ViT, safetensors.torch.load_model otherwise) and fit them "
+        "as a new run in another output_dir (the optimiser state, schedule position and history "
+        "are not carried over, so it will not match an uninterrupted run)."
+    )

@@ -192,10 +192,30 @@ def save_checkpoint(
 
 
 def load_model_files(model: nn.Module, directory: Path) -> None:
-    """Load what :func:`save_model_files` wrote into ``model`` (same keys and shapes)."""
-    from vitlib import ViT
+    """Load what :func:`save_model_files` wrote into ``model`` (same keys and shapes).
 
-    if isinstance(model, ViT):
+    The files are checked before anything is read: ``config.json`` (for a :class:`vitlib.ViT`)
+    and ``model.safetensors``.
+
+    Raises:
+        CheckpointError: A file is missing, or the weights file is unreadable (truncated,
+            corrupt); the message names the file and what to do instead of resuming.
+        TrainingConfigError: The saved model differs from ``model`` (another config, other
+            parameter names or shapes).
+    """
+    from safetensors import SafetensorError
+
+    from vitlib import ViT
+    from vitlib.training.errors import damaged_run_error
+
+    is_vit = isinstance(model, ViT)
+    needed = [directory / "config.json"] if is_vit else []
+    needed.append(directory / WEIGHTS_FILE)
+    for path in needed:
+        if not path.is_file():
+            problem = "is missing" if not path.exists() else "is not a regular file"
+            raise damaged_run_error(path, problem)
+    if is_vit:
         from vitlib import load_pretrained
 
         saved = load_pretrained(directory)
@@ -206,16 +226,61 @@ def load_model_files(model: nn.Module, directory: Path) -> None:
                 "(vitlib.load_pretrained) to resume."
             )
         model.load_state_dict(saved.state_dict())
-    else:
-        safetensors.torch.load_model(model, str(directory / WEIGHTS_FILE), strict=True)
+        return
+    weights = directory / WEIGHTS_FILE
+    try:
+        safetensors.torch.load_model(model, str(weights), strict=True)
+    except SafetensorError as error:
+        raise damaged_run_error(weights, f"is corrupt or truncated ({error})") from error
+    except RuntimeError as error:  # load_model's missing/unexpected keys or shape mismatches
+        raise TrainingConfigError(
+            f"the weights in {weights} do not fit the model given ({error}); expected the same "
+            "model class and sizes as the run was trained with. Build that model to resume, or "
+            "start a new run (overwrite=True or another output_dir)."
+        ) from error
 
 
 def load_training_state(directory: Path) -> dict[str, Any]:
-    """Read ``directory/training_state.pt`` without unpickling code (``weights_only=True``)."""
-    state = torch.load(directory / STATE_FILE, map_location="cpu", weights_only=True)
+    """Read ``directory/training_state.pt`` without unpickling code (``weights_only=True``).
+
+    Only the file and its outer type are checked here; the entries are checked by the caller.
+
+    Raises:
+        CheckpointError: The file is missing, empty, truncated or corrupt, holds something other
+            than the plain data ``fit`` saves (refused: nothing in it is executed), or is not a
+            dict. The message names the file and what to do instead of resuming.
+    """
+    import pickle
+
+    from vitlib.training.errors import damaged_run_error
+
+    path = directory / STATE_FILE
+    if not path.is_file():
+        problem = "is missing" if not path.exists() else "is not a regular file"
+        raise damaged_run_error(path, problem)
+    if path.stat().st_size == 0:
+        raise damaged_run_error(path, "is empty (0 bytes): a save was cut short or truncated")
+    with path.open("rb") as file:  # errors opening it (permissions) are not about its bytes
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            # torch's text advises weights_only=False, i.e. running the file's code: never shown
+            refused = "global" in str(error).lower()
+            problem = (
+                "was refused: it holds objects other than the tensors, numbers, strings, lists "
+                "and dicts that fit() saves, and vitlib never runs code from a file "
+                "(weights_only=True)"
+                if refused
+                else "is corrupt: it is not the file fit() saves"
+            )
+            raise damaged_run_error(path, problem) from None
+        except MemoryError:
+            raise
+        except Exception as error:  # torch raises RuntimeError, EOFError, OSError... on bad bytes
+            reason = str(error).split(". ")[0].strip() or type(error).__name__
+            raise damaged_run_error(path, f"is corrupt or truncated ({reason})") from error
     if not isinstance(state, dict):
-        raise TypeError(
-            f"{directory / STATE_FILE} holds a {type(state).__name__}; expected the dict that "
-            "fit() saves. Start a new run with overwrite=True."
+        raise damaged_run_error(
+            path, f"holds a {type(state).__name__}; expected the dict that fit() saves"
         )
     return state
