@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pickle
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -12,7 +14,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from vitlib.data import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
-from vitlib.data.transforms import pil_to_tensor, random_resized_crop_box
+from vitlib.data.transforms import (
+    HIGH_PRECISION_MODES,
+    apply_exif_orientation,
+    pil_to_tensor,
+    random_resized_crop_box,
+)
+from vitlib.errors import DataError
 
 sides = st.integers(min_value=1, max_value=160)
 output_sides = st.integers(min_value=1, max_value=48)
@@ -193,3 +201,148 @@ def test_missing_pillow_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "PIL", None)
     with pytest.raises(ImportError, match=r'pip install "vitlib\[data\]"'):
         pil_to_tensor(image)
+
+
+# --- 16-bit and float greyscale images (D10) ---------------------------------------------------
+
+
+def sixteen_bit_image(values: np.ndarray, mode: str) -> Image.Image:
+    """A greyscale image of ``values`` (uint16, H x W) in one of Pillow's 16/32-bit modes."""
+    height, width = values.shape
+    if mode == "I":
+        return Image.fromarray(values.astype(np.int32))
+    byte_order = {"I;16": "<", "I;16L": "<", "I;16B": ">", "I;16N": "="}[mode]
+    return Image.frombytes(mode, (width, height), values.astype(f"{byte_order}u2").tobytes())
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I;16L", "I;16N", "I"])
+def test_sixteen_bit_grey_is_divided_by_65535_into_three_channels(mode: str) -> None:
+    values = np.array([[0, 32768, 65535], [1000, 1001, 255]], dtype=np.uint16)
+    image = sixteen_bit_image(values, mode)
+    assert image.mode == mode
+    pixels = pil_to_tensor(image)
+    assert pixels.shape == (3, 2, 3)
+    assert pixels.dtype == torch.float32
+    expected = torch.from_numpy(values.astype(np.float32) / 65535)
+    for channel in range(3):
+        assert torch.allclose(pixels[channel], expected, atol=1e-7)
+    assert pixels[0, 0, 1] == pytest.approx(0.5, abs=1e-4)
+    assert pixels[0, 1, 0] != pixels[0, 1, 1], "16-bit precision lost"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 65535), min_size=1, max_size=64))
+def test_any_sixteen_bit_value_maps_to_value_over_65535(values: list[int]) -> None:
+    row = np.array([values], dtype=np.uint16)
+    pixels = pil_to_tensor(Image.fromarray(row))
+    assert pixels[1, 0].tolist() == pytest.approx([value / 65535 for value in values], abs=1e-6)
+
+
+def test_a_sixteen_bit_png_at_half_grey_stays_half_grey_through_the_transforms(
+    tmp_path: Path,
+) -> None:
+    """The D10 case: 32768 in a 16-bit PNG used to saturate to 1.0 (white)."""
+    path = tmp_path / "grey16.png"
+    Image.fromarray(np.full((40, 40), 32768, dtype=np.uint16)).save(path)
+    with Image.open(path) as image:
+        assert image.mode == "I;16"
+        assert torch.allclose(pil_to_tensor(image), torch.full((3, 40, 40), 0.5), atol=1e-4)
+        torch.manual_seed(0)
+        outputs = [eval_transform(8)(image), train_transform(8)(image)]
+    for output in outputs:
+        for channel in range(3):
+            expected = (0.5 - IMAGENET_MEAN[channel]) / IMAGENET_STD[channel]
+            assert torch.allclose(output[channel], torch.full((8, 8), expected), atol=1e-3)
+
+
+@pytest.mark.parametrize("value", [70000, -1])
+def test_mode_i_outside_sixteen_bit_is_refused_naming_the_range(value: int) -> None:
+    image = Image.fromarray(np.array([[0, value]], dtype=np.int32))
+    with pytest.raises(
+        DataError, match=rf"mode 'I' .* values from {min(0, value)} to {max(0, value)}.*0 to 65535"
+    ):
+        pil_to_tensor(image)
+
+
+def test_float_grey_in_the_unit_interval_is_kept_as_is() -> None:
+    values = np.array([[0.0, 0.25, 1.0]], dtype=np.float32)
+    pixels = pil_to_tensor(Image.fromarray(values))
+    assert pixels.shape == (3, 1, 3)
+    for channel in range(3):
+        assert pixels[channel, 0].tolist() == [0.0, 0.25, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        (2.5, r"mode 'F' .* values from 0 to 2\.5; .*already in \[0, 1\] and does not clip"),
+        (-0.5, r"mode 'F' .* values from -0\.5 to 0;"),
+        (float("nan"), r"mode 'F' .* NaN or infinite"),
+        (float("inf"), r"mode 'F' .* NaN or infinite"),
+    ],
+)
+def test_float_grey_outside_the_unit_interval_is_refused(value: float, match: str) -> None:
+    image = Image.fromarray(np.array([[0.0, value]], dtype=np.float32))
+    with pytest.raises(DataError, match=match):
+        pil_to_tensor(image)
+
+
+def test_high_precision_modes_are_pillows_greyscale_modes_above_eight_bits() -> None:
+    assert {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"} == HIGH_PRECISION_MODES
+
+
+# --- EXIF orientation (D11) --------------------------------------------------------------------
+
+
+def oriented_jpeg(path: Path, orientation: int) -> Path:
+    """A 40 x 20 JPEG stored red on the left, blue on the right, with an EXIF orientation tag."""
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+    pixels[:, :20] = (255, 0, 0)
+    pixels[:, 20:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    return path
+
+
+def test_exif_orientation_6_is_turned_upright(tmp_path: Path) -> None:
+    """Orientation 6 means "rotate 90 degrees clockwise to view": left (red) ends on top."""
+    with Image.open(oriented_jpeg(tmp_path / "o6.jpg", 6)) as image:
+        pixels = pil_to_tensor(image)
+    assert pixels.shape == (3, 40, 20)
+    top, bottom = pixels[:, :18].mean(dim=(1, 2)), pixels[:, 22:].mean(dim=(1, 2))
+    assert top[0] > 0.9 > 0.1 > top[2]
+    assert bottom[2] > 0.9 > 0.1 > bottom[0]
+
+
+def test_the_transforms_see_the_upright_image(tmp_path: Path) -> None:
+    with Image.open(oriented_jpeg(tmp_path / "o6.jpg", 6)) as image:
+        untagged = Image.fromarray(np.asarray(image))  # same pixels, no EXIF
+        upright = untagged.transpose(Image.Transpose.ROTATE_270)
+        assert torch.equal(eval_transform(16)(image), eval_transform(16)(upright))
+        torch.manual_seed(0)
+        augmented = train_transform(16)(image)
+        torch.manual_seed(0)
+        assert torch.equal(augmented, train_transform(16)(upright))
+
+
+def test_exif_orientation_is_applied_once(tmp_path: Path) -> None:
+    with Image.open(oriented_jpeg(tmp_path / "o6.jpg", 6)) as image:
+        once = apply_exif_orientation(image)
+        assert once.size == (20, 40)
+        assert apply_exif_orientation(once) is once
+        assert torch.equal(pil_to_tensor(once), pil_to_tensor(image))
+
+
+@pytest.mark.parametrize("orientation", [None, 1])
+def test_an_image_without_a_turning_tag_is_returned_as_is(
+    tmp_path: Path, orientation: int | None
+) -> None:
+    path = tmp_path / "plain.jpg"
+    if orientation is None:
+        Image.new("RGB", (40, 20)).save(path)
+    else:
+        oriented_jpeg(path, orientation)
+    with Image.open(path) as image:
+        assert apply_exif_orientation(image) is image
+        assert pil_to_tensor(image).shape == (3, 20, 40)

@@ -3,7 +3,9 @@
 ``train_transform`` is the standard Inception-style augmentation (RandomResizedCrop + horizontal
 flip) used by torchvision and timm recipes; ``eval_transform`` is the matching resize + centre crop.
 Both take a ``PIL.Image.Image`` and return a normalised float32 tensor shaped (3, image_size,
-image_size).
+image_size). Every path from a PIL image to a tensor goes through :func:`pil_to_tensor`, which turns
+the image upright by its EXIF orientation and scales 16-bit and float greyscale images at full
+precision (see its docstring for the rules).
 
 The transforms are small frozen dataclasses rather than closures so that they pickle, which
 DataLoader workers need under the ``spawn`` and ``forkserver`` start methods.
@@ -17,9 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import Tensor
 
 from vitlib._optional import missing_extra
@@ -33,17 +36,47 @@ IMAGENET_MEAN: Final[tuple[float, float, float]] = (0.485, 0.456, 0.406)
 IMAGENET_STD: Final[tuple[float, float, float]] = (0.229, 0.224, 0.225)
 """Per-channel RGB standard deviation of ImageNet-1k, for images scaled to [0, 1]."""
 
+SIXTEEN_BIT_MODES: Final = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+"""Pillow's 16-bit unsigned greyscale modes; :func:`pil_to_tensor` divides them by 65535."""
+HIGH_PRECISION_MODES: Final = SIXTEEN_BIT_MODES | {"I", "F"}
+"""Greyscale Pillow modes with more than 8 bits, which :func:`pil_to_tensor` reads without
+converting to 8-bit RGB (that conversion clips every value above 255 to white)."""
+
 _CROP_ATTEMPTS: Final = 10
+_SIXTEEN_BIT_MAX: Final = 65535
+_EXIF_ORIENTATION_TAG: Final = 0x0112
+_TRANSPOSING_ORIENTATIONS: Final = frozenset(range(2, 9))
 
 
 def pil_to_tensor(image: Image.Image) -> Tensor:
-    """Convert a PIL image to an RGB float32 tensor in [0, 1].
+    """Convert a PIL image to an upright RGB float32 tensor in [0, 1].
+
+    The image is first turned upright by its EXIF orientation tag, as
+    :func:`apply_exif_orientation` does (a no-op for an image already turned, whose tag is gone).
+    Then, by Pillow mode:
+
+    - 16-bit greyscale (``"I;16"``, ``"I;16B"``, ``"I;16L"``, ``"I;16N"``; how Pillow opens 16-bit
+      PNG and TIFF files) is divided by 65535, so 32768 becomes 0.5.
+    - 32-bit integer ``"I"`` is read as 16-bit too (divided by 65535): older Pillow versions open
+      16-bit files in this mode. Values outside 0..65535 raise :class:`~vitlib.errors.DataError`,
+      since they cannot come from a 16-bit file and no scale would be right for all of them.
+    - 32-bit float ``"F"`` is taken as already in [0, 1]; values outside it, NaN or infinity
+      raise :class:`~vitlib.errors.DataError` rather than being clipped silently.
+    - Every other mode (RGB, grey ``"L"``, palette, RGBA, CMYK, ``"1"``...) is converted to 8-bit
+      RGB by Pillow and divided by 255.
+
+    Greyscale images are repeated into three identical channels.
 
     Args:
-        image: Any PIL image; it is converted to RGB first (grey, palette and RGBA images included).
+        image: Any PIL image.
 
     Returns:
-        A tensor shaped (3, H, W).
+        A tensor shaped (3, H, W), upright.
+
+    Raises:
+        ImportError: If Pillow is missing (``pip install "vitlib[data]"``).
+        TypeError: If ``image`` is not a ``PIL.Image.Image``.
+        DataError (a ``ValueError``): If an ``"I"`` or ``"F"`` image is out of the range above.
     """
     try:
         from PIL import Image
@@ -54,8 +87,66 @@ def pil_to_tensor(image: Image.Image) -> Tensor:
             f"expected a PIL.Image.Image, got {type(image).__name__}; "
             "open the file with PIL.Image.open(path) first"
         )
+    image = apply_exif_orientation(image)
+    if image.mode in HIGH_PRECISION_MODES:
+        grey = torch.from_numpy(_high_precision_to_unit(image))
+        return repeat(grey, "h w -> c h w", c=3).contiguous()
     pixels = np.array(image.convert("RGB"), dtype=np.uint8)
     return rearrange(torch.from_numpy(pixels), "h w c -> c h w").float().div_(255.0)
+
+
+def apply_exif_orientation(image: Image.Image) -> Image.Image:
+    """Turn an image upright by its EXIF orientation tag, once.
+
+    Cameras store a photo as the sensor saw it and record the rotation in the EXIF orientation tag
+    (e.g. 6: rotate 90 degrees clockwise to view). With a tag of 2 to 8 this returns
+    ``PIL.ImageOps.exif_transpose(image)``: a transposed copy whose tag is removed, so a second call
+    returns it unchanged. Without such a tag it returns ``image`` itself, not a copy.
+
+    Args:
+        image: A PIL image.
+
+    Returns:
+        The upright image.
+    """
+    from PIL import ImageOps
+
+    if image.getexif().get(_EXIF_ORIENTATION_TAG, 1) not in _TRANSPOSING_ORIENTATIONS:
+        return image
+    upright = ImageOps.exif_transpose(image)
+    return upright if upright is not None else image
+
+
+def _high_precision_to_unit(image: Image.Image) -> npt.NDArray[np.float32]:
+    """Scale a ``HIGH_PRECISION_MODES`` image to a float32 (H, W) array in [0, 1].
+
+    The rules per mode are in :func:`pil_to_tensor`.
+    """
+    pixels = np.asarray(image)
+    if image.mode == "F":
+        values: npt.NDArray[np.float32] = pixels.astype(np.float32)
+        if values.size and not np.isfinite(values).all():
+            raise DataError(
+                "a Pillow mode 'F' (32-bit float) image holds NaN or infinite values; vitlib reads "
+                "float images as already in [0, 1]; replace the non-finite values and scale the "
+                "image to [0, 1] first"
+            )
+        if values.size and (values.min() < 0.0 or values.max() > 1.0):
+            raise DataError(
+                f"a Pillow mode 'F' (32-bit float) image holds values from {values.min():g} to "
+                f"{values.max():g}; vitlib reads float images as already in [0, 1] and does not "
+                "clip them; scale the image to [0, 1] first, e.g. "
+                "Image.fromarray((array / array.max()).astype('float32'))"
+            )
+        return values
+    if image.mode == "I" and pixels.size and (pixels.min() < 0 or pixels.max() > _SIXTEEN_BIT_MAX):
+        raise DataError(
+            f"a Pillow mode 'I' (32-bit integer) image holds values from {pixels.min()} to "
+            f"{pixels.max()}; vitlib reads mode 'I' as 16-bit, 0 to {_SIXTEEN_BIT_MAX}; scale "
+            "the image into that range, or to a mode 'F' image in [0, 1], first"
+        )
+    scaled: npt.NDArray[np.float32] = pixels.astype(np.float32) / np.float32(_SIXTEEN_BIT_MAX)
+    return scaled
 
 
 def normalize(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
