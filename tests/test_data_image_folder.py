@@ -8,17 +8,21 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from vitlib.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     ImageFolderDataset,
     SkippedImagesWarning,
     eval_transform,
     load_image_folders,
 )
 from vitlib.data.transforms import EvalTransform, TrainTransform
+from vitlib.errors import DataError
 
 CLASSES = ["basketball", "cricket", "tennis"]
 
@@ -249,3 +253,83 @@ def test_missing_pillow_names_the_extra(split_root: Path, monkeypatch: pytest.Mo
     monkeypatch.setitem(sys.modules, "PIL.Image", None)
     with pytest.raises(ImportError, match=r'pip install "vitlib\[data\]"'):
         ImageFolderDataset(split_root)
+
+
+# --- 16-bit and float images (D10) -------------------------------------------------------------
+
+
+def test_a_sixteen_bit_image_keeps_its_precision_through_the_dataset(tmp_path: Path) -> None:
+    """Half grey in a 16-bit PNG used to be converted to 8-bit RGB on load: white."""
+    path = tmp_path / "cls" / "grey16.png"
+    path.parent.mkdir()
+    Image.fromarray(np.full((16, 20), 32768, dtype=np.uint16)).save(path)
+    dataset = ImageFolderDataset(tmp_path)
+    assert dataset.load_image(0).mode == "I;16"
+    image, _ = dataset[0]
+    assert image.shape == (3, 16, 20)
+    assert torch.allclose(image, torch.full_like(image, 0.5), atol=1e-4)
+
+
+def test_sixteen_bit_images_reach_the_split_transforms_unclipped(tmp_path: Path) -> None:
+    for split in ("train", "test"):
+        path = tmp_path / split / "cls" / "grey16.png"
+        path.parent.mkdir(parents=True)
+        Image.fromarray(np.full((40, 40), 32768, dtype=np.uint16)).save(path)
+    train, test = load_image_folders(tmp_path, image_size=8)
+    pairs = zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)
+    expected = torch.tensor([(0.5 - mean) / std for mean, std in pairs])
+    for dataset in (train, test):
+        image, _ = dataset[0]
+        assert torch.allclose(image, expected.view(3, 1, 1).expand(3, 8, 8), atol=1e-3)
+
+
+def test_a_float_image_outside_the_unit_interval_is_refused_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cls" / "depth.tif"
+    path.parent.mkdir()
+    Image.fromarray(np.full((4, 4), 3.0, dtype=np.float32)).save(path)
+    dataset = ImageFolderDataset(tmp_path)
+    assert dataset.load_image(0).mode == "F"
+    with pytest.raises(DataError, match=rf"image {re.escape(str(path))}: .*mode 'F'.*\[0, 1\]"):
+        dataset[0]
+
+
+# --- EXIF orientation (D11) --------------------------------------------------------------------
+
+
+def write_oriented_jpeg(path: Path, orientation: int = 6) -> Path:
+    """A 40 x 20 JPEG stored red on the left, blue on the right, with an EXIF orientation tag."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+    pixels[:, :20] = (255, 0, 0)
+    pixels[:, 20:] = (0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    return path
+
+
+def test_load_image_turns_a_photo_upright_by_its_exif_orientation(tmp_path: Path) -> None:
+    write_oriented_jpeg(tmp_path / "cls" / "photo.jpg")
+    dataset = ImageFolderDataset(tmp_path)
+    image = dataset.load_image(0)
+    assert image.size == (20, 40)
+    assert image.getpixel((10, 5))[0] > 200  # type: ignore[index]
+    assert image.getpixel((10, 35))[2] > 200  # type: ignore[index]
+
+
+@pytest.mark.parametrize("with_transform", [False, True])
+def test_a_dataset_item_is_turned_upright_exactly_once(
+    tmp_path: Path, with_transform: bool
+) -> None:
+    """Turned twice, orientation 6 would give a 180-degree turn: 20 wide, red at the bottom."""
+    write_oriented_jpeg(tmp_path / "cls" / "photo.jpg")
+    transform = eval_transform(20, resize_ratio=1.0, mean=(0, 0, 0), std=(1, 1, 1))
+    dataset = ImageFolderDataset(tmp_path, transform if with_transform else None)
+    image, _ = dataset[0]
+    if not with_transform:
+        assert image.shape == (3, 40, 20)
+    top, bottom = image[:, : image.shape[1] // 3], image[:, -image.shape[1] // 3 :]
+    assert top[0].mean() > 0.9 > 0.1 > top[2].mean()
+    assert bottom[2].mean() > 0.9 > 0.1 > bottom[0].mean()

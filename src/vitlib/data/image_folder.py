@@ -12,7 +12,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vitlib._optional import missing_extra
-from vitlib.data.transforms import eval_transform, pil_to_tensor, train_transform
+from vitlib.data.transforms import (
+    HIGH_PRECISION_MODES,
+    apply_exif_orientation,
+    eval_transform,
+    pil_to_tensor,
+    train_transform,
+)
 from vitlib.errors import DataError
 
 if TYPE_CHECKING:
@@ -36,8 +42,9 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
 
     Class folders are the sub-folders of ``root`` not starting with ``"."`` (so
     ``.ipynb_checkpoints`` is not a class); images are the files below each, at any depth, whose
-    suffix is in ``IMAGE_EXTENSIONS`` (case-insensitive). Other files are ignored. Images are
-    converted to RGB on load.
+    suffix is in ``IMAGE_EXTENSIONS`` (case-insensitive). Other files are ignored. On load an image
+    is turned upright by its EXIF orientation tag and converted to RGB, except 16-bit and float
+    greyscale images, which keep their precision (see :meth:`load_image`).
 
     Unreadable images: at construction every image is checked cheaply with Pillow (``Image.open`` +
     ``verify``, which reads headers, not pixels). By default the files that fail are left out with
@@ -85,23 +92,51 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        """Return ``(transform(image), label)`` for the image at ``index``."""
+        """Return ``(transform(image), label)`` for the image at ``index``.
+
+        Raises:
+            OSError: As :meth:`load_image`.
+            DataError (a ``ValueError``): If the transform raises one (e.g. a float image outside
+                [0, 1]); the message is prefixed with the image's path.
+        """
         transform = self.transform if self.transform is not None else pil_to_tensor
-        return transform(self.load_image(index)), self.samples[index][1]
+        path, label = self.samples[index]
+        image = self.load_image(index)
+        try:
+            return transform(image), label
+        except DataError as error:
+            raise DataError(f"image {path}: {error}") from error
 
     def load_image(self, index: int) -> Image.Image:
-        """Load the image at ``index`` as an RGB ``PIL.Image.Image``, untransformed."""
+        """Load the image at ``index``, upright and untransformed.
+
+        The image is turned upright by its EXIF orientation tag
+        (:func:`~vitlib.data.transforms.apply_exif_orientation`; the tag is removed, so the
+        transforms do not turn it again) and converted to RGB. 16-bit and float greyscale images
+        (modes in :data:`~vitlib.data.transforms.HIGH_PRECISION_MODES`: ``"I;16"``..., ``"I"``,
+        ``"F"``) keep their mode instead, because converting them to 8-bit RGB clips every value
+        above 255 to white; :func:`~vitlib.data.transforms.pil_to_tensor` and both transforms
+        scale them to [0, 1] and repeat them into three channels. A custom transform receives them
+        in that mode too.
+
+        Raises:
+            OSError: Naming the file, if it cannot be decoded.
+        """
         from PIL import Image
 
         path = self.samples[index][0]
         try:
             with Image.open(path) as image:
-                rgb: Image.Image = image.convert("RGB")
+                upright = apply_exif_orientation(image)
+                if upright.mode not in HIGH_PRECISION_MODES:
+                    loaded: Image.Image = upright.convert("RGB")
+                else:
+                    loaded = upright if upright is not image else image.copy()
         except (OSError, SyntaxError, ValueError) as error:
             raise OSError(
                 f"cannot decode image {path}: {error}; delete or replace the file"
             ) from error
-        return rgb
+        return loaded
 
     def __repr__(self) -> str:
         """Summarise root, size and classes."""
