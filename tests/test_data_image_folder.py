@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
 from vitlib.data import (
     IMAGENET_MEAN,
@@ -117,7 +117,7 @@ def test_an_unreadable_image_is_skipped_with_one_warning(split_root: Path) -> No
     with pytest.warns(SkippedImagesWarning, match=r"skipped 1 unreadable") as record:
         dataset = ImageFolderDataset(split_root)
     assert len(record) == 1
-    assert str(broken) in str(record[0].message)
+    assert f"{broken} (UnidentifiedImageError: " in str(record[0].message)
     assert "strict=True" in str(record[0].message)
     assert len(dataset) == 6
     assert broken not in [path for path, _ in dataset.samples]
@@ -333,3 +333,114 @@ def test_a_dataset_item_is_turned_upright_exactly_once(
     top, bottom = image[:, : image.shape[1] // 3], image[:, -image.shape[1] // 3 :]
     assert top[0].mean() > 0.9 > 0.1 > top[2].mean()
     assert bottom[2].mean() > 0.9 > 0.1 > bottom[0].mean()
+
+
+# --- decompression bombs (D09b) and skip reasons (D09) -----------------------------------------
+
+
+@pytest.fixture
+def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if any image's pixels are decoded: bombs must be refused from the header."""
+
+    def refuse(self: ImageFile.ImageFile) -> None:
+        raise AssertionError(f"decoded {self.size} pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+
+
+@pytest.mark.usefixtures("no_decoding")
+def test_a_real_decompression_bomb_below_pillows_error_limit_is_skipped(
+    split_root: Path,
+) -> None:
+    """The D09b file: 144 Mpx, about 17 KB, which Pillow only warns about, then decodes (3 GB)."""
+    bomb = split_root / "tennis" / "bomb.png"
+    Image.new("1", (12000, 12000)).save(bomb)
+    assert bomb.stat().st_size < 100_000
+    assert Image.MAX_IMAGE_PIXELS is not None
+    assert Image.MAX_IMAGE_PIXELS < 144_000_000 <= 2 * Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        dataset = ImageFolderDataset(split_root)
+    assert [warning.category for warning in record] == [SkippedImagesWarning]
+    assert re.search(
+        rf"{re.escape(str(bomb))} \(decompression bomb: Image size \(144000000 pixels\) exceeds",
+        str(record[0].message),
+    )
+    assert bomb not in [path for path, _ in dataset.samples]
+
+
+@pytest.mark.usefixtures("no_decoding")
+@pytest.mark.parametrize("limit", [1000, 500], ids=["pillow-warns", "pillow-raises"])
+def test_an_image_over_max_image_pixels_is_skipped_with_the_reason(
+    split_root: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """40 x 40 = 1600 pixels: over 1000 Pillow only warns, over 2 x 500 it raises itself."""
+    bomb = write_image(split_root / "cricket" / "bomb.png", size=(40, 40))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.warns(SkippedImagesWarning, match=r"skipped 1 unreadable") as record:
+        dataset = ImageFolderDataset(split_root)
+    assert re.search(
+        rf"{re.escape(str(bomb))} \(decompression bomb: Image size \(1600 pixels\) exceeds limit "
+        rf"of {limit if limit == 1000 else 2 * limit} pixels\)",
+        str(record[0].message),
+    )
+    assert bomb not in [path for path, _ in dataset.samples]
+
+
+@pytest.mark.usefixtures("no_decoding")
+def test_strict_raises_on_a_decompression_bomb_with_the_fix(
+    split_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_image(split_root / "cricket" / "bomb.png", size=(40, 40))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(
+        DataError,
+        match=r"unreadable image .*bomb\.png \(decompression bomb: .*1600 pixels.*\); delete or "
+        r"replace it \(or, if the image is genuine, raise PIL\.Image\.MAX_IMAGE_PIXELS\)",
+    ):
+        ImageFolderDataset(split_root, strict=True)
+
+
+def test_a_bomb_that_reaches_load_image_is_refused_naming_the_file(
+    split_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """E.g. the file was replaced, or the limit lowered, after the dataset was built."""
+    dataset = ImageFolderDataset(split_root, eval_transform(8))
+    path = dataset.samples[0][0]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)
+    with pytest.raises(
+        OSError,
+        match=rf"cannot decode image {re.escape(str(path))}: decompression bomb: Image size "
+        r"\(320 pixels\) exceeds limit of 200 pixels; delete or replace the file \(or, if",
+    ):
+        dataset[0]
+
+
+def test_max_image_pixels_none_lets_large_images_in(
+    split_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented way to accept genuine huge images: Pillow's own setting, not a new one."""
+    big = write_image(split_root / "cricket" / "big.png", size=(40, 40))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dataset = ImageFolderDataset(split_root, strict=True)
+        index = [path for path, _ in dataset.samples].index(big)
+        assert dataset[index][0].shape == (3, 40, 40)
+
+
+def test_the_bomb_check_leaves_pillow_and_warning_filters_alone(split_root: Path) -> None:
+    write_image(split_root / "cricket" / "big.png", size=(40, 40))
+    limit, filters = Image.MAX_IMAGE_PIXELS, list(warnings.filters)
+    ImageFolderDataset(split_root)[0]
+    assert (Image.MAX_IMAGE_PIXELS, warnings.filters) == (limit, filters)
+
+
+def test_the_skip_warning_says_why_each_named_file_is_unreadable(split_root: Path) -> None:
+    (split_root / "cricket" / "empty.png").write_bytes(b"")
+    (split_root / "tennis" / "text.jpg").write_text("hello")
+    with pytest.warns(SkippedImagesWarning) as record:
+        ImageFolderDataset(split_root)
+    message = str(record[0].message)
+    for name in ("empty.png", "text.jpg"):
+        assert f"{name} (UnidentifiedImageError: cannot identify image file)" in message

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -48,9 +49,15 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
 
     Unreadable images: at construction every image is checked cheaply with Pillow (``Image.open`` +
     ``verify``, which reads headers, not pixels). By default the files that fail are left out with
-    one :class:`SkippedImagesWarning` that counts them and names the first few; with ``strict=True``
-    the first one raises ``ValueError`` instead. A file that passes the check but fails to decode
-    later raises ``OSError`` naming it when loaded.
+    one :class:`SkippedImagesWarning` that counts them and names the first few, each with the
+    reason; with ``strict=True`` the first one raises ``ValueError`` instead. A file that passes the
+    check but fails to decode later raises ``OSError`` naming it when loaded.
+
+    Decompression bombs: an image with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's
+    default is 89,478,485, about 9459 x 9459) is unreadable, even below the 2x limit at which
+    Pillow itself raises: a small file could otherwise cost gigabytes of memory on every read. If
+    such images are genuine, raise ``PIL.Image.MAX_IMAGE_PIXELS`` (or set it to ``None``) before
+    building the dataset.
 
     Args:
         root: The folder holding one sub-folder per class.
@@ -120,21 +127,23 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         in that mode too.
 
         Raises:
-            OSError: Naming the file, if it cannot be decoded.
+            OSError: Naming the file, if it cannot be decoded or is a decompression bomb (more than
+                ``PIL.Image.MAX_IMAGE_PIXELS`` pixels).
         """
         from PIL import Image
 
         path = self.samples[index][0]
         try:
-            with Image.open(path) as image:
+            with _refusing_decompression_bombs(), Image.open(path) as image:
                 upright = apply_exif_orientation(image)
                 if upright.mode not in HIGH_PRECISION_MODES:
                     loaded: Image.Image = upright.convert("RGB")
                 else:
                     loaded = upright if upright is not image else image.copy()
-        except (OSError, SyntaxError, ValueError) as error:
+        except _unreadable_errors() as error:
             raise OSError(
-                f"cannot decode image {path}: {error}; delete or replace the file"
+                f"cannot decode image {path}: {_describe(error, path)}; "
+                f"delete or replace the file{_bomb_fix(error)}"
             ) from error
         return loaded
 
@@ -217,10 +226,20 @@ def _find_samples(root: Path, classes: list[str], *, strict: bool) -> list[tuple
             f"{sorted(IMAGE_EXTENSIONS)}; add images as {root}/<class_name>/<image>.jpg"
         )
     samples: list[tuple[Path, int]] = []
-    skipped: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
     for label, name in enumerate(classes):
-        readable = [path for path in candidates[name] if _is_readable(path, strict=strict)]
-        skipped.extend(sorted(set(candidates[name]) - set(readable)))
+        readable = []
+        for path in candidates[name]:
+            error = _open_error(path)
+            if error is None:
+                readable.append(path)
+            elif strict:
+                raise DataError(
+                    f"unreadable image {path} ({_describe(error, path)}); delete or replace it"
+                    f"{_bomb_fix(error)}, or pass strict=False to skip unreadable images"
+                ) from error
+            else:
+                skipped.append((path, _describe(error, path)))
         if not readable:
             found = (
                 f"no readable images ({len(candidates[name])} unreadable)"
@@ -233,7 +252,7 @@ def _find_samples(root: Path, classes: list[str], *, strict: bool) -> list[tuple
             )
         samples.extend((path, label) for path in readable)
     if skipped:
-        named = ", ".join(str(path) for path in skipped[:_NAMED_SKIPS])
+        named = ", ".join(f"{path} ({reason})" for path, reason in skipped[:_NAMED_SKIPS])
         more = f" and {len(skipped) - _NAMED_SKIPS} more" if len(skipped) > _NAMED_SKIPS else ""
         warnings.warn(
             f"skipped {len(skipped)} unreadable image(s) in {root}: {named}{more}; "
@@ -261,18 +280,61 @@ def _import_pillow() -> None:
         raise missing_extra("Pillow", "data", "ImageFolderDataset") from error
 
 
-def _is_readable(path: Path, *, strict: bool) -> bool:
-    """Cheap Pillow check: the header parses and ``verify`` passes."""
+def _open_error(path: Path) -> Exception | None:
+    """Cheap Pillow check: the header parses, it is no decompression bomb and ``verify`` passes.
+
+    Returns:
+        The error that makes the image unreadable, or ``None`` if it is readable.
+    """
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with _refusing_decompression_bombs(), Image.open(path) as image:
             image.verify()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        if strict:
-            raise DataError(
-                f"unreadable image {path} ({type(error).__name__}: {error}); "
-                "delete or replace it, or pass strict=False to skip unreadable images"
-            ) from error
-        return False
-    return True
+    except _unreadable_errors() as error:
+        return error
+    return None
+
+
+@contextmanager
+def _refusing_decompression_bombs() -> Iterator[None]:
+    """Within the block, Pillow's DecompressionBombWarning is raised as an exception.
+
+    Pillow only warns between ``MAX_IMAGE_PIXELS`` and twice that, then decodes the image anyway.
+    The filter is local (``warnings.catch_warnings``); Pillow's settings are left alone.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def _bomb_errors() -> tuple[type[Exception], ...]:
+    """Pillow's decompression-bomb warning (raised as an error in the block above) and error."""
+    from PIL import Image
+
+    return (Image.DecompressionBombWarning, Image.DecompressionBombError)
+
+
+def _unreadable_errors() -> tuple[type[Exception], ...]:
+    """What Pillow raises for a file it cannot read, decompression bombs included."""
+    return (OSError, SyntaxError, ValueError, *_bomb_errors())
+
+
+def _is_bomb(error: BaseException) -> bool:
+    return isinstance(error, _bomb_errors())
+
+
+def _describe(error: BaseException, path: Path) -> str:
+    """Why an image is unreadable, in a few words, without repeating its path."""
+    message = str(error).replace(repr(str(path)), "").strip()
+    if _is_bomb(error):
+        return f"decompression bomb: {message.split(', could be')[0]}"
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _bomb_fix(error: BaseException) -> str:
+    if not _is_bomb(error):
+        return ""
+    return " (or, if the image is genuine, raise PIL.Image.MAX_IMAGE_PIXELS)"
