@@ -11,13 +11,22 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from tests.test_training_support import TinyNet, blobs, states_equal, tiny_net
+from tests.test_training_support import (
+    TinyNet,
+    blobs,
+    digits_loaders,
+    states_equal,
+    tiny_net,
+    tiny_vit,
+)
+from vitlib.errors import DataError
 from vitlib.training import (
     NonFiniteLossError,
     TrainingConfigError,
     evaluate,
     train_one_epoch,
 )
+from vitlib.training.errors import NonFiniteEvalLossError
 
 
 def test_metrics_are_the_exact_per_sample_mean_with_a_ragged_last_batch() -> None:
@@ -158,3 +167,86 @@ def test_without_tqdm_progress_is_logged(
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 2 train")]
     assert lines
     assert lines[-1].startswith("epoch 2 train 10/10 loss=")
+
+
+def _loader(labels: torch.Tensor, batch_size: int = 4) -> DataLoader[tuple[torch.Tensor, ...]]:
+    inputs = blobs(len(labels)).tensors[0]
+    return DataLoader(TensorDataset(inputs, labels), batch_size=batch_size)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (
+            torch.tensor([0, 1, 2, 5, 0, 1]),
+            r"the model outputs 3 classes but the training loader yielded label 5 in batch 0 of "
+            r"epoch 2; expected int64 class indices in \[0, 3\)\. Build the model with "
+            r"num_classes=6",
+        ),
+        (
+            torch.tensor([0, 1, 2, 1, 0, -1]),
+            r"yielded label -1 in batch 1 of epoch 2; expected int64 class indices in \[0, 3\)",
+        ),
+        (
+            torch.tensor([0.0, 1.0, 2.0, 1.0, 0.0, 1.0]),
+            r"yielded labels of dtype torch.float32 in batch 0 of epoch 2; expected int64 class "
+            r"indices .*labels.long\(\)",
+        ),
+        (
+            torch.tensor([True, False, True, True, False, True]),
+            r"labels of dtype torch.bool",
+        ),
+    ],
+    ids=["too-large", "negative", "float", "bool"],
+)
+def test_labels_that_do_not_index_the_outputs_are_refused_before_the_step(
+    labels: torch.Tensor, message: str
+) -> None:
+    model = tiny_net()
+    before = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    # the bad batch is the first optimiser step: nothing may have moved
+    with pytest.raises(DataError, match=message):
+        train_one_epoch(
+            model, _loader(labels), optimizer, accumulation_steps=2, epoch=2, progress=False
+        )
+    assert states_equal(model, before)
+    with pytest.raises(DataError, match=message.replace("training", "evaluation").split(" in ")[0]):
+        evaluate(model, _loader(labels))
+
+
+def test_labels_of_another_integer_dtype_are_class_indices_too() -> None:
+    labels = blobs(8).tensors[1]
+    expected = evaluate(tiny_net(), _loader(labels))
+    assert evaluate(tiny_net(), _loader(labels.to(torch.int32))) == expected
+    assert evaluate(tiny_net(), _loader(labels.to(torch.uint8))) == expected
+
+
+def test_outputs_that_are_not_one_row_of_logits_per_image_are_refused() -> None:
+    flat = torch.nn.Sequential(tiny_net(), torch.nn.Flatten(0))  # (batch * classes,)
+    with pytest.raises(DataError, match=r"outputs of shape \(12,\) for labels of shape \(4,\)"):
+        evaluate(flat, _loader(blobs(4).tensors[1]))
+
+
+def test_a_vit_without_a_head_is_refused() -> None:
+    features = tiny_vit(num_classes=0)
+    train_loader, test_loader = digits_loaders()
+    optimizer = torch.optim.SGD(features.parameters(), lr=0.1)
+    with pytest.raises(TrainingConfigError, match=r"no classification head \(num_classes=0\)"):
+        train_one_epoch(features, train_loader, optimizer, progress=False)
+    with pytest.raises(TrainingConfigError, match="16-d features"):
+        evaluate(features, test_loader)
+
+
+def test_a_non_finite_evaluation_loss_names_the_batch() -> None:
+    inputs, labels = blobs(12).tensors
+    inputs = inputs.clone()
+    inputs[9] = float("inf")  # the third batch of four
+    loader = DataLoader(TensorDataset(inputs, labels), batch_size=4)
+    with pytest.raises(NonFiniteEvalLossError, match=r"became nan in evaluation batch 2;") as err:
+        evaluate(tiny_net(), loader)
+    assert err.value.batch_index == 2
+    assert err.value.epoch is None
+    assert isinstance(err.value, RuntimeError)
+    with pytest.raises(NonFiniteEvalLossError, match=r"evaluation batch 2 after epoch 4"):
+        evaluate(tiny_net(), loader, epoch=4)

@@ -114,3 +114,35 @@ def train(seed: int = 0, epochs: int = 2, **options: Any) -> tuple[nn.Module, Hi
         **options,
     )
     return model, history
+
+
+def tiny_vit(num_classes: int = 10, seed: int = 0) -> Any:
+    """A one-layer ViT for 8x8 one-channel digits (4 patches), initialised from ``seed``."""
+    import vitlib
+
+    torch.manual_seed(seed)
+    return vitlib.ViT(
+        img_size=8,
+        in_channels=1,
+        patch_size=4,
+        num_transformer_layers=1,
+        embedding_dim=16,
+        mlp_size=32,
+        num_heads=2,
+        num_classes=num_classes,
+    )
+
+
+def digits_loaders(
+    train_samples: int = 32, test_samples: int = 16, batch_size: int = 16
+) -> tuple[DataLoader[Any], DataLoader[Any]]:
+    """Loaders over the first digits of the train and test splits, at 8x8 (labels 0..9)."""
+    from torch.utils.data import Subset
+
+    from vitlib.data import DigitsDataset, make_dataloaders
+
+    return make_dataloaders(
+        Subset(DigitsDataset("train", image_size=8), range(train_samples)),
+        Subset(DigitsDataset("test", image_size=8), range(test_samples)),
+        batch_size,
+    )

@@ -19,9 +19,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
+from vitlib.errors import DataError
 from vitlib.training.distributed import all_reduce_sums, is_sharded
-from vitlib.training.errors import NonFiniteLossError, TrainingConfigError
+from vitlib.training.errors import NonFiniteEvalLossError, NonFiniteLossError, TrainingConfigError
 from vitlib.training.progress import Progress
+from vitlib.vit import ViT
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _Item = TypeVar("_Item")
@@ -73,14 +75,131 @@ def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> AbstractCon
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
-def _unpack(batch: object, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass(frozen=True)
+class _Batch:
+    """A batch moved to the device, with the smallest and largest label (``None`` if empty)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    label_range: tuple[int, int] | None
+
+
+def _where(batch_index: int, epoch: int | None) -> str:
+    return f"batch {batch_index}" + ("" if epoch is None else f" of epoch {epoch}")
+
+
+def _unpack(
+    batch: object, device: torch.device, *, role: str, batch_index: int, epoch: int | None
+) -> _Batch:
+    """Check a loader's ``(images, labels)`` pair and move it to ``device``.
+
+    Labels must be integer class indices; other integer dtypes are converted to int64 (exactly).
+    Their range is read here, on the host copy when the loader yields CPU tensors (no device
+    sync), and checked against the model's outputs by :func:`_check_labels`.
+    """
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
         raise TypeError(
             f"the loader yielded a {type(batch).__name__}; expected (images, labels) pairs, "
             "as a torch DataLoader over (image, label) samples produces."
         )
     images, labels = batch
-    return images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise TypeError(
+            f"the loader yielded ({type(images).__name__}, {type(labels).__name__}) in "
+            f"{_where(batch_index, epoch)}; expected a pair of tensors (images, labels)."
+        )
+    if labels.dtype != torch.int64:
+        if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+            raise DataError(
+                f"the {role} loader yielded labels of dtype {labels.dtype} in "
+                f"{_where(batch_index, epoch)}; expected int64 class indices in "
+                "[0, num_classes), one per image. Build the labels as integers (e.g. "
+                "torch.tensor(labels, dtype=torch.long), or labels.long() for whole-number "
+                "floats); one-hot or soft labels are not supported."
+            )
+        labels = labels.long()  # uint8/int16/int32 class indices: exact
+    label_range: tuple[int, int] | None = None
+    if labels.numel() > 0:
+        low, high = torch.stack(torch.aminmax(labels)).tolist()  # one host read, not two
+        label_range = (low, high)
+    return _Batch(
+        images.to(device, non_blocking=True), labels.to(device, non_blocking=True), label_range
+    )
+
+
+def _dataset_classes(loader: object) -> int | None:
+    """The number of classes a loader's data set declares (``.classes``), if it says."""
+    dataset = getattr(loader, "dataset", None)
+    for _ in range(4):  # through Subset(...) and ConcatDataset([...]) wrappers
+        classes = getattr(dataset, "classes", None)
+        if isinstance(classes, (list, tuple)) and classes:
+            return len(classes)
+        inner = getattr(dataset, "datasets", None)
+        dataset = (
+            inner[0] if isinstance(inner, list) and inner else getattr(dataset, "dataset", None)
+        )
+    return None
+
+
+def _check_labels(
+    logits: torch.Tensor,
+    batch: _Batch,
+    *,
+    loader: object,
+    role: str,
+    batch_index: int,
+    epoch: int | None,
+) -> None:
+    """Refuse labels that do not index the model's outputs, before the loss is used."""
+    where = _where(batch_index, epoch)
+    labels = batch.labels
+    if logits.dim() < 1 or tuple(labels.shape) != tuple(logits.shape[:-1]):
+        raise DataError(
+            f"the model returned outputs of shape {tuple(logits.shape)} for labels of shape "
+            f"{tuple(labels.shape)} in {where}; expected logits of shape (batch, num_classes) "
+            "and one int64 class index per image. End the model in a classification head "
+            "(e.g. nn.Linear(features, num_classes))."
+        )
+    if batch.label_range is None:
+        return
+    classes = logits.shape[-1]
+    low, high = batch.label_range
+    if low < 0:
+        raise DataError(
+            f"the {role} loader yielded label {low} in {where}; expected int64 class indices in "
+            f"[0, {classes}). Map the labels to 0..{classes - 1} (negative labels, such as an "
+            "ignore_index, are not supported)."
+        )
+    if high >= classes:
+        declared = _dataset_classes(loader)
+        needed = max(high + 1, declared or 0)
+        said = f" (the data set declares {declared} classes)" if declared else ""
+        raise DataError(
+            f"the model outputs {classes} classes but the {role} loader yielded label {high} in "
+            f"{where}; expected int64 class indices in [0, {classes}). Build the model with "
+            f"num_classes={needed}{said}, or remap the labels to 0..{classes - 1}."
+        )
+
+
+def check_classification_head(model: nn.Module) -> None:
+    """Refuse a :class:`vitlib.ViT` built without a classification head (``num_classes=0``).
+
+    Such a model returns its pooled features; cross-entropy would silently treat them as logits.
+
+    Raises:
+        TrainingConfigError: ``model`` (or the module a ``DistributedDataParallel`` wraps) is a
+            ViT with ``config.num_classes == 0``.
+    """
+    inner = model.module if isinstance(model, DistributedDataParallel) else model
+    if isinstance(inner, ViT) and inner.config.num_classes == 0:
+        width = inner.config.embedding_dim
+        raise TrainingConfigError(
+            "the model has no classification head (num_classes=0): it outputs "
+            f"{width}-d features, which the loss would treat as {width} class logits; expected "
+            "a ViT with num_classes >= 1. Build it with num_classes set to the number of classes "
+            "in the data (e.g. vitlib.create_model(..., num_classes=10)), or add a head with "
+            "nn.Sequential(model, nn.Linear(features, num_classes))."
+        )
 
 
 def _with_last(items: Iterable[_Item]) -> Iterator[tuple[_Item, bool]]:
@@ -107,7 +226,7 @@ def _safe_len(loader: Iterable[object]) -> int | None:
 
 def _check_samples(samples: int, role: str) -> None:
     if samples == 0:
-        raise ValueError(
+        raise DataError(
             f"the {role} loader yielded no samples; expected at least one batch. Check that the "
             "data set is not empty and that drop_last=True is not dropping the only batch."
         )
@@ -157,7 +276,12 @@ def train_one_epoch(
 
     Raises:
         NonFiniteLossError: The loss became NaN or infinite.
+        DataError: The labels are not int64 class indices in ``[0, num_classes)`` of the model's
+            outputs (checked before each batch's backward pass, so before its optimiser step).
+        TrainingConfigError: ``model`` is a :class:`vitlib.ViT` without a head
+            (``num_classes=0``), or an option is out of range.
     """
+    check_classification_head(model)
     if isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int):
         raise TrainingConfigError(
             f"accumulation_steps={accumulation_steps!r} is invalid; expected an integer >= 1."
@@ -180,7 +304,8 @@ def train_one_epoch(
     group_samples, group_batches = 0, 0
     with Progress(_safe_len(loader), f"epoch {epoch} train", enabled=progress) as bar:
         for batch_index, (batch, is_last) in enumerate(_with_last(loader)):
-            images, labels = _unpack(batch, device)
+            unpacked = _unpack(batch, device, role="training", batch_index=batch_index, epoch=epoch)
+            images, labels = unpacked.images, unpacked.labels
             batch_size = labels.shape[0]
             steps_now = group_batches + 1 == accumulation_steps or is_last
             sync: AbstractContextManager[Any] = nullcontext()
@@ -189,6 +314,14 @@ def train_one_epoch(
             with sync:
                 with autocast(device, amp_dtype):
                     logits = model(images)
+                    _check_labels(
+                        logits,
+                        unpacked,
+                        loader=loader,
+                        role="training",
+                        batch_index=batch_index,
+                        epoch=epoch,
+                    )
                     loss = loss_fn(logits, labels)
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
@@ -239,6 +372,7 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
+    epoch: int | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on ``loader`` in eval mode, without gradients.
 
@@ -249,23 +383,46 @@ def evaluate(
         amp_dtype: ``torch.bfloat16`` for autocast, ``None`` for full precision.
         device: Where to move the batches; default the model's device.
         progress: Show a progress bar (tqdm) or log lines.
+        epoch: The 1-based epoch being evaluated, named in errors (``fit`` passes it).
 
     Returns:
         Per-sample mean loss and accuracy over the whole loader (summed over ranks if it is sharded
         by a ``DistributedSampler``; an unsharded loader is evaluated whole on every rank).
+
+    Raises:
+        NonFiniteEvalLossError: The loss of a batch was NaN or infinite (e.g. a NaN image).
+        DataError: The labels are not int64 class indices in ``[0, num_classes)``, or the loader
+            yielded no samples.
+        TrainingConfigError: ``model`` is a :class:`vitlib.ViT` without a head
+            (``num_classes=0``).
     """
+    check_classification_head(model)
     device = resolve_device(model, device)
     loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
     model.eval()
     loss_sum, correct, samples = 0.0, 0, 0
     with Progress(_safe_len(loader), "evaluate", enabled=progress) as bar:
-        for batch in loader:
-            images, labels = _unpack(batch, device)
+        for batch_index, batch in enumerate(loader):
+            unpacked = _unpack(
+                batch, device, role="evaluation", batch_index=batch_index, epoch=epoch
+            )
+            images, labels = unpacked.images, unpacked.labels
             with autocast(device, amp_dtype):
                 logits = model(images)
+                _check_labels(
+                    logits,
+                    unpacked,
+                    loader=loader,
+                    role="evaluation",
+                    batch_index=batch_index,
+                    epoch=epoch,
+                )
                 loss = loss_fn(logits, labels)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteEvalLossError(loss_value, batch_index=batch_index, epoch=epoch)
             batch_size = labels.shape[0]
-            loss_sum += loss.item() * batch_size
+            loss_sum += loss_value * batch_size
             correct += int((logits.argmax(dim=-1) == labels).sum().item())
             samples += batch_size
             bar.update(loss=loss_sum / samples, acc=correct / samples)

@@ -45,8 +45,8 @@ class NonFiniteLossError(VitlibError, RuntimeError):
 class NonFiniteEvalLossError(VitlibError, RuntimeError):
     """The evaluation loss of a batch was NaN or infinite; the message names the batch.
 
-    A sibling of :class:`NonFiniteLossError`: the training loss was finite, so the cause is
-    usually the evaluation data (a NaN or inf image) rather than the learning rate.
+    A sibling of :class:`NonFiniteLossError` (catch both, or ``RuntimeError``): in ``fit`` the
+    training loss was finite, so the cause is usually the evaluation data (a NaN or inf image).
 
     Attributes:
         loss: The non-finite value.
@@ -61,9 +61,9 @@ class NonFiniteEvalLossError(VitlibError, RuntimeError):
         when = "" if epoch is None else f" after epoch {epoch}"
         super().__init__(
             f"evaluation loss became {loss} in evaluation batch {batch_index}{when}; expected a "
-            "finite loss. Check the evaluation images for NaN/inf values (e.g. "
-            "torch.isfinite(images).all() over the test set), and the labels; the training "
-            "loss was finite, so the learning rate is not the likely cause."
+            "finite loss. Check that batch's images for NaN/inf values (e.g. "
+            "torch.isfinite(images).all()); if they are finite, the model's weights have "
+            "diverged (lower the learning rate, keep gradient clipping on)."
         )
 
 
