@@ -1,9 +1,13 @@
-"""Hub names, resolved offline against locally prepared caches (no network in tests)."""
+"""Hub names, resolved offline against locally prepared caches (no network in tests; the
+downloads themselves are tested against loopback servers in test_checkpoints_network.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from vitlib import CheckpointError, load_pretrained, save_pretrained
-from vitlib.checkpoints.hub import TORCHVISION_WEIGHTS, resolve
+from vitlib.checkpoints.hub import TORCHVISION_WEIGHTS, cache_path, resolve
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reference"
 
@@ -87,24 +91,88 @@ def torch_hub_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_weight_url_loads_from_the_torch_hub_cache(torch_hub_dir: Path) -> None:
-    checkpoints = torch_hub_dir / "checkpoints"
-    checkpoints.mkdir(parents=True)
+    url = "https://example.invalid/models/tiny_vit-0123abcd.pth"
+    cached = cache_path(url)
+    assert cached.parent == torch_hub_dir / "checkpoints"
+    cached.parent.mkdir(parents=True)
     state = load_file(str(FIXTURES / "torchvision_plain" / "state_dict.safetensors"))
-    torch.save(state, checkpoints / "tiny_vit-0123abcd.pth")
-    model = load_pretrained("https://example.invalid/models/tiny_vit-0123abcd.pth", num_heads=3)
+    torch.save(state, cached)
+    model = load_pretrained(url, num_heads=3)
     io = load_file(str(FIXTURES / "torchvision_plain" / "io.safetensors"))
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(io["input"]), io["logits"], atol=1e-5, rtol=1e-5)
 
 
-def test_torchvision_names_resolve_to_the_cached_file_and_image_size(torch_hub_dir: Path) -> None:
+def test_torchvision_names_resolve_to_the_cached_file_and_image_size(
+    torch_hub_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert TORCHVISION_WEIGHTS["vit_h_14"] == ("vit_h_14_swag-80465313.pth", 518)
+    assert TORCHVISION_WEIGHTS["vit_b_16"] == ("vit_b_16-c867db91.pth", 224)
+    # a real torchvision file is too big for the tests: one named, like them, by its sha256
+    body = b"placeholder"
+    name = f"vit_test-{hashlib.sha256(body).hexdigest()[:8]}.pth"
+    monkeypatch.setitem(TORCHVISION_WEIGHTS, "vit_test", (name, 518))
     checkpoints = torch_hub_dir / "checkpoints"
     checkpoints.mkdir(parents=True)
-    (checkpoints / "vit_h_14_swag-80465313.pth").write_bytes(b"placeholder")
-    path, hints = resolve("torchvision:vit_h_14")
-    assert path == checkpoints / "vit_h_14_swag-80465313.pth"
+    (checkpoints / name).write_bytes(body)
+    path, hints = resolve("torchvision:vit_test")
+    assert path == checkpoints / name  # torchvision's own file name: its downloads are reused
     assert hints == {"img_size": 518}
-    assert TORCHVISION_WEIGHTS["vit_b_16"] == ("vit_b_16-c867db91.pth", 224)
+
+
+def test_torchvision_file_not_matching_its_hash_is_refused(torch_hub_dir: Path) -> None:
+    checkpoints = torch_hub_dir / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    impostor = checkpoints / "vit_b_16-c867db91.pth"
+    state = load_file(str(FIXTURES / "torchvision_plain" / "state_dict.safetensors"))
+    torch.save(state, impostor)
+    actual = hashlib.sha256(impostor.read_bytes()).hexdigest()[:8]
+    with pytest.raises(CheckpointError) as caught:
+        load_pretrained("torchvision:vit_b_16", num_heads=3)
+    assert str(caught.value) == (
+        f"{impostor} does not match the hash in its name: expected a sha256 starting with "
+        f"'c867db91', got '{actual}'; delete {impostor} to download it again."
+    )
+
+
+def test_urls_are_cached_under_a_name_made_from_the_whole_url(torch_hub_dir: Path) -> None:
+    site_a = cache_path("https://site-a.example/x/model.pth")
+    site_b = cache_path("https://site-b.example/y/model.pth")
+    assert site_a != site_b
+    assert site_a.name == (
+        hashlib.sha256(b"https://site-a.example/x/model.pth").hexdigest()[:16] + "-model.pth"
+    )
+    assert site_b.name.endswith("-model.pth")
+    # the probe's case (K12h): files cached for another URL ending in model.pth, under the new
+    # name and under the old basename-only one, are not returned for this URL; it is fetched
+    # (from a loopback port nothing listens on, so it fails at once and offline)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/y/model.pth"
+    site_a.parent.mkdir(parents=True)
+    site_a.write_bytes(b"site A's weights")
+    (site_a.parent / "model.pth").write_bytes(b"site A's weights, cached by an older vitlib")
+    with pytest.raises(
+        CheckpointError, match=rf"put the file at {re.escape(str(cache_path(url)))}"
+    ):
+        resolve(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "ftp://example.com/x.pth",
+            r"expected an http:// or https:// URL.*'ftp://example.com/x.pth'",
+        ),
+        ("https://example.com/", r"ends in a weights file name.*'https://example.com/'"),
+        ("https://example.com", r"ends in a weights file name.*'https://example.com'"),
+    ],
+)
+def test_urls_that_are_not_http_weight_files_are_refused(url: str, expected: str) -> None:
+    with pytest.raises(CheckpointError, match=expected):
+        resolve(url)
 
 
 def test_unknown_torchvision_name_suggests() -> None:
