@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
-from tests.test_training_support import blobs, loaders, states_equal, tiny_net, train
+from tests.test_training_support import (
+    blobs,
+    digits_loaders,
+    loaders,
+    states_equal,
+    tiny_net,
+    tiny_vit,
+    train,
+)
 from vitlib.data import make_dataloaders
+from vitlib.errors import DataError
 from vitlib.training import TrainingConfigError, fit
+from vitlib.training.errors import NonFiniteEvalLossError
 
 
 def test_the_same_seed_gives_identical_weights_and_history() -> None:
@@ -80,3 +92,48 @@ def test_accumulation_steps_through_fit() -> None:
         train(accumulation_steps=0)
     _, history = train(epochs=1, accumulation_steps=2)
     assert len(history) == 1
+
+
+def test_labels_beyond_the_models_classes_are_refused_before_any_step(tmp_path: Path) -> None:
+    model = tiny_vit(num_classes=3)
+    before = copy.deepcopy(model)
+    train_loader, test_loader = digits_loaders()
+    with pytest.raises(DataError) as caught:
+        fit(model, train_loader, test_loader, epochs=1, output_dir=tmp_path, progress=False)
+    message = str(caught.value)
+    assert "the model outputs 3 classes but the training loader yielded label" in message
+    assert "in batch 0 of epoch 1; expected int64 class indices in [0, 3)" in message
+    assert "Build the model with num_classes=10 (the data set declares 10 classes)" in message
+    assert states_equal(model, before)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_vit_without_a_head_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    train_loader, test_loader = digits_loaders()
+    run = tmp_path / "run"
+    with pytest.raises(TrainingConfigError, match=r"no classification head \(num_classes=0\)"):
+        fit(tiny_vit(num_classes=0), train_loader, test_loader, epochs=1, output_dir=run)
+    assert not run.exists()
+
+
+def test_a_non_finite_test_loss_stops_the_run_naming_the_epoch_and_batch(tmp_path: Path) -> None:
+    inputs, labels = blobs(12, seed=1).tensors
+    inputs = inputs.clone()
+    inputs[5] = float("nan")  # the second test batch of four
+    test_loader = DataLoader(TensorDataset(inputs, labels), batch_size=4)
+    train_loader, _ = loaders()
+    with pytest.raises(NonFiniteEvalLossError, match=r"evaluation batch 1 after epoch 1") as err:
+        fit(tiny_net(), train_loader, test_loader, epochs=2, output_dir=tmp_path, progress=False)
+    assert (err.value.epoch, err.value.batch_index) == (1, 1)
+    assert not (tmp_path / "last").exists()  # the epoch was not saved as if it were fine
+
+
+def test_an_empty_test_loader_is_refused_before_training(tmp_path: Path) -> None:
+    model = tiny_net()
+    before = copy.deepcopy(model)
+    train_loader, _ = loaders()
+    empty = DataLoader(blobs(3), batch_size=4, drop_last=True)
+    with pytest.raises(DataError, match=r"the test loader yields 0 batches \(batch_size=4, drop"):
+        fit(model, train_loader, empty, epochs=1, output_dir=tmp_path / "run")
+    assert states_equal(model, before)
+    assert not (tmp_path / "run").exists()

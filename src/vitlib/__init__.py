@@ -29,7 +29,15 @@ from .checkpoints import (
 )
 from .config import SIZES, ViTConfig, list_presets
 from .counting import count_flops, count_parameters
-from .errors import CheckpointError, ConfigError, DataError, InputShapeError, VitlibError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    InputShapeError,
+    InputTypeError,
+    InsufficientMemoryError,
+    VitlibError,
+)
 from .position import resample_position_embedding
 from .vit import ViT
 
@@ -41,6 +49,8 @@ __all__ = [
     "DataError",
     "DropPath",
     "InputShapeError",
+    "InputTypeError",
+    "InsufficientMemoryError",
     "LayerScale",
     "MLPBlock",
     "MultiheadSelfAttentionBlock",

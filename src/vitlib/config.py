@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple, get_args
 
-from ._validation import check_divisible, check_positive_int, check_rate, to_pair
+from ._validation import (
+    check_bool,
+    check_divisible,
+    check_layer_norm_eps,
+    check_layer_scale_init,
+    check_positive_int,
+    check_rate,
+    to_pair,
+)
 from .errors import ConfigError
 
 __all__ = [
@@ -204,6 +212,12 @@ class ViTConfig:
             check_positive_int(int_field, getattr(self, int_field))
         for rate_field in ("attn_dropout", "mlp_dropout", "embedding_dropout", "drop_path_rate"):
             check_rate(rate_field, getattr(self, rate_field))
+        for bool_field in ("qkv_bias", "class_token", "dynamic_img_size"):
+            check_bool(bool_field, getattr(self, bool_field))
+        check_layer_norm_eps(self.layer_norm_eps)
+        check_layer_scale_init(self.layer_scale_init)
+        if self.name is not None and not isinstance(self.name, str):
+            raise TypeError(f"name must be a str or None, got {type(self.name).__name__}.")
         self._validate_relations()
 
     def _validate_relations(self) -> None:
@@ -229,12 +243,6 @@ class ViTConfig:
             )
         if self.representation_size is not None:
             check_positive_int("representation_size", self.representation_size)
-        if not isinstance(self.layer_norm_eps, (int, float)) or not self.layer_norm_eps > 0:
-            raise ConfigError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}.")
-        if self.layer_scale_init is not None and not self.layer_scale_init > 0:
-            raise ConfigError(
-                f"layer_scale_init must be > 0 or None (off), got {self.layer_scale_init!r}."
-            )
         if isinstance(self.num_register_tokens, bool) or not isinstance(
             self.num_register_tokens, int
         ):
@@ -355,6 +363,7 @@ def _check_field_names(keys: Mapping[str, Any], where: str) -> None:
 
 
 def _divisors_near(value: int, target: int) -> str:
-    divisors = [d for d in range(1, value + 1) if value % d == 0]
-    divisors.sort(key=lambda d: abs(d - target))
+    """Up to three divisors of ``value`` close to ``target``, found in bounded time."""
+    window = {1, *range(max(1, target - 64), target + 65)}
+    divisors = sorted((d for d in window if value % d == 0), key=lambda d: abs(d - target))
     return ", ".join(str(d) for d in sorted(divisors[:3]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .config import ViTConfig
 
-__all__ = ["count_flops", "count_parameters"]
+__all__ = ["count_flops", "count_parameters", "parameter_breakdown"]
 
 
 def _as_config(config: ViTConfig | str) -> ViTConfig:
@@ -34,22 +34,42 @@ def count_parameters(config: ViTConfig | str) -> int:
         >>> count_parameters(ViTConfig.from_preset("ViT-B/16"))
         86567656
     """
+    return sum(parameter_breakdown(config).values())
+
+
+def parameter_breakdown(config: ViTConfig | str) -> dict[str, int]:
+    """Parameters per part of the model, each part named with the config fields that size it.
+
+    The values add up to :func:`count_parameters`; errors about absurd sizes name the largest.
+    """
     cfg = _as_config(config)
     dim, mlp = cfg.embedding_dim, cfg.mlp_size
     patch_h, patch_w = cfg.patch_hw
-    patch_embedding = cfg.in_channels * patch_h * patch_w * dim + dim
-    tokens = (int(cfg.class_token) + cfg.num_register_tokens) * dim
-    position = (int(cfg.class_token) + cfg.num_patches) * dim
     attention = 2 * dim + 3 * dim * dim + (3 * dim if cfg.qkv_bias else 0) + dim * dim + dim
     mlp_block = 2 * dim + dim * mlp + mlp + mlp * dim + dim
     layer_scale = 2 * dim if cfg.layer_scale_init is not None else 0
-    encoder = cfg.num_transformer_layers * (attention + mlp_block + layer_scale)
-    final_norm = 2 * dim
-    pre_logits = (
-        dim * cfg.representation_size + cfg.representation_size if cfg.representation_size else 0
-    )
-    head = cfg.num_features * cfg.num_classes + cfg.num_classes
-    return patch_embedding + tokens + position + encoder + final_norm + pre_logits + head
+    layer = attention + mlp_block + layer_scale
+    representation = cfg.representation_size
+    return {
+        f"the patch embedding (in_channels={cfg.in_channels}, patch_size={cfg.patch_size}, "
+        f"embedding_dim={dim})": cfg.in_channels * patch_h * patch_w * dim + dim,
+        f"the class and register tokens (num_register_tokens={cfg.num_register_tokens})": (
+            cfg.num_prefix_tokens * dim
+        ),
+        f"the position embedding (img_size={cfg.img_size} / patch_size={cfg.patch_size} gives "
+        f"{cfg.num_patches:,} positions of embedding_dim={dim})": (
+            (int(cfg.class_token) + cfg.num_patches) * dim
+        ),
+        f"the encoder (num_transformer_layers={cfg.num_transformer_layers} layers of "
+        f"{layer:,} with embedding_dim={dim}, mlp_size={mlp})": cfg.num_transformer_layers * layer,
+        "the final norm": 2 * dim,
+        f"the pre-logits layer (representation_size={representation})": (
+            dim * representation + representation if representation else 0
+        ),
+        f"the head (num_classes={cfg.num_classes})": (
+            cfg.num_features * cfg.num_classes + cfg.num_classes
+        ),
+    }
 
 
 def count_flops(config: ViTConfig | str) -> int:

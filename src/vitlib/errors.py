@@ -6,7 +6,15 @@ already catches the built-in keeps working; catch :class:`VitlibError` to handle
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "InputShapeError", "VitlibError"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "InputShapeError",
+    "InputTypeError",
+    "InsufficientMemoryError",
+    "VitlibError",
+]
 
 
 class VitlibError(Exception):
@@ -19,6 +27,19 @@ class ConfigError(VitlibError, ValueError):
 
 class InputShapeError(VitlibError, ValueError):
     """A tensor given to a block or model has the wrong rank, channel count or spatial size."""
+
+
+class InputTypeError(VitlibError, TypeError):
+    """Input given to a block or model is not a tensor, or its dtype or device does not match
+    the model's weights."""
+
+
+class InsufficientMemoryError(VitlibError, RuntimeError):
+    """A forward pass ran out of memory; the message names the batch and how to split it.
+
+    A ``RuntimeError`` whose text keeps the allocator's own message, so code that retries with a
+    smaller batch on torch's CPU out-of-memory error keeps working.
+    """
 
 
 class DataError(VitlibError, ValueError):

@@ -8,9 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._validation import check_fits_in_memory
 from .blocks import PatchEmbedding, TransformerEncoderBlock
 from .config import PoolKind, ViTConfig
-from .errors import InputShapeError
+from .counting import parameter_breakdown
+from .errors import InputShapeError, InsufficientMemoryError
 from .position import resample_position_embedding
 
 __all__ = ["ClassTokenPool", "MeanPool", "ViT"]
@@ -83,6 +85,13 @@ class ViT(nn.Module):
             class_token=class_token,
             num_register_tokens=num_register_tokens,
             dynamic_img_size=dynamic_img_size,
+        )
+        check_fits_in_memory(
+            f"ViT(img_size={img_size}, patch_size={patch_size}, num_transformer_layers="
+            f"{num_transformer_layers}, embedding_dim={embedding_dim}, mlp_size={mlp_size}, ...)",
+            parameter_breakdown(config),
+            fix="Reduce that field; vitlib.count_parameters(config) gives the count without "
+            "building anything, and building under `with torch.device('meta'):` allocates nothing.",
         )
         self.config = config
         dim = config.embedding_dim
@@ -162,8 +171,25 @@ class ViT(nn.Module):
         return self.config.num_prefix_tokens
 
     def forward(self, images: Tensor) -> Tensor:
-        """Classify ``images`` ``(B, C, H, W)`` into logits ``(B, num_classes)``."""
-        return self.forward_head(self.forward_features(images))
+        """Classify ``images`` ``(B, C, H, W)`` into logits ``(B, num_classes)``.
+
+        Raises:
+            InputTypeError: ``images`` is not a tensor, or has another dtype or device than the
+                weights (outside ``torch.autocast``).
+            InputShapeError: ``images`` has the wrong rank, channels or size.
+            InsufficientMemoryError: The batch does not fit in the CPU's memory.
+        """
+        try:
+            return self.forward_head(self.forward_features(images))
+        except RuntimeError as error:
+            if "can't allocate memory" not in str(error):
+                raise
+            raise InsufficientMemoryError(
+                f"a batch of {images.shape[0]:,} images of shape {tuple(images.shape[1:])} does "
+                f"not fit in memory ({error}); split it into smaller batches, e.g. "
+                f"`torch.cat([model(chunk) for chunk in images.split(64)])`, and run inference "
+                f"under torch.inference_mode()."
+            ) from error
 
     def forward_features(self, images: Tensor) -> Tensor:
         """Eq. 1-3 and the final norm of eq. 4: ``(B, C, H, W) -> (B, prefix + N, D)``.
@@ -197,6 +223,19 @@ class ViT(nn.Module):
             tokens: Output of :meth:`forward_features`, ``(B, prefix + N, D)``.
             pre_logits: Return the pooled features ``(B, num_features)`` instead of the logits.
         """
+        prefix, dim = self.config.num_prefix_tokens, self.config.embedding_dim
+        if not isinstance(tokens, Tensor) or tokens.ndim != 3 or tokens.shape[-1] != dim:
+            shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+            raise InputShapeError(
+                f"forward_head expects the tokens of forward_features, shaped (batch, tokens, "
+                f"{dim}), got {shape}; call model.forward_head(model.forward_features(images))."
+            )
+        if tokens.shape[1] <= prefix:
+            raise InputShapeError(
+                f"forward_head needs the {prefix} prefix token(s) and at least one patch token, "
+                f"got {tokens.shape[1]} token(s) (shape {tuple(tokens.shape)}); pass the whole "
+                f"output of forward_features."
+            )
         features: Tensor = self.pre_logits(self.pool(tokens))
         return features if pre_logits else self.head(features)
 

@@ -9,7 +9,14 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._validation import check_positive_int, check_rate
+from .._validation import (
+    check_bool,
+    check_fits_in_memory,
+    check_input_tensor,
+    check_layer_norm_eps,
+    check_positive_int,
+    check_rate,
+)
 from ..errors import ConfigError, InputShapeError
 
 __all__ = ["MultiheadSelfAttentionBlock"]
@@ -50,6 +57,13 @@ class MultiheadSelfAttentionBlock(nn.Module):
                 f"embedding_dim {embedding_dim} is not divisible by num_heads {num_heads}; "
                 f"each head needs embedding_dim / num_heads dimensions."
             )
+        check_bool("qkv_bias", qkv_bias)
+        check_layer_norm_eps(layer_norm_eps)
+        check_fits_in_memory(
+            f"MultiheadSelfAttentionBlock({embedding_dim}, {num_heads})",
+            {"the qkv and output projections (4 x embedding_dim^2)": 4 * embedding_dim**2},
+            fix="Use a smaller embedding_dim.",
+        )
         self.embedding_dim = embedding_dim
         self.num_heads = num_heads
         self.attn_dropout = check_rate("attn_dropout", attn_dropout)
@@ -69,6 +83,7 @@ class MultiheadSelfAttentionBlock(nn.Module):
 
     def forward(self, x: Tensor, need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Attend over the tokens ``x`` ``(B, N, D)``; optionally also return the weights."""
+        check_input_tensor("tokens", x, self.qkv.weight)
         if x.ndim != 3 or x.shape[-1] != self.embedding_dim:
             raise InputShapeError(
                 f"expected tokens shaped (batch, tokens, {self.embedding_dim}), got "

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .._validation import check_rate
+from .._validation import (
+    check_fits_in_memory,
+    check_layer_norm_eps,
+    check_positive_int,
+    check_rate,
+)
 
 __all__ = ["MLPBlock"]
 
@@ -31,7 +36,15 @@ class MLPBlock(nn.Module):
         layer_norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
+        check_positive_int("embedding_dim", embedding_dim)
+        check_positive_int("mlp_size", mlp_size)
         check_rate("dropout", dropout)
+        check_layer_norm_eps(layer_norm_eps)
+        check_fits_in_memory(
+            f"MLPBlock({embedding_dim}, {mlp_size})",
+            {"the two dense layers (2 x embedding_dim x mlp_size)": 2 * embedding_dim * mlp_size},
+            fix="Use a smaller embedding_dim or mlp_size.",
+        )
         self.layer_norm = nn.LayerNorm(embedding_dim, eps=layer_norm_eps)
         self.fc1 = nn.Linear(embedding_dim, mlp_size)
         self.act = nn.GELU()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from einops import rearrange
 from torch import Tensor, nn
 
-from .._validation import to_pair
+from .._validation import check_fits_in_memory, check_input_tensor, check_positive_int, to_pair
 from ..errors import InputShapeError
 
 __all__ = ["PatchEmbedding"]
@@ -32,8 +32,18 @@ class PatchEmbedding(nn.Module):
         embedding_dim: int = 768,
     ) -> None:
         super().__init__()
-        self.in_channels = in_channels
+        self.in_channels = check_positive_int("in_channels", in_channels)
         self.patch_size = to_pair("patch_size", patch_size)
+        check_positive_int("embedding_dim", embedding_dim)
+        check_fits_in_memory(
+            f"PatchEmbedding({in_channels}, {patch_size}, {embedding_dim})",
+            {
+                "the patch kernel (in_channels x patch_size^2 x embedding_dim)": (
+                    in_channels * self.patch_size[0] * self.patch_size[1] * embedding_dim
+                )
+            },
+            fix="Use a smaller patch_size or embedding_dim.",
+        )
         self.patcher = nn.Conv2d(
             in_channels, embedding_dim, kernel_size=self.patch_size, stride=self.patch_size
         )
@@ -49,7 +59,14 @@ class PatchEmbedding(nn.Module):
         return height // self.patch_size[0], width // self.patch_size[1]
 
     def check_input(self, images: Tensor) -> None:
-        """Raise :class:`~vitlib.errors.InputShapeError` unless ``images`` fits this embedding."""
+        """Raise unless ``images`` fits this embedding.
+
+        Raises:
+            InputTypeError: ``images`` is not a tensor, or its dtype or device differs from the
+                weights'.
+            InputShapeError: Wrong rank, channel count, or a size not divisible by the patch.
+        """
+        check_input_tensor("images", images, self.patcher.weight)
         if images.ndim != 4:
             raise InputShapeError(
                 f"expected images shaped (batch, channels, height, width), got a "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_rate
+from .._validation import check_layer_scale_init, check_positive_int, check_rate
 
 __all__ = ["DropPath", "LayerScale", "drop_path_or_identity", "layer_scale_or_identity"]
 
@@ -38,7 +38,14 @@ class LayerScale(nn.Module):
 
     def __init__(self, embedding_dim: int, init_value: float) -> None:
         super().__init__()
-        self.gamma = nn.Parameter(torch.full((embedding_dim,), float(init_value)))
+        check_positive_int("embedding_dim", embedding_dim)
+        scale = check_layer_scale_init(init_value)
+        if scale is None:
+            raise TypeError(
+                "LayerScale needs an init_value such as 1e-5, got None; leave LayerScale out "
+                "(layer_scale_or_identity) to switch it off."
+            )
+        self.gamma = nn.Parameter(torch.full((embedding_dim,), scale))
 
     def forward(self, x: Tensor) -> Tensor:
         """Scale the last dimension of ``x`` by ``gamma``."""
@@ -52,4 +59,5 @@ def drop_path_or_identity(rate: float) -> nn.Module:
 
 def layer_scale_or_identity(embedding_dim: int, init_value: float | None) -> nn.Module:
     """``LayerScale``, or ``nn.Identity`` when ``init_value`` is None."""
-    return nn.Identity() if init_value is None else LayerScale(embedding_dim, init_value)
+    scale = check_layer_scale_init(init_value)
+    return nn.Identity() if scale is None else LayerScale(embedding_dim, scale)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +16,15 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
+from vitlib.errors import DataError
 from vitlib.training.config import TrainConfig, suggest
 from vitlib.training.distributed import barrier, current_context, wrap_model
-from vitlib.training.engine import evaluate, resolve_device, train_one_epoch
+from vitlib.training.engine import (
+    check_classification_head,
+    evaluate,
+    resolve_device,
+    train_one_epoch,
+)
 from vitlib.training.errors import TrainingConfigError
 from vitlib.training.history import History
 from vitlib.training.optim import build_optimizer, build_scheduler
@@ -78,12 +84,28 @@ def _check_train_loader(loader: DataLoader[Any]) -> int:
     batches = len(loader)
     if batches == 0:
         samples = len(loader.sampler) if isinstance(loader.sampler, (DistributedSampler,)) else "?"
-        raise ValueError(
+        raise DataError(
             f"the training loader yields 0 batches per epoch (batch_size={loader.batch_size}, "
             f"drop_last={loader.drop_last}, samples={samples}); expected at least one. Use a "
             "batch size no larger than the training set or drop_last=False."
         )
     return batches
+
+
+def _check_test_loader(loader: DataLoader[Any]) -> None:
+    """Refuse, before any training, a test loader whose length says it yields no batches."""
+    try:
+        batches = len(loader)
+    except TypeError:  # an IterableDataset without __len__: evaluate() checks after the pass
+        return
+    if batches == 0:
+        samples = len(loader.dataset) if isinstance(loader.dataset, Sized) else "?"
+        raise DataError(
+            f"the test loader yields 0 batches (batch_size={loader.batch_size}, "
+            f"drop_last={loader.drop_last}, samples={samples}); expected at least "
+            "one, since every epoch ends with an evaluation. Give it a non-empty data set, "
+            "a batch size no larger than the test set, or drop_last=False."
+        )
 
 
 def _generators(loader: DataLoader[Any]) -> dict[str, torch.Generator]:
@@ -147,14 +169,19 @@ def fit(
         RunExistsError: ``output_dir`` is not empty and neither ``resume`` nor ``overwrite`` was
             given.
         NoRunToResumeError: ``resume=True`` but ``output_dir`` holds no saved run.
-        NonFiniteLossError: The loss became NaN or infinite.
+        NonFiniteLossError: The training loss became NaN or infinite.
+        NonFiniteEvalLossError: The test loss of a batch was NaN or infinite.
+        DataError: A loader yields no batches, or labels that are not int64 class indices in
+            ``[0, num_classes)`` of the model's outputs (refused before that batch's step).
         TrainingConfigError: An invalid option (``epochs < 1``, ``lr <= 0``, an unknown
-            optimiser...).
+            optimiser...), or a :class:`vitlib.ViT` without a head (``num_classes=0``).
     """
     train_config = _resolve_config(config, overrides)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise TrainingConfigError(f"epochs={epochs!r} is invalid; expected an integer >= 1.")
+    check_classification_head(model)
     batches_per_epoch = _check_train_loader(train_loader)
+    _check_test_loader(test_loader)
     context = current_context()
     run_dir = Path(output_dir) if output_dir is not None else None
     if run_dir is None and resume:
@@ -205,7 +232,9 @@ def fit(
             max_steps=None if max_steps is None else max_steps - run.global_step,
             progress=progress and context.is_main,
         )
-        test = evaluate(model, test_loader, amp_dtype=train_config.amp_dtype, device=target)
+        test = evaluate(
+            model, test_loader, amp_dtype=train_config.amp_dtype, device=target, epoch=epoch
+        )
         lr = float(optimizer.param_groups[0]["lr"])
         run.history.append(
             train_loss=train.loss,
