@@ -9,6 +9,7 @@ teardown then closes its sockets, which ends the abandoned call.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import socket
 import threading
@@ -23,7 +24,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vitlib import CheckpointError, load_pretrained
+from vitlib import CheckpointError, load_pretrained, save_pretrained
 from vitlib.checkpoints import hub
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reference"
@@ -323,3 +324,159 @@ def test_torchvision_downloads_are_checked_against_the_hash_in_their_name(
     assert f"{base}/models/{bad}" in message
     assert f"expected a sha256 starting with '00000000', got '{digest[:8]}'" in message
     assert _files_in(torch_hub_dir / "checkpoints") == [good]  # the bad download was dropped
+
+
+# -- Hugging Face Hub (K12k, K12m) ----------------------------------------------------------------
+
+hub_constants = pytest.importorskip(
+    "huggingface_hub.constants", reason="vitlib[hub] is in the dev requirements"
+)
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _point_hub_at(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``HF_ENDPOINT=<endpoint>`` sets when huggingface_hub is imported."""
+    monkeypatch.setattr(hub_constants, "ENDPOINT", endpoint)
+    template = endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(hub_constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache, online, with 1-second timeouts."""
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub_constants, "HF_HUB_ETAG_TIMEOUT", 1)
+    monkeypatch.setattr(hub_constants, "HF_HUB_DOWNLOAD_TIMEOUT", 1)
+    _point_hub_at("http://127.0.0.1:9", monkeypatch)  # never the internet; tests set their own
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    return cache
+
+
+def test_hf_hub_a_stalled_endpoint_times_out_with_a_clear_error(
+    hf_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _stalled_server() as port:
+        _point_hub_at(f"http://127.0.0.1:{port}", monkeypatch)
+        start = time.monotonic()
+        with pytest.raises(CheckpointError) as caught:
+            _within(lambda: load_pretrained("hf-hub:someone/tiny-vit"))
+        elapsed = time.monotonic() - start
+    message = str(caught.value)
+    assert "'someone/tiny-vit'" in message
+    assert f"127.0.0.1:{port}" in message
+    assert "no answer within the timeout" in message
+    assert "HF_HUB_OFFLINE=1" in message
+    assert "HF_HUB_ETAG_TIMEOUT" in message
+    assert elapsed < DEADLINE
+
+
+def _hf_snapshot(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = load_pretrained(FIXTURES / "timm_token" / "state_dict.safetensors", num_heads=3)
+    save_pretrained(model, tmp_path / "snapshot", format="huggingface")
+    return tmp_path / "snapshot", model
+
+
+def test_hf_hub_a_stalled_endpoint_falls_back_to_the_cached_copy(
+    hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot, model = _hf_snapshot(tmp_path)
+    root = hf_cache / "models--someone--tiny-vit"
+    (root / "refs").mkdir(parents=True)
+    (root / "refs" / "main").write_text(COMMIT)
+    (root / "snapshots").mkdir()
+    (snapshot).rename(root / "snapshots" / COMMIT)
+    with _stalled_server() as port:
+        _point_hub_at(f"http://127.0.0.1:{port}", monkeypatch)
+        loaded = _within(lambda: load_pretrained("hf-hub:someone/tiny-vit"))
+    images = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded.eval()(images), model.eval()(images))
+
+
+def _fake_hub(files: dict[str, bytes]) -> Callable[[str, str], Route | None]:
+    """Routes of a minimal Hugging Face Hub serving one repository, ``someone/tiny-vit``."""
+    info = {"id": "someone/tiny-vit", "sha": COMMIT, "siblings": [{"rfilename": n} for n in files]}
+
+    def routes(method: str, path: str) -> Route | None:
+        path = path.split("?")[0]
+        if path in ("/api/models/someone/tiny-vit", "/api/models/someone/tiny-vit/revision/main"):
+            return 200, {"Content-Type": "application/json"}, json.dumps(info).encode()
+        prefix = "/someone/tiny-vit/resolve/"
+        if path.startswith(prefix):
+            revision, _, name = path.removeprefix(prefix).partition("/")
+            if revision in ("main", COMMIT) and name in files:
+                body = files[name]
+                etag = hashlib.sha256(body).hexdigest()
+                return 200, {"X-Repo-Commit": COMMIT, "ETag": f'"{etag}"'}, body
+        if path.startswith("/api/models/"):
+            return 404, {"X-Error-Code": "RepoNotFound"}, b"Repository not found"
+        return None
+
+    return routes
+
+
+def test_hf_hub_downloads_only_safetensors_when_the_repo_has_both(
+    hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot, model = _hf_snapshot(tmp_path)
+    files = {p.name: p.read_bytes() for p in snapshot.iterdir()}
+    files["pytorch_model.bin"] = b"a second copy that must not be downloaded"
+    files["README.md"] = b"# tiny"
+    with _http_server(_fake_hub(files)) as (base, seen):
+        _point_hub_at(base, monkeypatch)
+        folder, _ = _within(lambda: hub.resolve("hf-hub:someone/tiny-vit"))
+    fetched = {path.rsplit("/", 1)[-1] for method, path in seen if "/resolve/" in path}
+    assert fetched == {"model.safetensors", "config.json"}
+    assert _files_in(folder) == ["config.json", "model.safetensors"]
+    loaded = load_pretrained(folder).eval()
+    images = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(images), model.eval()(images))
+    # what was fetched is cached under the branch name: it loads offline afterwards
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    assert hub.resolve("hf-hub:someone/tiny-vit")[0] == folder
+
+
+def test_hf_hub_falls_back_to_pytorch_model_bin(
+    hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot, model = _hf_snapshot(tmp_path)
+    torch.save(load_file(str(snapshot / "model.safetensors")), tmp_path / "pytorch_model.bin")
+    files = {
+        "config.json": (snapshot / "config.json").read_bytes(),
+        "pytorch_model.bin": (tmp_path / "pytorch_model.bin").read_bytes(),
+    }
+    with _http_server(_fake_hub(files)) as (base, seen):
+        _point_hub_at(base, monkeypatch)
+        folder, _ = _within(lambda: hub.resolve("hf-hub:someone/tiny-vit"))
+    fetched = {path.rsplit("/", 1)[-1] for method, path in seen if "/resolve/" in path}
+    assert fetched == {"pytorch_model.bin", "config.json"}
+    assert _files_in(folder) == ["config.json", "pytorch_model.bin"]
+    loaded = load_pretrained(folder).eval()
+    images = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(loaded(images), model.eval()(images))
+
+
+def test_hf_hub_repo_without_weights_is_a_clear_error(
+    hf_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"config.json": b"{}", "flax_model.msgpack": b"..."}
+    with _http_server(_fake_hub(files)) as (base, seen):
+        _point_hub_at(base, monkeypatch)
+        with pytest.raises(CheckpointError, match=r"'someone/tiny-vit' has neither.*flax_model"):
+            _within(lambda: hub.resolve("hf-hub:someone/tiny-vit"))
+    assert not any("/resolve/" in path for _, path in seen)
+
+
+def test_hf_hub_unknown_repo_names_the_repo(
+    hf_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _http_server(_fake_hub({})) as (base, _):
+        _point_hub_at(base, monkeypatch)
+        with pytest.raises(
+            CheckpointError, match=r"(?s)cannot fetch 'someone/absent'.*Check the name"
+        ):
+            _within(lambda: hub.resolve("hf-hub:someone/absent"))

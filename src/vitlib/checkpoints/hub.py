@@ -3,8 +3,15 @@
 
 Every name is cached, so a name that was fetched once loads offline afterwards.
 
-``hf-hub:`` names use Hugging Face's own cache (``HF_HOME``/``HF_HUB_CACHE``;
-``HF_HUB_OFFLINE=1``).
+``hf-hub:`` names use Hugging Face's own cache (``HF_HOME``/``HF_HUB_CACHE``; ``HF_HUB_OFFLINE=1``
+never contacts the Hub). Only the weights that will be loaded are fetched: ``model.safetensors``
+when the repository has one, else ``pytorch_model.bin``, plus ``config.json``. Every request has a
+timeout: the file listing and each file's metadata wait at most ``HF_HUB_ETAG_TIMEOUT`` seconds,
+each read of a download ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds (huggingface_hub's variables, read
+when it is imported; both default to 10). The file listing comes first, so an endpoint that does
+not answer fails after one ``HF_HUB_ETAG_TIMEOUT``; a Hub that stops answering later is retried
+by huggingface_hub itself a few times (a file's metadata with its own 60 s limit). When the Hub
+cannot be reached, a cached copy is used if there is one.
 
 ``torchvision:`` names and URLs are downloaded into ``torch.hub``'s checkpoint folder
 (``$TORCH_HOME/hub/checkpoints``):
@@ -30,7 +37,9 @@ import hashlib
 import http.client
 import math
 import os
+import re
 import socket
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -71,6 +80,11 @@ TORCHVISION_WEIGHTS: Final[dict[str, tuple[str, int]]] = {
     "vit_h_14.swag_e2e": ("vit_h_14_swag-80465313.pth", 518),
     "vit_h_14.swag_linear": ("vit_h_14_lc_swag-c1eb923e.pth", 224),
 }
+
+#: Weight files of a Hugging Face repository, in order of preference (as transformers prefers).
+_HF_WEIGHTS: Final[tuple[str, ...]] = ("model.safetensors", "pytorch_model.bin")
+_HF_CONFIG: Final[str] = "config.json"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 def resolve(name: str) -> tuple[Path, dict[str, Any]]:
@@ -127,6 +141,9 @@ def _checkpoint_folder() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+# -- Hugging Face --------------------------------------------------------------------------------
+
+
 def _huggingface(spec: str) -> Path:
     repo, _, revision = spec.partition("@")
     if not repo or repo.count("/") != 1:
@@ -135,26 +152,153 @@ def _huggingface(spec: str) -> Path:
             f"e.g. 'hf-hub:google/vit-base-patch16-224'."
         )
     try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+        from huggingface_hub import HfApi, constants, hf_hub_download
     except ImportError as error:
         raise missing_extra("huggingface_hub", "hub", "Loading 'hf-hub:' names") from error
+    if constants.HF_HUB_OFFLINE:
+        cached = _hf_cached_snapshot(repo, revision or None)
+        if cached is None:
+            raise CheckpointError(
+                f"'{repo}' is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}) "
+                f"and HF_HUB_OFFLINE is set, so it cannot be downloaded; load it once with "
+                f"network access (HF_HUB_OFFLINE unset) to cache it."
+            )
+        return cached
+    timeout = float(constants.HF_HUB_ETAG_TIMEOUT)
+    api = HfApi()  # its endpoint (HF_ENDPOINT) is passed on, so every request goes to one place
     try:
-        folder = snapshot_download(
-            repo,
-            revision=revision or None,
-            allow_patterns=["config.json", "model.safetensors", "pytorch_model.bin"],
+        info = api.model_info(repo, revision=revision or None, timeout=timeout)
+    except Exception as error:  # classified below; anything unexpected is re-raised there
+        return _hf_unavailable(repo, revision or None, error)
+    available = {sibling.rfilename for sibling in info.siblings or ()}
+    weights = next((name for name in _HF_WEIGHTS if name in available), None)
+    if weights is None:
+        shown = ", ".join(sorted(available)[:12]) or "no files"
+        raise CheckpointError(
+            f"the Hugging Face repository '{repo}' has neither {' nor '.join(_HF_WEIGHTS)} at "
+            f"its top level (it holds: {shown}); vitlib loads ViT weights from one of those."
         )
-    except LocalEntryNotFoundError as error:
+    try:
+        weights_path = Path(
+            hf_hub_download(
+                repo,
+                weights,
+                revision=revision or None,
+                endpoint=api.endpoint,
+                etag_timeout=timeout,
+            )
+        )
+        if _HF_CONFIG in available:
+            # Pin the config to the commit the weights came from: same snapshot folder.
+            commit = weights_path.parent.name
+            hf_hub_download(
+                repo,
+                _HF_CONFIG,
+                revision=commit if _COMMIT.fullmatch(commit) else revision or None,
+                endpoint=api.endpoint,
+                etag_timeout=timeout,
+            )
+    except Exception as error:  # classified below; anything unexpected is re-raised there
+        return _hf_unavailable(repo, revision or None, error)
+    return weights_path.parent
+
+
+def _hf_cached_snapshot(repo: str, revision: str | None) -> Path | None:
+    """The cached snapshot folder of ``repo`` holding weights, preferring safetensors."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for weights in _HF_WEIGHTS:
+        found = try_to_load_from_cache(repo, weights, revision=revision)
+        if isinstance(found, str):
+            return Path(found).parent
+    return None
+
+
+def _hf_unavailable(repo: str, revision: str | None, error: Exception) -> Path:
+    """Use the cached copy when the Hub cannot be reached; otherwise a clear CheckpointError.
+
+    Raises:
+        CheckpointError: For every failure of huggingface_hub or of its HTTP client.
+        Exception: ``error`` itself when it is neither (a bug, not a network problem).
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    at = f"'{repo}'" + (f" at revision '{revision}'" if revision else "")
+    if isinstance(error, HFValidationError):
         raise CheckpointError(
-            f"'{repo}' is not in the local Hugging Face cache and cannot be downloaded "
-            f"(offline or unreachable): {error}"
+            f"expected 'hf-hub:<owner>/<name>[@revision]' with a valid repository id, got "
+            f"{at}: {error}"
         ) from error
-    except HfHubHTTPError as error:
+    if isinstance(error, (RepositoryNotFoundError, RevisionNotFoundError)):
         raise CheckpointError(
-            f"cannot fetch '{repo}' from the Hugging Face Hub: {error}"
+            f"cannot fetch {at} from the Hugging Face Hub ({constants.ENDPOINT}): {error}. "
+            f"Check the name (and revision); a private or gated repository needs a token "
+            f"(HF_TOKEN or `hf auth login`)."
         ) from error
-    return Path(folder)
+    if isinstance(error, HfHubHTTPError):
+        reason = f"the Hub answered: {error}"
+        fix = (
+            "Check the name and revision (a private or gated repository needs a token: HF_TOKEN "
+            "or `hf auth login`), or try again later if the Hub is down"
+        )
+    elif _is_transport_error(error):
+        reason = _hf_transport_reason(error)
+        fix = (
+            "Check the network and HF_ENDPOINT, or raise the limits with HF_HUB_ETAG_TIMEOUT and "
+            "HF_HUB_DOWNLOAD_TIMEOUT (seconds, set before starting Python)"
+        )
+    else:
+        raise error
+    cached = _hf_cached_snapshot(repo, revision)
+    if cached is not None:
+        return cached
+    raise CheckpointError(
+        f"cannot fetch {at} from the Hugging Face Hub at {constants.ENDPOINT} ({reason}), and "
+        f"it is not in the local Hugging Face cache ({constants.HF_HUB_CACHE}). {fix}; once a "
+        f"copy is cached, HF_HUB_OFFLINE=1 loads it without contacting the Hub."
+    ) from error
+
+
+def _is_transport_error(error: BaseException) -> bool:
+    """Whether ``error`` is a timeout or connection failure of huggingface_hub's HTTP client:
+    httpx2/httpx (``TransportError``) in recent versions, requests (an ``OSError``) in older
+    ones. ``OfflineModeIsEnabled`` and ``LocalEntryNotFoundError`` are ``OSError`` too."""
+    if isinstance(error, OSError):
+        return True
+    for client in ("httpx2", "httpx"):
+        module = sys.modules.get(client)
+        transport_error = getattr(module, "TransportError", None)
+        if isinstance(transport_error, type) and isinstance(error, transport_error):
+            return True
+    return False
+
+
+def _hf_transport_reason(error: BaseException) -> str:
+    from huggingface_hub import constants
+
+    timed_out = any("Timeout" in type(cause).__name__ for cause in _causes(error))
+    if timed_out:
+        return (
+            f"no answer within the timeout: HF_HUB_ETAG_TIMEOUT={constants.HF_HUB_ETAG_TIMEOUT} s, "
+            f"HF_HUB_DOWNLOAD_TIMEOUT={constants.HF_HUB_DOWNLOAD_TIMEOUT} s; "
+            f"{type(error).__name__}: {error}"
+        )
+    return f"{type(error).__name__}: {error}"
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 # -- torchvision and URLs ------------------------------------------------------------------------
