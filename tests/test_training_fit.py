@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tests.test_training_support import (
@@ -19,7 +21,7 @@ from tests.test_training_support import (
     train,
 )
 from vitlib.data import make_dataloaders
-from vitlib.errors import DataError
+from vitlib.errors import CheckpointError, DataError
 from vitlib.training import TrainingConfigError, fit
 from vitlib.training.errors import NonFiniteEvalLossError
 
@@ -137,3 +139,67 @@ def test_an_empty_test_loader_is_refused_before_training(tmp_path: Path) -> None
         fit(model, train_loader, empty, epochs=1, output_dir=tmp_path / "run")
     assert states_equal(model, before)
     assert not (tmp_path / "run").exists()
+
+
+def _damaged_state(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> str:
+    """Save a one-epoch run, apply ``change`` to its training state, resume; return the error."""
+    train(epochs=1, output_dir=tmp_path)
+    path = tmp_path / "last" / "training_state.pt"
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as caught:
+        train(epochs=2, output_dir=tmp_path, resume=True)
+    message = str(caught.value)
+    assert message.startswith(str(path))
+    return message
+
+
+@pytest.mark.parametrize("entry", ["optimizer", "scheduler", "rng", "history", "format_version"])
+def test_a_training_state_without_a_required_entry_names_it(tmp_path: Path, entry: str) -> None:
+    message = _damaged_state(tmp_path, lambda state: state.pop(entry))
+    assert f"is incomplete: it lacks the entry {entry!r}" in message
+    assert f"the run in {tmp_path} cannot be resumed" in message
+    assert "overwrite=True" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "text"),
+    [
+        (lambda s: s.update(epoch="1"), "has a str as its 'epoch' entry; expected an int >= 1"),
+        (lambda s: s.update(optimizer=[]), "has a list as its 'optimizer' entry"),
+        (lambda s: s.update(best_accuracy=True), "has a bool as its 'best_accuracy' entry"),
+        (lambda s: s["optimizer"].pop("param_groups"), "its 'optimizer' entry lacks"),
+        (lambda s: s["rng"].pop("torch"), "its 'rng' entry lacks 'torch'"),
+        (lambda s: s.update(global_step=-1), "says epoch 1, global step -1"),
+        (lambda s: s["history"].pop("lr"), "has a malformed history (history is missing"),
+        (lambda s: s.update(epoch=2), "has 1 epochs of history for epoch 2"),
+        (lambda s: s.update(format_version=0), "has format_version 0; expected 1 to 1"),
+        (
+            lambda s: s["optimizer"]["param_groups"].pop(),
+            "could not be restored (ValueError: ",
+        ),
+    ],
+    ids=[
+        "epoch-str",
+        "optimizer-list",
+        "accuracy-bool",
+        "no-param-groups",
+        "no-torch-rng",
+        "negative-step",
+        "history-keys",
+        "history-length",
+        "version-0",
+        "optimizer-groups",
+    ],
+)
+def test_a_training_state_with_malformed_entries_is_refused(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], text: str
+) -> None:
+    assert text in _damaged_state(tmp_path, change)
+
+
+def test_a_training_state_from_a_newer_vitlib_is_refused(tmp_path: Path) -> None:
+    message = _damaged_state(tmp_path, lambda state: state.update(format_version=99))
+    assert "has format_version 99, written by a newer vitlib" in message
+    assert "reads format_version 1. Upgrade vitlib" in message

@@ -16,7 +16,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from vitlib.errors import DataError
+from vitlib import __version__
+from vitlib.errors import CheckpointError, DataError
 from vitlib.training.config import TrainConfig, suggest
 from vitlib.training.distributed import barrier, current_context, wrap_model
 from vitlib.training.engine import (
@@ -25,7 +26,7 @@ from vitlib.training.engine import (
     resolve_device,
     train_one_epoch,
 )
-from vitlib.training.errors import TrainingConfigError
+from vitlib.training.errors import TrainingConfigError, damaged_run_error
 from vitlib.training.history import History
 from vitlib.training.optim import build_optimizer, build_scheduler
 from vitlib.training.rng import capture_rng_state, restore_rng_state, seed_everything
@@ -33,6 +34,7 @@ from vitlib.training.run_dir import (
     BEST,
     HISTORY_FILE,
     LAST,
+    STATE_FILE,
     load_model_files,
     load_training_state,
     prepare_output_dir,
@@ -169,6 +171,9 @@ def fit(
         RunExistsError: ``output_dir`` is not empty and neither ``resume`` nor ``overwrite`` was
             given.
         NoRunToResumeError: ``resume=True`` but ``output_dir`` holds no saved run.
+        CheckpointError: ``resume=True`` but a file of ``output_dir/last`` is missing, damaged,
+            incomplete, refused (not plain data) or from a newer vitlib; the message names it and
+            the way out.
         NonFiniteLossError: The training loss became NaN or infinite.
         NonFiniteEvalLossError: The test loss of a batch was NaN or infinite.
         DataError: A loader yields no batches, or labels that are not int64 class indices in
@@ -297,6 +302,81 @@ def _training_state(
     }
 
 
+# The entries of training_state.pt (format 1) and what each must be, checked before any is used.
+_STATE_ENTRIES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "format_version": (int, "an int"),
+    "epoch": (int, "an int >= 1"),
+    "global_step": (int, "an int >= 0"),
+    "best_accuracy": ((int, float), "a number"),
+    "history": (dict, "a dict of per-epoch lists"),
+    "train_config": (dict, "a dict of TrainConfig fields"),
+    "optimizer": (dict, "an optimizer state dict"),
+    "scheduler": (dict, "a scheduler state dict"),
+    "rng": (dict, "a dict of generator states"),
+    "generators": (dict, "a dict of generator states"),
+}
+_NESTED_ENTRIES: dict[str, tuple[str, ...]] = {
+    "optimizer": ("state", "param_groups"),
+    "rng": ("python", "numpy", "torch", "cuda"),
+}
+
+
+def _check_training_state(state: dict[str, Any], path: Path) -> History:
+    """Check the entries of a loaded ``training_state.pt``; return its history.
+
+    Raises:
+        CheckpointError: A newer ``format_version``, or missing, mistyped or inconsistent entries.
+    """
+    version = state.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        if version > STATE_FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path} has format_version {version}, written by a newer vitlib; this vitlib "
+                f"({__version__}) reads format_version {STATE_FORMAT_VERSION}. Upgrade vitlib "
+                "(pip install -U vitlib) to resume the run, or start it over with overwrite=True."
+            )
+        if version < 1:
+            raise damaged_run_error(
+                path, f"has format_version {version}; expected 1 to {STATE_FORMAT_VERSION}"
+            )
+    missing = [name for name in _STATE_ENTRIES if name not in state]
+    if missing:
+        raise damaged_run_error(
+            path,
+            f"is incomplete: it lacks the entr{'y' if len(missing) == 1 else 'ies'} "
+            f"{', '.join(map(repr, missing))} (expected all of {', '.join(_STATE_ENTRIES)})",
+        )
+    for name, (kind, expected) in _STATE_ENTRIES.items():
+        value = state[name]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise damaged_run_error(
+                path, f"has a {type(value).__name__} as its {name!r} entry; expected {expected}"
+            )
+    for name, keys in _NESTED_ENTRIES.items():
+        lacking = [key for key in keys if key not in state[name]]
+        if lacking:
+            raise damaged_run_error(
+                path, f"is incomplete: its {name!r} entry lacks {', '.join(map(repr, lacking))}"
+            )
+    if state["epoch"] < 1 or state["global_step"] < 0:
+        raise damaged_run_error(
+            path,
+            f"says epoch {state['epoch']}, global step {state['global_step']}; expected an "
+            "epoch >= 1 and a global step >= 0",
+        )
+    try:
+        history = History.from_dict(state["history"])
+    except (ValueError, TypeError) as error:
+        raise damaged_run_error(path, f"has a malformed history ({error})") from error
+    if len(history) != state["epoch"]:
+        raise damaged_run_error(
+            path,
+            f"has {len(history)} epochs of history for epoch {state['epoch']}; expected one "
+            "entry per epoch",
+        )
+    return history
+
+
 def _restore(
     run_dir: Path,
     model: nn.Module,
@@ -305,21 +385,29 @@ def _restore(
     train_loader: DataLoader[Any],
     config: TrainConfig,
 ) -> _RunPosition:
-    """Load ``run_dir/last`` into the model, optimiser, scheduler, RNGs and loader generators."""
+    """Load ``run_dir/last`` into the model, optimiser, scheduler, RNGs and loader generators.
+
+    The entries of ``training_state.pt`` and the model files are checked before anything is
+    loaded into the model.
+    """
     state = load_training_state(run_dir / LAST)
+    path = run_dir / LAST / STATE_FILE
+    history = _check_training_state(state, path)
     _check_same_config(state["train_config"], config, run_dir)
     load_model_files(model, run_dir / LAST)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    restore_rng_state(state["rng"])
-    for name, generator in _generators(train_loader).items():
-        if name in state["generators"]:
-            generator.set_state(state["generators"][name])
-    run = _RunPosition(
-        History.from_dict(state["history"]),
-        int(state["epoch"]),
-        int(state["global_step"]),
-        float(state["best_accuracy"]),
-    )
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng_state(state["rng"])
+        for name, generator in _generators(train_loader).items():
+            if name in state["generators"]:
+                generator.set_state(state["generators"][name])
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as error:
+        raise damaged_run_error(
+            path,
+            "does not fit this run: its optimiser, scheduler or generator states could not be "
+            f"restored ({type(error).__name__}: {error})",
+        ) from error
+    run = _RunPosition(history, state["epoch"], state["global_step"], float(state["best_accuracy"]))
     logger.info("resumed %s after epoch %d (global step %d)", run_dir, run.epoch, run.global_step)
     return run
