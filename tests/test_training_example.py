@@ -7,8 +7,15 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+import torch
+
+from tests.test_training_support import tiny_vit
+from vitlib.cli import main as cli_main
+from vitlib.training import TrainingConfigError, recipe
+from vitlib.training.recipe import check_position_std, spread_position_embeddings
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--layers", "1", "--epochs", "2", "--max-steps", "4", "--no-progress"]
@@ -78,3 +85,42 @@ def test_the_defaults_follow_the_data() -> None:
     assert (digits.preset, digits.image_size, digits.layers) == ("ViT-Ti/4", 16, 4)
     assert (folder.preset, folder.image_size, folder.layers) == ("ViT-Ti/16", 224, None)
     assert digits.output_dir == Path("runs/from_scratch")
+
+
+@pytest.mark.parametrize("std", [-1.0, 0.0, float("nan"), float("inf"), True, "1"])
+def test_a_position_std_that_is_not_a_positive_finite_number_is_refused(std: Any) -> None:
+    with pytest.raises(TrainingConfigError, match=r"position_std .* expected a finite number > 0"):
+        check_position_std(std)
+    model = tiny_vit()
+    before = model.position_embedding.detach().clone()
+    with pytest.raises(TrainingConfigError, match="position_std"):
+        spread_position_embeddings(model, std)
+    assert torch.equal(model.position_embedding, before)
+    check_position_std(0.02)
+
+
+@pytest.mark.parametrize(
+    ("option", "text"),
+    [
+        (["--position-std", "-1"], "position_std (--position-std) = -1.0 is out of range"),
+        (["--num-workers", "100000"], "num_workers (--num-workers) = 100000 is too many"),
+        (["--lr", "nan"], "lr=nan is out of range"),
+        (["--epochs", "0"], "epochs=0 is invalid"),
+    ],
+)
+def test_bad_options_are_refused_in_one_line_before_the_data_is_loaded(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    option: list[str],
+    text: str,
+) -> None:
+    def no_data(args: object) -> None:
+        raise AssertionError("the data was loaded before the options were checked")
+
+    monkeypatch.setattr(recipe, "load_data", no_data)
+    assert cli_main(["train", *QUICK, *option, "--output-dir", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert text in error
+    assert not (tmp_path / "run").exists()

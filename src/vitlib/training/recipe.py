@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import math
+import os
 import sys
 from collections.abc import Sized
 from pathlib import Path
@@ -30,7 +32,9 @@ from vitlib.data import (
     load_image_folders,
     make_dataloaders,
 )
+from vitlib.training.config import TrainConfig
 from vitlib.training.distributed import DistributedContext, distributed_session
+from vitlib.training.errors import TrainingConfigError
 from vitlib.training.history import History
 from vitlib.training.loop import fit
 from vitlib.training.rng import seed_everything
@@ -86,6 +90,64 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def max_num_workers() -> int:
+    """The most ``--num-workers`` accepted: 4 per CPU this process may use, and at least 32."""
+    return max(32, 4 * _cpus())
+
+
+def check_position_std(std: object) -> None:
+    """Refuse a position-embedding std that is not a finite number > 0.
+
+    Raises:
+        TrainingConfigError: ``std`` is negative, zero, NaN, infinite or not a number.
+    """
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std):
+        valid = False
+    else:
+        valid = std > 0
+    if not valid:
+        raise TrainingConfigError(
+            f"position_std (--position-std) = {std!r} is out of range; expected a finite "
+            "number > 0. The recipe uses 1.0; 0.02 keeps the model's own scale."
+        )
+
+
+def check_args(args: argparse.Namespace) -> TrainConfig:
+    """Validate the options before any data is loaded or any model built; return the recipe.
+
+    Raises:
+        TrainingConfigError: An option is out of range (``--epochs``, ``--position-std``,
+            ``--num-workers``, or a :class:`~vitlib.training.TrainConfig` field such as
+            ``--lr``); the message names the option and the valid range.
+    """
+    epochs = args.epochs
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise TrainingConfigError(f"epochs={epochs!r} is invalid; expected an integer >= 1.")
+    check_position_std(args.position_std)
+    limit = max_num_workers()
+    if isinstance(args.num_workers, int) and args.num_workers > limit:
+        raise TrainingConfigError(
+            f"num_workers (--num-workers) = {args.num_workers} is too many; expected at most "
+            f"{limit} (32, or 4 per CPU where that is more; {_cpus()} CPUs here), since each "
+            "worker is a process. Use 0 to load in the main process, or a few per CPU."
+        )
+    return TrainConfig(
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        label_smoothing=args.label_smoothing,
+        amp_dtype=torch.bfloat16 if args.bf16 else None,
+        max_steps=args.max_steps,
+    )
+
+
 def load_data(args: argparse.Namespace) -> tuple[Dataset[Any], Dataset[Any], list[str], int]:
     """``(train_set, test_set, class_names, channels)`` for digits or the image folders."""
     if args.data is None:
@@ -107,7 +169,11 @@ def spread_position_embeddings(model: ViT, std: float) -> None:
     projections of small images (about 0.6 per dimension) the model then starts nearly blind to
     where each patch is. On the digits, std 1.0 reaches 98.6% test accuracy after 20 epochs where
     0.02 reaches 70.7% (``docs/training.md``).
+
+    Raises:
+        TrainingConfigError: ``std`` is not a finite number > 0.
     """
+    check_position_std(std)
     with torch.no_grad():
         model.position_embedding.normal_(0.0, std)
 
@@ -151,6 +217,7 @@ def save_plots(
 
 def train_from_args(args: argparse.Namespace, context: DistributedContext) -> History:
     """Build the data and the model from ``args``, then :func:`~vitlib.training.fit` them."""
+    config = check_args(args)  # before the data and the model, which take a while
     train_set, test_set, class_names, channels = load_data(args)
     train_loader, test_loader = make_dataloaders(
         train_set,
@@ -190,12 +257,7 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
         overwrite=args.overwrite,
         seed=args.seed,
         progress=not args.no_progress,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
-        label_smoothing=args.label_smoothing,
-        amp_dtype=torch.bfloat16 if args.bf16 else None,
-        max_steps=args.max_steps,
+        config=config,
     )
     if context.is_main:
         save_plots(model, history, test_loader, class_names, args)
