@@ -191,12 +191,16 @@ def test_an_interrupted_save_leaves_the_previous_checkpoint_whole(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "history.json", "last"]
 
 
-def test_a_save_interrupted_between_the_renames_is_recovered_on_resume(tmp_path: Path) -> None:
+def test_a_save_interrupted_while_moving_files_is_completed_on_resume(tmp_path: Path) -> None:
     train(epochs=1, output_dir=tmp_path)
-    (tmp_path / "last").rename(tmp_path / ".last.old")  # the moment between the two renames
+    last = tmp_path / "last"
+    committed = last / ".vitlib-save-complete"  # the new files were whole, one not yet moved
+    committed.mkdir()
+    (last / "training_state.pt").rename(committed / "training_state.pt")
+    (last / ".vitlib-save-partial").mkdir()  # and a later save was cut off early
     _, history = train(epochs=2, output_dir=tmp_path, resume=True)
     assert len(history) == 2
-    assert not (tmp_path / ".last.old").exists()
+    assert sorted(p.name for p in last.iterdir()) == ["model.safetensors", "training_state.pt"]
 
 
 def test_a_vit_run_saves_loadable_pretrained_directories(tmp_path: Path) -> None:

@@ -8,15 +8,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
-import shutil
-import tempfile
+import stat
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import torch
@@ -26,8 +26,20 @@ from torch import Tensor
 
 from ..errors import CheckpointError
 
-__all__ = ["read_json", "read_weights", "write_directory_atomically"]
+__all__ = [
+    "CONFIG_FILE",
+    "MAX_JSON_BYTES",
+    "WEIGHTS_FILE",
+    "check_regular_file",
+    "read_json",
+    "read_weights",
+    "write_checkpoint_files",
+]
 
+CONFIG_FILE: Final = "config.json"
+WEIGHTS_FILE: Final = "model.safetensors"
+#: Largest ``config.json`` read (Hugging Face configs with 21k labels are about 1 MiB).
+MAX_JSON_BYTES: Final = 16 * 2**20
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SUPPORTED_SUFFIXES = (".safetensors", ".npz", *TORCH_SUFFIXES)
 # Wrappers that training frameworks put around a state dict, outermost first.
@@ -38,8 +50,10 @@ def read_weights(path: Path) -> dict[str, Tensor]:
     """Read a weights file into ``{name: tensor}`` on the CPU, never unpickling.
 
     Raises:
-        CheckpointError: Unknown suffix, corrupt or truncated file, or a pickle that carries code.
+        CheckpointError: Unknown suffix, not a regular file, corrupt or truncated file, or a
+            pickle that carries code.
     """
+    check_regular_file(path)
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return _read_safetensors(path)
@@ -115,57 +129,74 @@ def _unwrap_state_dict(loaded: Any, path: Path) -> dict[str, Tensor]:
     return tensors
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object, with a :class:`CheckpointError` naming the file if it is broken."""
+def check_regular_file(path: Path) -> int:
+    """Return the size of ``path`` if it is a regular file (after symbolic links), else raise.
+
+    FIFOs, devices (``/dev/zero``) and sockets are refused before they are opened, since reading
+    them could block forever or never end.
+
+    Raises:
+        FileNotFoundError: Nothing is at ``path`` (or a symbolic link there is dangling).
+        CheckpointError: ``path`` is a folder, FIFO, device or socket.
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        info = os.stat(path)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            errno.ENOENT, f"no checkpoint file at {path}; check the path", str(path)
+        ) from error
+    except OSError as error:  # a symbolic-link loop, a path through a file...
+        raise CheckpointError(f"cannot open {path} ({error.strerror}); check the path.") from error
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        if stat.S_ISFIFO(info.st_mode):
+            kind = "a FIFO (named pipe)"
+        elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+            kind = "a device"
+        raise CheckpointError(
+            f"{path} is {kind}; vitlib reads checkpoints from regular files only. Point it at "
+            f"the checkpoint file itself."
+        )
+    return info.st_size
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object of at most :data:`MAX_JSON_BYTES` from a regular file.
+
+    Raises:
+        CheckpointError: The file is not regular, too large, not UTF-8, not JSON (or nested too
+            deeply), or not an object; the message names the file.
+    """
+    size = check_regular_file(path)
+    if size > MAX_JSON_BYTES:
+        raise CheckpointError(
+            f"{path} is {size:,} bytes, more than the {MAX_JSON_BYTES:,} bytes a config.json may "
+            f"have; it is not a model config."
+        )
+    try:
+        with open(path, "rb") as file:
+            text = file.read(MAX_JSON_BYTES + 1).decode("utf-8")
+        data = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"cannot read {path} as JSON ({error}).") from error
+    except RecursionError as error:
+        raise CheckpointError(
+            f"cannot read {path} as JSON: it is nested too deeply to be a model config."
+        ) from error
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}.")
     return data
 
 
-def write_directory_atomically(
-    directory: Path,
+def write_checkpoint_files(
+    folder: Path,
     tensors: Mapping[str, Tensor],
     config: Mapping[str, Any],
     *,
-    overwrite: bool,
-    weights_name: str = "model.safetensors",
-) -> Path:
-    """Write ``config.json`` and the safetensors weights into ``directory`` all at once.
-
-    Files are written to a temporary sibling folder which then replaces ``directory``, so a crash
-    never leaves a half-written checkpoint and an existing one is only replaced once the new one
-    is complete.
-
-    Raises:
-        FileExistsError: ``directory`` exists and is not empty, and ``overwrite`` is False.
-        NotADirectoryError: ``directory`` is a file.
-    """
-    directory = Path(directory)
-    if directory.is_file():
-        raise NotADirectoryError(f"{directory} is a file; save_pretrained needs a directory path.")
-    if directory.exists() and any(directory.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{directory} already exists and is not empty; nothing was written. Choose a new "
-            f"directory, or pass overwrite=True to replace it."
-        )
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        contiguous = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
-        save_file(contiguous, str(staging / weights_name), metadata={"format": "pt"})
-        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        if directory.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old.", dir=directory.parent))
-            os.replace(directory, backup / directory.name)
-            os.replace(staging, directory)
-            shutil.rmtree(backup)
-        else:
-            os.replace(staging, directory)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return directory
+    weights_name: str = WEIGHTS_FILE,
+) -> None:
+    """Write ``config.json`` and the safetensors weights into ``folder`` (not atomically: callers
+    write into a staging folder of :func:`~vitlib.checkpoints.atomic.write_files_atomically`)."""
+    contiguous = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
+    save_file(contiguous, str(folder / weights_name), metadata={"format": "pt"})
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -12,18 +13,27 @@ import torch
 from torch import Tensor
 
 from .. import __version__
+from .._validation import check_bool, check_layer_norm_eps, check_positive_int, to_pair
 from ..config import SIZES, ViTConfig, field_names, parse_preset_name
 from ..errors import CheckpointError
 from ..position import resample_position_embedding
 from ..vit import ViT
 from . import google_npz, huggingface, learnpytorch, timm, torchvision, vitlib_layout
 from ._mapping import Converted
-from .files import read_json, read_weights, write_directory_atomically
+from .atomic import recover_interrupted_save, write_files_atomically
+from .files import (
+    CONFIG_FILE,
+    SUPPORTED_SUFFIXES,
+    read_json,
+    read_weights,
+    write_checkpoint_files,
+)
 from .vitlib_layout import config_from_shapes, heads_from_presets, square_image_size
 
 __all__ = [
     "FAMILIES",
     "AdaptedCheckpointWarning",
+    "NonFiniteWeightsWarning",
     "convert_state_dict",
     "detect_family",
     "export_state_dict",
@@ -59,6 +69,10 @@ _STRUCTURAL = {
 
 class AdaptedCheckpointWarning(UserWarning):
     """Loading changed part of a checkpoint: a head re-initialised or a layer dropped."""
+
+
+class NonFiniteWeightsWarning(UserWarning):
+    """A checkpoint holds NaN or infinite weights; the model will output NaN for some inputs."""
 
 
 def detect_family(keys: set[str] | Mapping[str, Any]) -> str:
@@ -114,12 +128,33 @@ def save_pretrained(
     ``format="huggingface"`` writes a directory that ``transformers``'
     ``ViTForImageClassification.from_pretrained`` (or ``ViTModel``) reads as is.
 
+    The two files replace their namesakes at once (see :mod:`vitlib.checkpoints.atomic`): an
+    interrupted save leaves the previous checkpoint or the new one, never a mix, and other files
+    in ``directory`` are never touched. ``directory`` may be ``"."`` or a symbolic link to a folder
+    (written through).
+
     Raises:
         FileExistsError: ``directory`` is not empty and ``overwrite`` is False (nothing is
             written; nothing the user has is replaced silently).
+        NotADirectoryError: ``directory`` is a file.
+        PermissionError: ``directory`` cannot be created or written.
     """
     if not isinstance(model, ViT):
         raise TypeError(f"save_pretrained expects a vitlib.ViT, got {type(model).__name__}.")
+    if format not in ("vitlib", "huggingface"):
+        raise ValueError(f"format must be 'vitlib' or 'huggingface', got {format!r}.")
+    tensors, config = checkpoint_contents(model, format)  # before any file: may refuse the model
+    return write_files_atomically(
+        directory,
+        lambda staging: write_checkpoint_files(staging, tensors, config),
+        overwrite=overwrite,
+    )
+
+
+def checkpoint_contents(
+    model: ViT, format: Literal["vitlib", "huggingface"] = "vitlib"
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The tensors and the ``config.json`` content that :func:`save_pretrained` writes."""
     if format == "vitlib":
         config: dict[str, Any] = {
             "format": "vitlib",
@@ -128,12 +163,10 @@ def save_pretrained(
             "config": model.config.to_dict(),
         }
         tensors = export_state_dict(model, "vitlib")
-    elif format == "huggingface":
+    else:
         config = huggingface.config_to_hf(model.config)
         tensors = export_state_dict(model, "huggingface")
-    else:
-        raise ValueError(f"format must be 'vitlib' or 'huggingface', got {format!r}.")
-    return write_directory_atomically(Path(directory), tensors, config, overwrite=overwrite)
+    return tensors, config
 
 
 def load_pretrained(
@@ -165,8 +198,12 @@ def load_pretrained(
             f"valid fields: {', '.join(field_names())}."
         )
     state, hints = _read_source(source)
+    _check_tensors(state)
     converted = convert_state_dict(state)
     return _build(converted, {**converted.hints, **hints}, config_overrides)
+
+
+_URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
 def _read_source(
@@ -185,6 +222,12 @@ def _read_source(
         source, hub_hints = resolve(source)
         state, hints = _read_path(Path(source))
         return state, {**hub_hints, **hints}
+    if isinstance(source, str) and (scheme := _URL_SCHEME.match(source)):
+        raise CheckpointError(
+            f"cannot load {source!r}: {scheme.group(1)!r} URLs are not supported; expected an "
+            f"http(s) URL of a weights file, 'hf-hub:<owner>/<name>', 'torchvision:<name>' or a "
+            f"local path (download the file first)."
+        )
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(
             f"source must be a path, a hub name or a state dict, got {type(source).__name__}."
@@ -195,41 +238,132 @@ def _read_source(
 def _read_path(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; check the path.")
-    if path.is_file():
+    if not path.is_dir():
         return read_weights(path), {}
-    config_path = path / "config.json"
+    recover_interrupted_save(path)
+    config_path = path / CONFIG_FILE
     hints = _hints_from_config(read_json(config_path), config_path) if config_path.exists() else {}
-    candidates = [path / name for name in _WEIGHT_FILES if (path / name).exists()]
-    if not candidates:
-        candidates = sorted(
-            p for p in path.iterdir() if p.suffix in (".safetensors", ".npz", ".pth")
-        )
+    return read_weights(_weights_file(path)), hints
+
+
+def _weights_file(folder: Path) -> Path:
+    """The weights file of a checkpoint folder: the first of :data:`_WEIGHT_FILES` present
+    (safetensors first, as Hugging Face prefers), else the only file with a weights suffix."""
+    for name in _WEIGHT_FILES:
+        if (folder / name).exists():
+            return folder / name
+    candidates = sorted(
+        entry
+        for entry in folder.iterdir()
+        if entry.suffix.lower() in SUPPORTED_SUFFIXES and not entry.name.startswith(".")
+    )
     if len(candidates) != 1:
-        found = [p.name for p in candidates] or "none"
+        found = [entry.name for entry in candidates] or "none"
         raise CheckpointError(
-            f"expected exactly one weights file in {path} (e.g. model.safetensors), found {found}."
+            f"expected one weights file in {folder}: one of {', '.join(_WEIGHT_FILES)}, or a "
+            f"single file ending in {', '.join(SUPPORTED_SUFFIXES)}; found {found}. Load the "
+            f"file you mean by its path."
         )
-    return read_weights(candidates[0]), hints
+    return candidates[0]
 
 
 def _hints_from_config(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    if data.get("format") == "vitlib":
-        return {"_exact": dict(data.get("config", {}))}
-    if data.get("model_type") == "vit":
-        return huggingface.config_from_hf(data)
-    if "architecture" in data:  # timm's hub config
-        size, _, img_size = parse_preset_name(str(data["architecture"]).split(".")[0])
-        hints: dict[str, Any] = {"num_heads": SIZES[size].num_heads}
-        input_size = data.get("pretrained_cfg", {}).get("input_size")
-        if input_size:
-            hints["img_size"] = tuple(input_size[1:])
-        elif img_size:
-            hints["img_size"] = img_size
-        return hints
+    try:
+        if data.get("format") == "vitlib":
+            saved = data.get("config")
+            if not isinstance(saved, dict):
+                raise CheckpointError(
+                    f"its 'config' must be a JSON object of ViTConfig fields, got "
+                    f"{type(saved).__name__}"
+                )
+            return {"_exact": ViTConfig.from_dict(saved).to_dict()}
+        if data.get("model_type") == "vit":
+            return _checked_hints(huggingface.config_from_hf(data))
+        if "architecture" in data:
+            return _checked_hints(_timm_config_hints(data))
+    except (CheckpointError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a valid model config: {error}") from error
     raise CheckpointError(
         f"{path} is not a vitlib, Hugging Face or timm config (no 'format', 'model_type' or "
         f"'architecture' key)."
     )
+
+
+def _timm_config_hints(data: dict[str, Any]) -> dict[str, Any]:
+    """Hints from a timm hub ``config.json``: ``num_heads`` from the architecture's preset, and
+    the input size of ``pretrained_cfg`` (or of the name)."""
+    architecture = data["architecture"]
+    if not isinstance(architecture, str):
+        raise CheckpointError(f"'architecture' must be a timm model name, got {architecture!r}")
+    size, _, img_size = parse_preset_name(architecture.split(".")[0])
+    hints: dict[str, Any] = {"num_heads": SIZES[size].num_heads}
+    pretrained_cfg = data.get("pretrained_cfg", {})
+    if not isinstance(pretrained_cfg, dict):
+        raise CheckpointError(
+            f"'pretrained_cfg' must be a JSON object, got {type(pretrained_cfg).__name__}"
+        )
+    input_size = pretrained_cfg.get("input_size")
+    if input_size is not None:
+        if not isinstance(input_size, list) or len(input_size) != 3:
+            raise CheckpointError(
+                f"'pretrained_cfg.input_size' must be [channels, height, width], got {input_size!r}"
+            )
+        hints["img_size"] = tuple(input_size[1:])
+    elif img_size:
+        hints["img_size"] = img_size
+    return hints
+
+
+_HINT_CHECKS: dict[str, Callable[[str, Any], object]] = {
+    "img_size": to_pair,
+    "patch_size": to_pair,
+    "in_channels": check_positive_int,
+    "num_transformer_layers": check_positive_int,
+    "embedding_dim": check_positive_int,
+    "mlp_size": check_positive_int,
+    "num_heads": check_positive_int,
+    "layer_norm_eps": lambda _, value: check_layer_norm_eps(value),
+    "qkv_bias": check_bool,
+}
+
+
+def _checked_hints(hints: dict[str, Any]) -> dict[str, Any]:
+    """Type-check the fields a foreign config states, so a bad value is blamed on the file."""
+    for key, value in hints.items():
+        _HINT_CHECKS[key](key, value)
+    return hints
+
+
+def _check_tensors(state: Mapping[str, Any]) -> None:
+    """Refuse non-tensor and non-floating values; warn about NaN or infinite weights."""
+    not_tensors = [key for key, value in state.items() if not isinstance(value, Tensor)]
+    if not_tensors:
+        raise CheckpointError(
+            f"the checkpoint's entries {not_tensors[:5]} are not tensors; expected a state dict "
+            f"of name -> torch.Tensor (model.state_dict())."
+        )
+    not_float = {
+        key: str(value.dtype).removeprefix("torch.")
+        for key, value in state.items()
+        if not value.is_floating_point()
+    }
+    if not_float:
+        named = ", ".join(f"{key} ({dtype})" for key, dtype in list(not_float.items())[:5])
+        raise CheckpointError(
+            f"the checkpoint holds {len(not_float)} tensor(s) that are not real floating point: "
+            f"{named}{' ...' if len(not_float) > 5 else ''}; ViT weights are float32, float16, "
+            f"bfloat16 or float64. Integer, bool or complex values would be cast silently into "
+            f"wrong weights; re-export the float weights."
+        )
+    non_finite = [key for key, value in state.items() if not bool(torch.isfinite(value).all())]
+    if non_finite:
+        warnings.warn(
+            f"the checkpoint holds NaN or infinite values in {len(non_finite)} tensor(s): "
+            f"{non_finite[:5]}{' ...' if len(non_finite) > 5 else ''}; the model will output NaN. "
+            f"The file is damaged or the training diverged; use an earlier checkpoint.",
+            NonFiniteWeightsWarning,
+            stacklevel=3,
+        )
 
 
 def _build(converted: Converted, hints: dict[str, Any], overrides: dict[str, Any]) -> ViT:
@@ -237,8 +371,17 @@ def _build(converted: Converted, hints: dict[str, Any], overrides: dict[str, Any
     found = config_from_shapes(state)
     grid_tokens = found.pop("_grid_tokens")
     has_layer_scale = found.pop("_has_layer_scale")
-    _check_consistent(found, hints, converted.family)
+    exact = hints.get("_exact", {})
+    _check_consistent(found, {**hints, **exact}, converted.family)
+    if exact and has_layer_scale != (exact.get("layer_scale_init") is not None):
+        raise CheckpointError(
+            f"the {converted.family} checkpoint's config says layer_scale_init="
+            f"{exact.get('layer_scale_init')!r} but its tensors "
+            f"{'have' if has_layer_scale else 'have no'} LayerScale weights; the config and the "
+            f"weights do not belong together."
+        )
     _check_structural(found, overrides, converted.family)
+    _check_stated_heads(exact.get("num_heads", hints.get("num_heads")), overrides)
     values: dict[str, Any] = {"mlp_dropout": 0.0, "embedding_dropout": 0.0, "attn_dropout": 0.0}
     values.update(hints.pop("_exact", {}))
     values.update({key: value for key, value in hints.items() if key in field_names()})
@@ -263,6 +406,18 @@ def _build(converted: Converted, hints: dict[str, Any], overrides: dict[str, Any
     model = ViT.from_config(target)
     _load_strict(model, _adapt(dict(state), source, target), converted.family)
     return model
+
+
+def _check_stated_heads(stated: int | None, overrides: dict[str, Any]) -> None:
+    """Refuse a ``num_heads`` override that contradicts the checkpoint's own statement: the same
+    tensors split into other heads load without error but compute another function."""
+    wanted = overrides.get("num_heads")
+    if stated is not None and wanted is not None and wanted != stated:
+        raise CheckpointError(
+            f"the checkpoint states num_heads={stated}, but num_heads={wanted} was given; the "
+            f"weights would load and compute something else. Drop the num_heads override (it is "
+            f"for checkpoints that do not state it)."
+        )
 
 
 def _check_consistent(found: dict[str, Any], hints: dict[str, Any], family: str) -> None:
@@ -315,7 +470,7 @@ def _heads(found: dict[str, Any]) -> int:
     )
     if heads is None:
         dim = found["embedding_dim"]
-        options = [h for h in range(1, dim + 1) if dim % h == 0 and dim // h in (32, 64, 16)]
+        options = [dim // width for width in (64, 32, 16) if dim % width == 0]
         raise CheckpointError(
             f"cannot tell num_heads for a checkpoint with embedding_dim={dim}, "
             f"{found['num_transformer_layers']} layers and mlp_size={found['mlp_size']}: it "

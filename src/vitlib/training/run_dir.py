@@ -8,8 +8,9 @@ Layout of ``output_dir``::
 
 ``last/`` and ``best/`` are ``vitlib.save_pretrained`` directories (``config.json`` +
 ``model.safetensors``) for a :class:`vitlib.ViT`, and hold just ``model.safetensors`` for any other
-model. Every directory is first written to a temporary sibling and then renamed into place, so an
-interrupted save leaves the previous checkpoint whole.
+model. They are written by :func:`vitlib.checkpoints.atomic.write_files_atomically`, the writer of
+``save_pretrained``: an interrupted save leaves the previous files or the new ones, never a mix,
+and the next resume (or load) finishes or undoes it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,6 +26,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from vitlib.checkpoints.atomic import COMPLETE, recover_interrupted_save, write_files_atomically
 from vitlib.training.errors import NoRunToResumeError, RunExistsError, TrainingConfigError
 
 LAST: Final = "last"
@@ -36,20 +37,8 @@ WEIGHTS_FILE: Final = "model.safetensors"
 RUN_ENTRIES: Final = (LAST, BEST, HISTORY_FILE)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _old(directory: Path) -> Path:
-    return directory.parent / f".{directory.name}.old"
-
-
-def _is_our_temporary(entry: Path) -> bool:
-    return entry.name.startswith(tuple(f".{name}.tmp-" for name in RUN_ENTRIES)) or entry.name in {
-        _old(entry.parent / name).name for name in RUN_ENTRIES
-    }
+def _partial_json(path: Path) -> Path:
+    return path.parent / f".{path.name}.partial"
 
 
 def check_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:
@@ -72,7 +61,7 @@ def check_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None
         )
     if resume:
         last = output_dir / LAST
-        if not (last / STATE_FILE).is_file() and not (_old(last) / STATE_FILE).is_file():
+        if not (last / STATE_FILE).is_file() and not (last / COMPLETE / STATE_FILE).is_file():
             raise NoRunToResumeError(
                 f"resume=True, but {output_dir} holds no run to resume (no {LAST}/{STATE_FILE}); "
                 "drop resume=True to start a new run there."
@@ -97,83 +86,55 @@ def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool, write
         return
     if resume:
         recover_interrupted_save(output_dir / LAST)
+        if (output_dir / BEST).is_dir():
+            recover_interrupted_save(output_dir / BEST)
     else:
         clear_run(output_dir)
 
 
 def clear_run(output_dir: Path) -> None:
-    """Delete ``last/``, ``best/``, ``history.json`` and stale temporaries (``overwrite=True``).
+    """Delete ``last/``, ``best/``, ``history.json`` and its temporary (``overwrite=True``).
 
     Other files in ``output_dir`` are left alone: vitlib only deletes what a run writes.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     for entry in output_dir.iterdir():
-        if entry.name in RUN_ENTRIES or _is_our_temporary(entry):
+        if (
+            entry.name in RUN_ENTRIES
+            or entry.name == _partial_json(entry.parent / HISTORY_FILE).name
+        ):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
 
 
-def recover_interrupted_save(directory: Path) -> bool:
-    """Restore ``directory`` from ``.<name>.old`` after a save cut between its renames.
-
-    Returns:
-        Whether anything was restored.
-    """
-    old = _old(directory)
-    if directory.exists() or not old.is_dir():
-        return False
-    os.replace(old, directory)
-    return True
-
-
-def replace_directory(target: Path, write: Callable[[Path], None]) -> None:
-    """Build a directory with ``write(tmp)`` in a temporary sibling of ``target``, then swap it in.
-
-    The previous ``target`` is renamed to ``.<name>.old`` first and deleted last, so at every moment
-    either the old or the new directory is complete (:func:`recover_interrupted_save` repairs the
-    moment between).
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    temporary.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run directory is not
-    try:
-        write(temporary)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    old = _old(target)
-    if old.exists():
-        shutil.rmtree(old)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(temporary, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (temporary file, then ``os.replace``)."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    os.chmod(temporary, 0o666 & ~_umask())
+    """Write ``data`` as JSON to ``path`` atomically (``.<name>.partial``, then ``os.replace``).
+
+    The temporary has a fixed name, so one left by a killed process is replaced by the next write.
+    """
+    temporary = _partial_json(path)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
+        with open(temporary, "w", encoding="utf-8") as file:
             json.dump(data, file, indent=2)
             file.write("\n")
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
 def save_model_files(model: nn.Module, directory: Path) -> None:
-    """Write ``model`` into ``directory``: ``save_pretrained`` for a ViT, else safetensors."""
+    """Write ``model``'s files into ``directory``: those of ``save_pretrained`` for a ViT, else
+    ``model.safetensors``."""
     from vitlib import ViT  # imported here: the package root imports this module's users
 
     if isinstance(model, ViT):
-        from vitlib import save_pretrained
+        from vitlib.checkpoints.files import write_checkpoint_files
+        from vitlib.checkpoints.pretrained import checkpoint_contents
 
-        save_pretrained(model, directory, overwrite=True)
+        write_checkpoint_files(directory, *checkpoint_contents(model))
     else:
         safetensors.torch.save_model(model, str(directory / WEIGHTS_FILE))
 
@@ -183,12 +144,12 @@ def save_checkpoint(
 ) -> None:
     """Atomically (re)write ``directory``: model files and, if given, ``training_state.pt``."""
 
-    def write(temporary: Path) -> None:
-        save_model_files(model, temporary)
+    def write(staging: Path) -> None:
+        save_model_files(model, staging)
         if training_state is not None:
-            torch.save(dict(training_state), temporary / STATE_FILE)
+            torch.save(dict(training_state), staging / STATE_FILE)
 
-    replace_directory(directory, write)
+    write_files_atomically(directory, write, overwrite=True, what="fit")
 
 
 def load_model_files(model: nn.Module, directory: Path) -> None:
