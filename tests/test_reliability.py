@@ -12,11 +12,17 @@ where a case comes from it. Each class states a guarantee:
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -24,6 +30,7 @@ from hypothesis import strategies as st
 
 import vitlib
 from vitlib import (
+    CheckpointError,
     ConfigError,
     InputShapeError,
     InputTypeError,
@@ -34,9 +41,12 @@ from vitlib import (
     TransformerEncoderBlock,
     ViT,
     ViTConfig,
+    load_pretrained,
 )
 from vitlib import _validation as validation
 from vitlib.blocks import LayerScale
+from vitlib.checkpoints import NonFiniteWeightsWarning
+from vitlib.cli import main
 
 T: dict[str, Any] = {
     "img_size": 32,
@@ -48,6 +58,7 @@ T: dict[str, Any] = {
     "num_classes": 3,
 }
 GiB = 2**30
+FIXTURES = Path(__file__).parent / "fixtures" / "reference"
 
 
 def _bad(**fields: Any) -> dict[str, Any]:
@@ -61,7 +72,7 @@ def _model() -> ViT:
 
 
 def _images(dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.randn(2, 3, 32, 32).to(dtype)
+    return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)).to(dtype)
 
 
 # Input that was accepted and silently gave a wrong model or wrong outputs.
@@ -292,3 +303,392 @@ def test_layer_norm_eps_is_a_finite_small_positive_float(value: object) -> None:
     else:
         with pytest.raises((TypeError, ConfigError), match="layer_norm_eps"):
             ViTConfig(**_bad(layer_norm_eps=value))
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A valid vitlib checkpoint folder ``ck`` of the 2-head tiny model, in the cwd."""
+    monkeypatch.chdir(tmp_path)
+    vitlib.save_pretrained(_model(), "ck")
+    return tmp_path / "ck"
+
+
+def _edit_config(folder: Path, **changes: Any) -> Path:
+    """Change fields of the vitlib config in ``folder``'s config.json; return ``folder``."""
+    path = folder / "config.json"
+    data = json.loads(path.read_text())
+    data["config"].update(changes)
+    path.write_text(json.dumps(data))
+    return folder
+
+
+def _state(**changes: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {**_model().state_dict(), **changes}
+
+
+CHECKPOINT_SILENT_WRONG_ANSWERS = [
+    pytest.param(
+        lambda ck: load_pretrained({k: (v * 100).to(torch.int32) for k, v in _state().items()}),
+        CheckpointError,
+        r"not real floating point: .*\(int32\).*re-export the float weights",
+        id="K06",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(
+            _state(
+                **{
+                    "transformer_encoder.0.msa_block.qkv.weight": torch.zeros(96, 32).to(
+                        torch.complex64
+                    )
+                }
+            )
+        ),
+        CheckpointError,
+        r"transformer_encoder\.0\.msa_block\.qkv\.weight \(complex64\)",
+        id="K22l",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(_edit_config(ck, embedding_dim=64)),
+        CheckpointError,
+        r"config says embedding_dim=64 but its tensors have embedding_dim=32",
+        id="K09f",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(_edit_config(ck, dynamic_img_size="false")),
+        CheckpointError,
+        r"ck/config\.json is not a valid model config: dynamic_img_size must be a bool",
+        id="K09j",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(_edit_config(ck, layer_norm_eps=1e308)),
+        CheckpointError,
+        r"ck/config\.json .*layer_norm_eps",
+        id="K09k",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(_edit_config(ck, layer_scale_init=1e-5)),
+        CheckpointError,
+        r"config says layer_scale_init=1e-05 but its tensors have no LayerScale",
+        id="layer-scale-contradiction",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(_model(), num_heads=4),
+        CheckpointError,
+        r"states num_heads=2, but num_heads=4 was given.*Drop the num_heads override",
+        id="K17g",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(ck, num_heads=4), CheckpointError, "num_heads=2", id="K17g-dir"
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "error", "message"), CHECKPOINT_SILENT_WRONG_ANSWERS)
+def test_checkpoints_that_would_load_wrong_are_refused(
+    checkpoint: Path, make: Callable[[Path], object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        make(checkpoint)
+
+
+def test_non_finite_weights_are_named_in_a_warning() -> None:
+    """K06c: NaN weights still load (to inspect them) but never silently."""
+    state = _state(**{"norm.weight": torch.full((32,), math.nan)})
+    with pytest.warns(NonFiniteWeightsWarning, match=r"\['norm\.weight'\].*output NaN"):
+        load_pretrained(state, num_heads=2)
+
+
+def _write_config(folder: Path, text: str) -> Path:
+    """Replace ``folder``'s config.json with ``text``; return ``folder``."""
+    (folder / "config.json").write_text(text)
+    return folder
+
+
+def _symlink_to(target: str, link: str) -> Path:
+    os.symlink(target, link)
+    return Path(link)
+
+
+def _timm_state() -> dict[str, torch.Tensor]:
+    return vitlib.export_state_dict(_model(), "timm")
+
+
+def _npz_with_rank2_kernel(ck: Path) -> Path:
+    arrays = dict(np.load(FIXTURES / "google_npz" / "weights.npz"))
+    arrays["embedding/kernel"] = arrays["embedding/kernel"].reshape(
+        -1, arrays["embedding/kernel"].shape[-1]
+    )
+    np.savez("bad.npz", **arrays)
+    return Path("bad.npz")
+
+
+def _folder_with_only(name: str) -> Path:
+    os.mkdir("p")
+    torch.save(_model().state_dict(), f"p/{name}")
+    return Path("p")
+
+
+CHECKPOINT_UNCLEAR_ERRORS = [
+    pytest.param(
+        lambda ck: load_pretrained(_write_config(ck, '{"format": "vitlib", "config": [1, 2]}')),
+        CheckpointError,
+        r"ck/config\.json is not a valid model config: its 'config' must be a JSON object",
+        id="K09a",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(_write_config(ck, '{"format": "vitlib", "config": "abc"}')),
+        CheckpointError,
+        r"ck/config\.json .*got str",
+        id="K09b",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(_edit_config(ck, evil=1)),
+        CheckpointError,
+        r"ck/config\.json is not a valid model config: .*unknown ViTConfig field\(s\) 'evil'",
+        id="K09c",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(
+            _write_config(ck, '{"architecture": "vit_base_patch16_224", "pretrained_cfg": []}')
+        ),
+        CheckpointError,
+        r"ck/config\.json .*'pretrained_cfg' must be a JSON object, got list",
+        id="K09o",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(
+            _write_config(ck, '{"format": "vitlib", "config": ' + "[" * 100_000)
+        ),
+        CheckpointError,
+        r"ck/config\.json as JSON",
+        id="K09s",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(
+            _write_config(ck, '{"model_type": "vit", "num_attention_heads": "2"}')
+        ),
+        CheckpointError,
+        r"ck/config\.json .*num_heads must be an int",
+        id="K09m",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained("ftp://example.com/x.pth"),
+        CheckpointError,
+        r"'ftp' URLs are not supported; expected an http\(s\) URL",
+        id="K12g",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(_symlink_to("/dev/zero", "z.safetensors")),
+        CheckpointError,
+        r"z\.safetensors is a device; vitlib reads checkpoints from regular files only",
+        id="K13d",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(_symlink_to("/dev/urandom", "z.pth")),
+        CheckpointError,
+        "is a device",
+        id="K13d-urandom",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(
+            {**_timm_state(), "patch_embed.proj.weight": torch.zeros(32, 3, 8)}
+        ),
+        CheckpointError,
+        r"patch_embedding\.patcher\.weight has shape \(32, 3, 8\); expected 4 dimensions",
+        id="K22c",
+    ),
+    pytest.param(
+        lambda ck: load_pretrained(_npz_with_rank2_kernel(ck)),
+        CheckpointError,
+        r"embedding/kernel in the Google \.npz checkpoint has shape .*expected 4 dimensions",
+        id="K22e",
+    ),
+    pytest.param(
+        lambda ck: vitlib.resample_position_embedding(
+            _model().position_embedding, (4, 4), (0, 4), num_prefix_tokens=1
+        ),
+        InputShapeError,
+        r"new_grid must be \(rows, cols\) of positive ints, got \(0, 4\)",
+        id="K22i",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "error", "message"), CHECKPOINT_UNCLEAR_ERRORS)
+def test_checkpoint_errors_are_clear(
+    checkpoint: Path, make: Callable[[Path], object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        make(checkpoint)
+
+
+@pytest.mark.parametrize("name", ["weights.pt", "model.ckpt", "weights.bin"])
+def test_a_folder_with_one_weights_file_of_any_supported_suffix_loads(
+    checkpoint: Path, name: str
+) -> None:
+    """K22g: the fallback finds every supported suffix, not only .safetensors/.npz/.pth."""
+    loaded = load_pretrained(_folder_with_only(name), num_heads=2).eval()
+    torch.testing.assert_close(loaded(_images()), _model()(_images()))
+
+
+def test_a_folder_with_safetensors_and_bin_prefers_safetensors(checkpoint: Path) -> None:
+    """K12m/K22f: a Hugging Face snapshot may carry both; safetensors wins, as in transformers."""
+    torch.save(vitlib.export_state_dict(_other_model(), "vitlib"), checkpoint / "pytorch_model.bin")
+    torch.testing.assert_close(load_pretrained(checkpoint).eval()(_images()), _model()(_images()))
+
+
+# --- nothing the user saved is lost ---------------------------------------------------------
+
+
+def _other_model() -> ViT:
+    model = _model()
+    with torch.no_grad():
+        model.state_dict()["head.bias"].add_(1.0)
+    return model
+
+
+def _same_outputs(loaded: ViT, model: ViT) -> bool:
+    return bool(torch.allclose(loaded.eval()(_images()), model.eval()(_images())))
+
+
+def _user_files(folder: Path) -> None:
+    (folder / "data").mkdir(parents=True)
+    (folder / "thesis.tex").write_text("three years of work")
+    (folder / "data" / "x.csv").write_text("1,2,3")
+
+
+def _assert_user_files_kept(folder: Path) -> None:
+    assert (folder / "thesis.tex").read_text() == "three years of work"
+    assert (folder / "data" / "x.csv").read_text() == "1,2,3"
+
+
+def _overwrite_keeps_other_files(tmp_path: Path) -> None:
+    """K14b: overwrite=True replaces config.json and the weights, nothing else."""
+    vitlib.save_pretrained(_model(), tmp_path / "user")
+    _user_files(tmp_path / "user")
+    vitlib.save_pretrained(_other_model(), tmp_path / "user", overwrite=True)
+    _assert_user_files_kept(tmp_path / "user")
+    assert _same_outputs(load_pretrained(tmp_path / "user"), _other_model())
+
+
+def _convert_overwrite_keeps_other_files(tmp_path: Path) -> None:
+    """L07g: ``vitlib convert --overwrite`` into a folder of the user's."""
+    vitlib.save_pretrained(_other_model(), tmp_path / "src")
+    _user_files(tmp_path / "user")
+    assert main(["convert", str(tmp_path / "src"), str(tmp_path / "user"), "--overwrite"]) == 0
+    _assert_user_files_kept(tmp_path / "user")
+    assert _same_outputs(load_pretrained(tmp_path / "user"), _other_model())
+
+
+def _save_into_the_current_folder(tmp_path: Path) -> None:
+    """K14h: ``"."`` works and keeps what is there."""
+    os.chdir(tmp_path)
+    Path("keep.txt").write_text("mine")
+    vitlib.save_pretrained(_model(), ".", overwrite=True)
+    assert Path("keep.txt").read_text() == "mine"
+    assert sorted(os.listdir(".")) == ["config.json", "keep.txt", "model.safetensors"]
+    assert _same_outputs(load_pretrained("."), _model())
+
+
+def _save_through_a_symlink(tmp_path: Path) -> None:
+    """K14i: overwriting through a link to a folder writes into the folder it points to."""
+    vitlib.save_pretrained(_model(), tmp_path / "real")
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    vitlib.save_pretrained(_other_model(), tmp_path / "link", overwrite=True)
+    assert (tmp_path / "link").is_symlink()
+    assert _same_outputs(load_pretrained(tmp_path / "real"), _other_model())
+
+
+def _modes_follow_the_umask(tmp_path: Path) -> None:
+    """K14j: 0755 folders and 0644 files under umask 022, for save_pretrained and fit."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from vitlib.training import fit
+
+    previous = os.umask(0o022)
+    try:
+        vitlib.save_pretrained(_model(), tmp_path / "ck")
+        torch.manual_seed(0)
+        data = TensorDataset(torch.randn(8, 3, 32, 32), torch.randint(0, 3, (8,)))
+        loader = DataLoader(data, batch_size=4)
+        fit(_model(), loader, loader, epochs=1, output_dir=tmp_path / "run", progress=False)
+    finally:
+        os.umask(previous)
+    folders = [tmp_path / "ck", tmp_path / "run" / "last", tmp_path / "run" / "best"]
+    for folder in folders:
+        assert oct(folder.stat().st_mode & 0o777) == "0o755", folder
+        for file in folder.iterdir():
+            assert oct(file.stat().st_mode & 0o777) == "0o644", file
+
+
+NOTHING_LOST = [
+    pytest.param(_overwrite_keeps_other_files, id="K14b"),
+    pytest.param(_convert_overwrite_keeps_other_files, id="L07g"),
+    pytest.param(_save_into_the_current_folder, id="K14h"),
+    pytest.param(_save_through_a_symlink, id="K14i"),
+    pytest.param(_modes_follow_the_umask, id="K14j"),
+]
+
+
+@pytest.mark.parametrize("scenario", NOTHING_LOST)
+def test_nothing_the_user_saved_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: Callable[[Path], None]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    scenario(tmp_path)
+
+
+def test_an_unwritable_folder_is_named_not_our_temporaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """K15 (root ignores permission bits, so the refusal is simulated)."""
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(PermissionError, match=r"cannot write the checkpoint into .*/ro/ck"):
+        vitlib.save_pretrained(_model(), tmp_path / "ro" / "ck")
+
+
+_CRASHING_SAVE = """
+import os, sys, pathlib, vitlib
+sys.path.insert(0, {tests!r})
+from test_reliability import _other_model
+crash_at, calls = int(sys.argv[1]), [0]
+real_replace, real_rmdir = os.replace, pathlib.Path.rmdir
+def step():
+    calls[0] += 1
+    if calls[0] == crash_at:
+        os._exit(9)  # like a kill: no clean-up runs
+def replace(source, target):
+    step()
+    real_replace(source, target)
+def rmdir(self):
+    step()
+    real_rmdir(self)
+os.replace, pathlib.Path.rmdir = replace, rmdir
+vitlib.save_pretrained(_other_model(), "ck", overwrite=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash_at", [1, 2, 3, 4], ids=["commit", "move-1", "move-2", "rmdir"])
+def test_a_save_killed_at_any_step_leaves_a_whole_checkpoint(tmp_path: Path, crash_at: int) -> None:
+    """K16b: the old checkpoint before the commit rename, the new one after it; the next load
+    finishes the save and leaves no hidden folder; the user's files stay."""
+    vitlib.save_pretrained(_model(), tmp_path / "ck")
+    (tmp_path / "ck" / "notes.txt").write_text("mine")
+    script = _CRASHING_SAVE.format(tests=str(Path(__file__).parent))
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(crash_at)], cwd=tmp_path, timeout=120, check=False
+    )
+    assert done.returncode == 9, "the save must have been cut off"
+    expected = _model() if crash_at == 1 else _other_model()
+    assert _same_outputs(load_pretrained(tmp_path / "ck"), expected)
+    assert sorted(os.listdir(tmp_path / "ck")) == ["config.json", "model.safetensors", "notes.txt"]
+    vitlib.save_pretrained(_model(), tmp_path / "ck", overwrite=True)
+    assert _same_outputs(load_pretrained(tmp_path / "ck"), _model())

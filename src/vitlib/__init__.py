@@ -23,6 +23,7 @@ from .blocks import (
 )
 from .checkpoints import (
     AdaptedCheckpointWarning,
+    NonFiniteWeightsWarning,
     export_state_dict,
     load_pretrained,
     save_pretrained,
@@ -54,6 +55,7 @@ __all__ = [
     "LayerScale",
     "MLPBlock",
     "MultiheadSelfAttentionBlock",
+    "NonFiniteWeightsWarning",
     "PatchEmbedding",
     "TransformerEncoderBlock",
     "ViT",

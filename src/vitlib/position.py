@@ -39,6 +39,17 @@ def resample_position_embedding(
     Returns:
         ``(1, num_prefix_tokens + new_rows * new_cols, D)``.
     """
+    for name, given in (("old_grid", old_grid), ("new_grid", new_grid)):
+        if (
+            not isinstance(given, (tuple, list))
+            or len(given) != 2
+            or not all(isinstance(side, int) and not isinstance(side, bool) for side in given)
+            or min(given) < 1
+        ):
+            raise InputShapeError(
+                f"{name} must be (rows, cols) of positive ints, got {given!r}; e.g. (14, 14) for "
+                f"224x224 images with 16x16 patches."
+            )
     if position_embedding.ndim != 3 or position_embedding.shape[0] != 1:
         raise InputShapeError(
             "position_embedding must be shaped (1, tokens, dim), got "

@@ -11,6 +11,7 @@ from .files import read_weights
 from .pretrained import (
     FAMILIES,
     AdaptedCheckpointWarning,
+    NonFiniteWeightsWarning,
     adapt_input_channels,
     convert_state_dict,
     detect_family,
@@ -22,6 +23,7 @@ from .pretrained import (
 __all__ = [
     "FAMILIES",
     "AdaptedCheckpointWarning",
+    "NonFiniteWeightsWarning",
     "adapt_input_channels",
     "convert_state_dict",
     "detect_family",

@@ -33,17 +33,25 @@ def to_vitlib(arrays: Mapping[str, Tensor]) -> Converted:
     """Convert Google's ``.npz`` arrays (as tensors) to vitlib's layout."""
     remaining = dict(arrays)
 
-    def take(key: str) -> Tensor:
+    def take(key: str, rank: int | None = None) -> Tensor:
         tensor = require(remaining, key, NAME)
         del remaining[key]
+        if rank is not None and tensor.ndim != rank:
+            raise CheckpointError(
+                f"{key} in the Google .npz checkpoint has shape {tuple(tensor.shape)}; expected "
+                f"{rank} dimensions. The file is damaged or not a standard ViT."
+            )
         return tensor
 
     def dense(prefix: str) -> dict[str, Tensor]:
-        return {"weight": take(f"{prefix}/kernel").T.contiguous(), "bias": take(f"{prefix}/bias")}
+        kernel = take(f"{prefix}/kernel", rank=2)
+        return {"weight": kernel.T.contiguous(), "bias": take(f"{prefix}/bias")}
 
     depth = count_layers(remaining, r"Transformer/encoderblock_(\d+)/")
     state: dict[str, Tensor] = {
-        "patch_embedding.patcher.weight": rearrange(take("embedding/kernel"), "h w c d -> d c h w"),
+        "patch_embedding.patcher.weight": rearrange(
+            take("embedding/kernel", 4), "h w c d -> d c h w"
+        ),
         "patch_embedding.patcher.bias": take("embedding/bias"),
         "position_embedding": take("Transformer/posembed_input/pos_embedding"),
         "norm.weight": take("Transformer/encoder_norm/scale"),
@@ -55,7 +63,7 @@ def to_vitlib(arrays: Mapping[str, Tensor]) -> Converted:
     for index in range(depth):
         block, attention = _BLOCK.format(i=index), _ATTENTION.format(i=index)
         target = f"transformer_encoder.{index}"
-        kernels = [take(f"{attention}/{part}/kernel") for part in ("query", "key", "value")]
+        kernels = [take(f"{attention}/{part}/kernel", 3) for part in ("query", "key", "value")]
         num_heads = kernels[0].shape[1]
         state[f"{target}.msa_block.qkv.weight"] = torch.cat(
             [rearrange(kernel, "d h k -> (h k) d") for kernel in kernels]
@@ -64,7 +72,7 @@ def to_vitlib(arrays: Mapping[str, Tensor]) -> Converted:
             [take(f"{attention}/{part}/bias").reshape(-1) for part in ("query", "key", "value")]
         )
         state[f"{target}.msa_block.out_proj.weight"] = rearrange(
-            take(f"{attention}/out/kernel"), "h k d -> d (h k)"
+            take(f"{attention}/out/kernel", 3), "h k d -> d (h k)"
         )
         state[f"{target}.msa_block.out_proj.bias"] = take(f"{attention}/out/bias")
         for norm, name in (("LayerNorm_0", "msa_block"), ("LayerNorm_2", "mlp_block")):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from torch import Tensor
 
@@ -35,13 +35,14 @@ def config_from_shapes(state: Mapping[str, Tensor]) -> dict[str, Any]:
     embedding), from which the image size follows once the grid's aspect is known, and
     ``"_has_layer_scale"`` (the initial LayerScale value is not in the weights).
     """
-    patcher = _get(state, "patch_embedding.patcher.weight")
+    patcher = _get(state, "patch_embedding.patcher.weight", rank=4)
     dim, channels, patch_h, patch_w = patcher.shape
     class_token = "class_embedding" in state
-    registers = state.get("register_tokens")
-    fc1 = _get(state, "transformer_encoder.0.mlp_block.fc1.weight")
-    pre_logits = state.get("pre_logits.fc.weight")
-    head = state.get("head.weight")
+    registers = _get(state, "register_tokens", rank=3, required=False)
+    fc1 = _get(state, "transformer_encoder.0.mlp_block.fc1.weight", rank=2)
+    pre_logits = _get(state, "pre_logits.fc.weight", rank=2, required=False)
+    head = _get(state, "head.weight", rank=2, required=False)
+    position = _get(state, "position_embedding", rank=3)
     found: dict[str, Any] = {
         "embedding_dim": dim,
         "in_channels": channels,
@@ -54,7 +55,7 @@ def config_from_shapes(state: Mapping[str, Tensor]) -> dict[str, Any]:
         "representation_size": None if pre_logits is None else pre_logits.shape[0],
         "num_classes": 0 if head is None else head.shape[0],
         "_has_layer_scale": "transformer_encoder.0.msa_scale.gamma" in state,
-        "_grid_tokens": _get(state, "position_embedding").shape[1] - int(class_token),
+        "_grid_tokens": position.shape[1] - int(class_token),
     }
     if not class_token:
         found["pool"] = "mean"
@@ -82,7 +83,35 @@ def heads_from_presets(dim: int, depth: int, mlp_size: int) -> int | None:
     return None
 
 
-def _get(state: Mapping[str, Tensor], key: str) -> Tensor:
+_SHAPES = {
+    2: "(out_features, in_features)",
+    3: "(1, tokens, embedding_dim)",
+    4: "(embedding_dim, in_channels, patch_height, patch_width)",
+}
+
+
+@overload
+def _get(state: Mapping[str, Tensor], key: str, *, rank: int) -> Tensor: ...
+
+
+@overload
+def _get(
+    state: Mapping[str, Tensor], key: str, *, rank: int, required: Literal[False]
+) -> Tensor | None: ...
+
+
+def _get(
+    state: Mapping[str, Tensor], key: str, *, rank: int, required: bool = True
+) -> Tensor | None:
+    """``state[key]`` with ``rank`` dimensions; a missing key is an error when ``required``."""
     if key not in state:
+        if not required:
+            return None
         raise CheckpointError(f"missing key {key!r}; the checkpoint is incomplete.")
-    return state[key]
+    tensor = state[key]
+    if tensor.ndim != rank:
+        raise CheckpointError(
+            f"{key} has shape {tuple(tensor.shape)}; expected {rank} dimensions {_SHAPES[rank]} "
+            f"(in vitlib's names). The checkpoint is damaged or not a standard ViT."
+        )
+    return tensor
