@@ -692,3 +692,105 @@ def test_a_save_killed_at_any_step_leaves_a_whole_checkpoint(tmp_path: Path, cra
     assert sorted(os.listdir(tmp_path / "ck")) == ["config.json", "model.safetensors", "notes.txt"]
     vitlib.save_pretrained(_model(), tmp_path / "ck", overwrite=True)
     assert _same_outputs(load_pretrained(tmp_path / "ck"), _model())
+
+
+# --- the command line: expected failures print one line and exit 2 ------------------------
+
+
+def _run_with_truncated_state(tmp_path: Path) -> list[str]:
+    """L08f: a run whose last/training_state.pt was cut in half."""
+    run = tmp_path / "run"
+    args = ["train", "--epochs", "1", "--max-steps", "1", "--layers", "1", "--no-progress"]
+    assert main([*args, "--output-dir", str(run)]) == 0
+    state = run / "last" / "training_state.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    return [*args, "--epochs", "2", "--output-dir", str(run), "--resume"]
+
+
+def _unwritable(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> list[str]:
+    """``argv``, to run where no folder can be created (root ignores permission bits)."""
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    return argv
+
+
+CLI_FAILURES = [
+    pytest.param(
+        lambda tmp, mp: ["convert", str(_checkpoint_in(tmp)), str(_file_in(tmp))],
+        r"afile is a file; save_pretrained needs a folder path",
+        id="L07b",
+    ),
+    pytest.param(
+        lambda tmp, mp: _unwritable(
+            mp, ["convert", str(_checkpoint_in(tmp)), str(tmp / "ro" / "out")]
+        ),
+        r"cannot write the checkpoint into .*ro/out \(Permission denied\)",
+        id="L07h",
+    ),
+    pytest.param(
+        lambda tmp, mp: ["convert", str(_checkpoint_in(tmp)), str(tmp / "out"), "--num-heads", "4"],
+        r"states num_heads=2, but num_heads=4 was given",
+        id="L07j",
+    ),
+    pytest.param(
+        lambda tmp, mp: _run_with_truncated_state(tmp),
+        r"run/last/training_state\.pt",
+        id="L08f",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(
+        lambda tmp, mp: ["train", "--output-dir", "/dev/null"],
+        r"output_dir /dev/null is a file",
+        id="L08p",
+    ),
+    pytest.param(
+        lambda tmp, mp: _unwritable(mp, ["train", "--output-dir", str(tmp / "ro" / "run")]),
+        r"Permission denied",
+        id="L08q",
+    ),
+    pytest.param(lambda tmp, mp: ["train", "--position-std", "-1"], r"position.std.*-1", id="L08r"),
+    pytest.param(lambda tmp, mp: ["summary", "ViT-B/16", "--depth", "-1"], r"depth", id="L05d"),
+    pytest.param(lambda tmp, mp: ["train", "--seed", "-1"], r"seed=-1", id="seed"),
+]
+
+
+def _checkpoint_in(folder: Path) -> Path:
+    vitlib.save_pretrained(_model(), folder / "ck", overwrite=True)
+    return folder / "ck"
+
+
+def _file_in(folder: Path) -> Path:
+    (folder / "afile").write_text("not a folder")
+    return folder / "afile"
+
+
+@pytest.mark.parametrize(("arguments", "message"), CLI_FAILURES)
+def test_cli_failures_print_one_line_and_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    arguments: Callable[[Path, pytest.MonkeyPatch], list[str]],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = arguments(tmp_path, monkeypatch)
+    capsys.readouterr()
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert re.search(message, lines[0]), lines[0]
+    assert "[Errno" not in lines[0]
+
+
+def test_a_bug_in_the_cli_still_shows_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only expected failures are turned into one line; a TypeError from inside is a bug."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("unsupported operand")
+
+    monkeypatch.setattr("vitlib.summary.summary", broken)
+    with pytest.raises(TypeError, match="unsupported operand"):
+        main(["summary", "ViT-B/16"])

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from .errors import VitlibError
+
+
+class MissingExtraError(VitlibError, ImportError):
+    """An optional dependency of vitlib (one of its extras) is not installed."""
+
 
 def missing_extra(package: str, extra: str, purpose: str) -> ImportError:
     """Build the error for a missing optional dependency.
@@ -14,7 +20,7 @@ def missing_extra(package: str, extra: str, purpose: str) -> ImportError:
     Returns:
         An ``ImportError`` to raise ``from`` the original one.
     """
-    return ImportError(
+    return MissingExtraError(
         f"{purpose} needs {package}, which is not installed; "
         f'install it with: pip install "vitlib[{extra}]"'
     )

@@ -65,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``vitlib`` command; returns the exit status (errors print one line, status 2)."""
+    """Run the ``vitlib`` command; returns the exit status.
+
+    Expected failures (vitlib's own errors, a missing optional extra, and operating-system errors
+    such as a missing, read-only or non-directory path) print one line and return 2; any other
+    exception is a bug in vitlib and shows its traceback.
+    """
     args = build_parser().parse_args(argv)
     try:
         if args.command == "presets":
@@ -96,10 +101,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .training.recipe import run_from_args
 
             return run_from_args(args)
-    except (VitlibError, ValueError, TypeError, FileExistsError, FileNotFoundError) as error:
-        print(f"vitlib {args.command}: error: {error}", file=sys.stderr)
+    except (VitlibError, OSError) as error:  # expected failures; anything else is a bug
+        print(f"vitlib {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _one_line(error: Exception) -> str:
+    """The message of ``error`` on one line, without the ``[Errno N]`` prefix of OS errors."""
+    message = str(error)
+    if isinstance(error, OSError) and error.strerror:
+        message = error.strerror
+        if error.filename is not None and str(error.filename) not in message:
+            message += f": {error.filename}"
+    return " ".join(message.split())
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from .config import ViTConfig
 from .counting import count_flops
+from .errors import ConfigError
 from .vit import ViT
 
 __all__ = ["LayerRow", "ModelSummary", "summary"]
@@ -98,10 +99,11 @@ def summary(
     module runs one no-grad forward pass on its own device and is left as it was.
 
     Raises:
-        ValueError: ``input_shape`` is missing for a model that is not a ViT, or ``depth < 0``.
+        ValueError: ``input_shape`` is missing for a model that is not a ViT.
+        ConfigError: ``depth < 0``.
     """
     if depth < 0:
-        raise ValueError(f"depth must be >= 0, got {depth}.")
+        raise ConfigError(f"depth must be >= 0 (0 shows the model alone), got {depth}.")
     if isinstance(model, (str, ViTConfig)):
         preset = model if isinstance(model, ViTConfig) else ViTConfig.from_preset(model)
         with torch.device("meta"):

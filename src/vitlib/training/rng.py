@@ -8,11 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from vitlib.training.errors import TrainingConfigError
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed={seed!r} is invalid; expected an integer in [0, 2**32).")
+        raise TrainingConfigError(f"seed={seed!r} is invalid; expected an integer in [0, 2**32).")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
