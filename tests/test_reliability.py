@@ -16,9 +16,11 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -794,3 +796,141 @@ def test_a_bug_in_the_cli_still_shows_its_traceback(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("vitlib.summary.summary", broken)
     with pytest.raises(TypeError, match="unsupported operand"):
         main(["summary", "ViT-B/16"])
+
+
+# --- nothing hangs: each case runs in its own process with a time limit --------------------
+
+_ISOLATED = """
+import resource, sys, time, warnings
+resource.setrlimit(resource.RLIMIT_AS, (8 * 2**30, 8 * 2**30))  # a regression fails, not swaps
+import torch, vitlib
+T = dict(img_size=32, patch_size=8, num_transformer_layers=2, embedding_dim=32, mlp_size=64,
+         num_heads=2, num_classes=3)
+start = time.monotonic()
+try:
+{body}
+    print("RESULT ok")
+except Exception as error:
+    print(f"RESULT {{type(error).__name__}}: {{error}}")
+print(f"SECONDS {{time.monotonic() - start:.1f}}")
+"""
+_TIME_LIMIT = 90.0
+
+
+def _isolated(body: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[str, float]:
+    """Run ``body`` (statements) in a fresh interpreter; return its RESULT line and seconds."""
+    code = _ISOLATED.format(body=textwrap.indent(textwrap.dedent(body).strip(), "    "))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=_TIME_LIMIT,
+        check=False,
+    )
+    lines = done.stdout.splitlines()
+    results = [line.removeprefix("RESULT ") for line in lines if line.startswith("RESULT ")]
+    assert results, f"no result (exit {done.returncode}): {done.stderr[-2000:]}"
+    seconds = float(next(line.split()[1] for line in lines if line.startswith("SECONDS ")))
+    return results[0], seconds
+
+
+@pytest.fixture
+def stalled_server() -> Iterator[str]:
+    """An http://127.0.0.1 address whose server accepts connections and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)  # the kernel completes the handshakes; nobody ever reads or writes
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+def _fifo_weights(folder: Path, server: str) -> tuple[str, dict[str, str]]:
+    vitlib.save_pretrained(_model(), folder / "f")
+    (folder / "f" / "model.safetensors").unlink()
+    os.mkfifo(folder / "f" / "model.safetensors")
+    return 'vitlib.load_pretrained("f")', {}
+
+
+def _fifo_config(folder: Path, server: str) -> tuple[str, dict[str, str]]:
+    vitlib.save_pretrained(_model(), folder / "f")
+    (folder / "f" / "config.json").unlink()
+    os.mkfifo(folder / "f" / "config.json")
+    return 'vitlib.load_pretrained("f")', {}
+
+
+def _zero_config(folder: Path, server: str) -> tuple[str, dict[str, str]]:
+    vitlib.save_pretrained(_model(), folder / "z")
+    (folder / "z" / "config.json").unlink()
+    (folder / "z" / "config.json").symlink_to("/dev/zero")
+    return 'vitlib.load_pretrained("z")', {}
+
+
+def _stalled_url(folder: Path, server: str) -> tuple[str, dict[str, str]]:
+    return (
+        f'vitlib.load_pretrained("{server}/model.pth", num_heads=2)',
+        {"VITLIB_DOWNLOAD_TIMEOUT": "1", "TORCH_HOME": str(folder / "torch")},
+    )
+
+
+def _stalled_hub(folder: Path, server: str) -> tuple[str, dict[str, str]]:
+    return 'vitlib.load_pretrained("hf-hub:google/vit-base-patch16-224")', {
+        "HF_ENDPOINT": server,
+        "HF_HOME": str(folder / "hf"),
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_ETAG_TIMEOUT": "1",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "1",
+    }
+
+
+def _decompression_bomb(folder: Path, server: str) -> tuple[str, dict[str, str]]:
+    from PIL import Image
+
+    (folder / "d" / "cat").mkdir(parents=True)
+    Image.new("1", (12000, 12000)).save(folder / "d" / "cat" / "bomb.png")
+    Image.new("RGB", (40, 40)).save(folder / "d" / "cat" / "fine.png")
+    return (
+        "warnings.simplefilter('error')\n"
+        "from vitlib.data import ImageFolderDataset, eval_transform\n"
+        "dataset = ImageFolderDataset('d', eval_transform(32))\n"
+        "dataset.load_image(0)",
+        {},
+    )
+
+
+def _slow_hint(folder: Path, server: str) -> tuple[str, dict[str, str]]:
+    return "vitlib.ViTConfig(embedding_dim=11 * 13 * 10**16, num_heads=12)", {}
+
+
+def _absurd_depth(folder: Path, server: str) -> tuple[str, dict[str, str]]:
+    return 'vitlib.ViT(**{**T, "num_transformer_layers": 10**7})', {}
+
+
+HANGS = [
+    pytest.param(_fifo_weights, r"CheckpointError: .*model\.safetensors is a FIFO", id="K13h"),
+    pytest.param(_fifo_config, r"CheckpointError: .*config\.json is a FIFO", id="K13h-config"),
+    pytest.param(_zero_config, r"CheckpointError: .*config\.json is a device", id="K13i"),
+    pytest.param(_stalled_url, r"CheckpointError: .*model\.pth.*timed out", id="K12j"),
+    pytest.param(_stalled_hub, r"CheckpointError: .*google/vit-base-patch16-224", id="K12k"),
+    pytest.param(
+        _decompression_bomb, r"SkippedImagesWarning: .*bomb\.png \(decompression", id="D09b"
+    ),
+    pytest.param(_slow_hint, r"ConfigError: .*\(e\.g\. 10, 11, 13\)", id="A2"),
+    pytest.param(_absurd_depth, r"ConfigError: .*num_transformer_layers=10000000", id="A3"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case", "expected"), HANGS)
+def test_nothing_hangs(
+    tmp_path: Path,
+    stalled_server: str,
+    case: Callable[[Path, str], tuple[str, dict[str, str]]],
+    expected: str,
+) -> None:
+    """Each case fails fast with a clear error, where it used to block, read forever or build
+    for minutes; the process's time limit turns a regression into a failure, not a hang."""
+    body, env = case(tmp_path, stalled_server)
+    result, seconds = _isolated(body, tmp_path, env)
+    assert re.search(expected, result), result
+    assert seconds < 30, f"took {seconds} s: {result}"
