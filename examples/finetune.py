@@ -29,7 +29,8 @@ from torch.utils.data import Dataset
 
 import vitlib
 from vitlib.data import DigitsDataset, load_image_folders, make_dataloaders
-from vitlib.training import RunExistsError, fit
+from vitlib.errors import VitlibError
+from vitlib.training import fit
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -78,7 +79,17 @@ def freeze_backbone(model: vitlib.ViT, unfreeze_last: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the example; return the exit status (2 and one line for an expected failure)."""
     args = parse_args(argv)
+    try:
+        return finetune(args)
+    except (VitlibError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def finetune(args: argparse.Namespace) -> int:
+    """Load the checkpoint, adapt it to the data, train the head; return 0."""
     torch.manual_seed(args.seed)
     pretrained = vitlib.load_pretrained(args.checkpoint, **_heads(args))
     image_size = args.image_size or pretrained.config.image_hw[0]
@@ -98,23 +109,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_loader, test_loader = make_dataloaders(
         train_set, test_set, args.batch_size, seed=args.seed
     )
-    try:
-        history = fit(
-            model,
-            train_loader,
-            test_loader,
-            epochs=args.epochs,
-            output_dir=args.output_dir,
-            overwrite=args.overwrite,
-            seed=args.seed,
-            optimizer="adam",  # the chapter: Adam, lr 1e-3, no weight decay on a frozen backbone
-            lr=args.lr,
-            weight_decay=0.0,
-            amp_dtype=torch.bfloat16 if args.bf16 else None,
-        )
-    except RunExistsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    history = fit(
+        model,
+        train_loader,
+        test_loader,
+        epochs=args.epochs,
+        output_dir=args.output_dir,
+        overwrite=args.overwrite,
+        seed=args.seed,
+        optimizer="adam",  # the chapter: Adam, lr 1e-3, no weight decay on a frozen backbone
+        lr=args.lr,
+        weight_decay=0.0,
+        amp_dtype=torch.bfloat16 if args.bf16 else None,
+    )
     if importlib.util.find_spec("matplotlib") is not None:
         from vitlib.plots import plot_history
 

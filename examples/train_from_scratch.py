@@ -21,7 +21,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from vitlib.training import NoRunToResumeError, RunExistsError
+from vitlib.errors import VitlibError
 from vitlib.training.recipe import add_train_arguments, resolve_defaults, run_from_args
 
 
@@ -36,10 +36,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the example; return the exit status (2 when the run directory is in the way)."""
+    """Run the example; return the exit status (2 and one line for an expected failure: a run in
+    the way, a bad option or checkpoint, a path that cannot be written...)."""
     try:
         return run_from_args(parse_args(argv))
-    except (RunExistsError, NoRunToResumeError) as error:
+    except (VitlibError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import VitlibError
-
-
-class MissingExtraError(VitlibError, ImportError):
-    """An optional dependency of vitlib (one of its extras) is not installed."""
+from .errors import MissingExtraError
 
 
 def missing_extra(package: str, extra: str, purpose: str) -> ImportError:

@@ -13,6 +13,7 @@ __all__ = [
     "InputShapeError",
     "InputTypeError",
     "InsufficientMemoryError",
+    "MissingExtraError",
     "VitlibError",
 ]
 
@@ -40,6 +41,11 @@ class InsufficientMemoryError(VitlibError, RuntimeError):
     A ``RuntimeError`` whose text keeps the allocator's own message, so code that retries with a
     smaller batch on torch's CPU out-of-memory error keeps working.
     """
+
+
+class MissingExtraError(VitlibError, ImportError):
+    """An optional dependency of vitlib (one of its extras) is not installed; the message names
+    the ``pip install "vitlib[extra]"`` that brings it."""
 
 
 class DataError(VitlibError, ValueError):

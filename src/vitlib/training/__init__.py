@@ -22,6 +22,7 @@ from vitlib.training.distributed import (
 )
 from vitlib.training.engine import EpochResult, EvalResult, evaluate, train_one_epoch
 from vitlib.training.errors import (
+    NonFiniteEvalLossError,
     NonFiniteLossError,
     NoRunToResumeError,
     RunExistsError,
@@ -40,6 +41,7 @@ __all__ = [
     "EvalResult",
     "History",
     "NoRunToResumeError",
+    "NonFiniteEvalLossError",
     "NonFiniteLossError",
     "RunExistsError",
     "TrainConfig",
