@@ -167,8 +167,20 @@ def test_shape_mismatch_names_key_got_and_expected() -> None:
     state["blocks.0.attn.proj.bias"] = torch.zeros(47)
     with pytest.raises(
         CheckpointError,
-        match=r"shape mismatch for transformer_encoder.0.msa_block.out_proj.bias: "
-        r"checkpoint has \(47,\), the model expects \(48,\)",
+        match=r"shape mismatch for 1 tensor\(s\) of the timm checkpoint: "
+        r"transformer_encoder.0.msa_block.out_proj.bias: checkpoint \(47,\), model \(48,\)\.",
+    ):
+        load_pretrained(state, num_heads=3)
+
+
+def test_every_shape_mismatch_is_listed() -> None:
+    """K03: an odd fc1 weight in layer 0 sets the inferred mlp_size, so the mismatches show up
+    elsewhere; all of them are listed, not just the first."""
+    state = load_file(str(TIMM))
+    state["blocks.0.mlp.fc1.weight"] = torch.zeros(97, 48)
+    with pytest.raises(
+        CheckpointError,
+        match=r"shape mismatch for 5 tensor\(s\).*1.mlp_block.fc1.weight.*0.mlp_block.fc1.bias",
     ):
         load_pretrained(state, num_heads=3)
 

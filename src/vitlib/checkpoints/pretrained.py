@@ -545,11 +545,18 @@ def _load_strict(model: ViT, state: dict[str, Tensor], family: str) -> None:
             f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}, unexpected keys "
             f"{unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}."
         )
-    for key, tensor in state.items():
-        if tensor.shape != expected[key].shape:
-            raise CheckpointError(
-                f"shape mismatch for {key}: checkpoint has {tuple(tensor.shape)}, the model "
-                f"expects {tuple(expected[key].shape)}."
-            )
+    mismatched = [
+        f"{key}: checkpoint {tuple(tensor.shape)}, model {tuple(expected[key].shape)}"
+        for key, tensor in state.items()
+        if tensor.shape != expected[key].shape
+    ]
+    if mismatched:
+        raise CheckpointError(
+            f"shape mismatch for {len(mismatched)} tensor(s) of the {family} checkpoint: "
+            f"{'; '.join(mismatched[:6])}{' ...' if len(mismatched) > 6 else ''}. The model's "
+            f"sizes were read from the checkpoint itself (embedding_dim from the patch kernel, "
+            f"mlp_size from layer 0's fc1), so one odd tensor there shows as mismatches "
+            f"elsewhere; the checkpoint is damaged or mixes two models."
+        )
     with torch.no_grad():
         model.load_state_dict(state, strict=False)
