@@ -24,6 +24,8 @@ from vitlib.data import (
 from vitlib.data.transforms import EvalTransform, TrainTransform
 from vitlib.errors import DataError
 
+from .test_data_transforms import oriented_jpeg
+
 CLASSES = ["basketball", "cricket", "tennis"]
 
 
@@ -299,15 +301,9 @@ def test_a_float_image_outside_the_unit_interval_is_refused_naming_the_file(
 
 
 def write_oriented_jpeg(path: Path, orientation: int = 6) -> Path:
-    """A 40 x 20 JPEG stored red on the left, blue on the right, with an EXIF orientation tag."""
+    """:func:`oriented_jpeg` in a class folder that is created if missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
-    pixels[:, :20] = (255, 0, 0)
-    pixels[:, 20:] = (0, 0, 255)
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    Image.fromarray(pixels).save(path, exif=exif, quality=95)
-    return path
+    return oriented_jpeg(path, orientation)
 
 
 def test_load_image_turns_a_photo_upright_by_its_exif_orientation(tmp_path: Path) -> None:

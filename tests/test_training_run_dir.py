@@ -21,6 +21,7 @@ from tests.test_training_support import (
     loaders,
     states_equal,
     tiny_net,
+    tiny_vit,
     train,
 )
 from vitlib.data import DigitsDataset, make_dataloaders
@@ -300,17 +301,7 @@ def test_loading_a_missing_training_state_names_it(tmp_path: Path) -> None:
 
 def test_resuming_a_vit_run_without_its_config_names_the_missing_file(tmp_path: Path) -> None:
     def run(**options: Any) -> History:
-        torch.manual_seed(0)
-        model = vitlib.ViT(
-            img_size=8,
-            in_channels=1,
-            patch_size=4,
-            num_transformer_layers=1,
-            embedding_dim=16,
-            mlp_size=32,
-            num_heads=2,
-            num_classes=10,
-        )
+        model = tiny_vit()
         train_loader, test_loader = make_dataloaders(
             torch.utils.data.Subset(DigitsDataset("train", image_size=8), range(16)),
             torch.utils.data.Subset(DigitsDataset("test", image_size=8), range(8)),
