@@ -70,7 +70,7 @@ def test_every_listed_preset_builds_a_config() -> None:
 
 
 def test_unknown_preset_suggests_close_matches() -> None:
-    with pytest.raises(ConfigError, match=r"Did you mean.*ViT-B/16"):
+    with pytest.raises(ConfigError, match=r"did you mean.*ViT-B/16"):
         ViTConfig.from_preset("ViT-B/61x")
     with pytest.raises(ConfigError, match="unknown ViT preset 'resnet50'"):
         vitlib.create_model("resnet50")
@@ -172,3 +172,13 @@ def test_replace_validates() -> None:
     assert cfg.replace(num_classes=10).num_classes == 10
     with pytest.raises(ConfigError):
         cfg.replace(num_heads=7)
+
+
+def test_did_you_mean_ignores_case_and_names_up_to_n_choices() -> None:
+    from vitlib._suggest import did_you_mean
+
+    assert did_you_mean("AdamW", ["adamw", "sgd"]) == " (did you mean 'adamw'?)"
+    assert did_you_mean("vit_b_61", ["vit_b_16", "vit_b_32", "xyz"], n=2, cutoff=0.5) == (
+        " (did you mean 'vit_b_16' or 'vit_b_32'?)"
+    )
+    assert did_you_mean("resnet50", ["vit_b_16"]) == ""

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0.dev0"  # before the imports: checkpoints record it
-
+from ._version import __version__
 from .blocks import (
     DropPath,
     LayerScale,

@@ -8,13 +8,13 @@ the same model.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple, get_args
 
+from ._suggest import did_you_mean
 from ._validation import (
     check_bool,
     check_divisible,
@@ -111,11 +111,9 @@ def parse_preset_name(name: str) -> tuple[str, int, int | None]:
     if timm_style:
         word, patch, size = timm_style.groups()
         return _SIZE_BY_WORD[word.lower()], int(patch), int(size) if size else None
-    candidates = [*list_presets(), *_aliases()]
-    close = difflib.get_close_matches(text, candidates, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(text, [*list_presets(), *_aliases()], n=3, cutoff=0.5)
     raise ConfigError(
-        f"unknown ViT preset {name!r}.{hint} Expected 'ViT-<size>/<patch>' with size one of "
+        f"unknown ViT preset {name!r}{hint}. Expected 'ViT-<size>/<patch>' with size one of "
         f"{', '.join(SIZES)} (e.g. 'ViT-B/16'), torchvision's 'vit_b_16' or timm's "
         f"'vit_base_patch16_224'; see vitlib.list_presets()."
     )
@@ -304,7 +302,7 @@ class ViTConfig:
         }
         if img_size is not None:
             values["img_size"] = img_size
-        _check_field_names(overrides, "from_preset")
+        check_field_names(overrides, "from_preset")
         values.update(overrides)
         return cls(**values)
 
@@ -321,7 +319,7 @@ class ViTConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
         if not isinstance(data, Mapping):
             raise TypeError(f"from_dict expects a mapping, got {type(data).__name__}.")
-        _check_field_names(data, "from_dict")
+        check_field_names(data, "from_dict")
         return cls(**dict(data))
 
     def to_json(self) -> str:
@@ -339,7 +337,7 @@ class ViTConfig:
 
     def replace(self, **changes: Any) -> ViTConfig:
         """Return a copy with some fields changed (validated again)."""
-        _check_field_names(changes, "replace")
+        check_field_names(changes, "replace")
         return dataclasses.replace(self, **changes)
 
 
@@ -348,14 +346,13 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(ViTConfig) if f.name not in ("_", "name")]
 
 
-def _check_field_names(keys: Mapping[str, Any], where: str) -> None:
+def check_field_names(keys: Iterable[str], where: str) -> None:
+    """Raise ``TypeError`` naming each key of ``keys`` that is not a ``ViTConfig`` field, with the
+    closest field and the list of valid ones; ``where`` names the caller."""
     valid = field_names()
     unknown = [key for key in keys if key not in valid]
     if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        hints = [f"{key!r}{did_you_mean(key, valid)}" for key in unknown]
         raise TypeError(
             f"{where} got unknown ViTConfig field(s) {', '.join(hints)}; valid fields: "
             f"{', '.join(valid)}."

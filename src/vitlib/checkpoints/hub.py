@@ -32,7 +32,6 @@ cannot be reached, a cached copy is used if there is one.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import http.client
 import math
@@ -52,6 +51,7 @@ from urllib.parse import urlparse
 import torch
 
 from .._optional import missing_extra
+from .._suggest import did_you_mean
 from ..errors import CheckpointError
 
 __all__ = ["DOWNLOAD_TIMEOUT", "MAX_REDIRECTS", "TORCHVISION_WEIGHTS", "cache_path", "resolve"]
@@ -306,10 +306,9 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
 
 def _torchvision(name: str) -> tuple[Path, dict[str, Any]]:
     if name not in TORCHVISION_WEIGHTS:
-        close = difflib.get_close_matches(name, TORCHVISION_WEIGHTS, n=3)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, TORCHVISION_WEIGHTS, n=3)
         raise CheckpointError(
-            f"unknown torchvision weights {name!r}.{hint} Known: {', '.join(TORCHVISION_WEIGHTS)}."
+            f"unknown torchvision weights {name!r}{hint}. Known: {', '.join(TORCHVISION_WEIGHTS)}."
         )
     filename, img_size = TORCHVISION_WEIGHTS[name]
     # torchvision's own file name, so that its downloads are reused; the hash in it protects it
@@ -460,7 +459,7 @@ def _download_reason(error: BaseException, timeout: float) -> str:
 
 
 def _user_agent() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return f"vitlib/{__version__} (Python-urllib)"
 

@@ -12,9 +12,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .. import __version__
 from .._validation import check_bool, check_layer_norm_eps, check_positive_int, to_pair
-from ..config import SIZES, ViTConfig, field_names, parse_preset_name
+from .._version import __version__
+from ..config import SIZES, ViTConfig, check_field_names, field_names, parse_preset_name
 from ..errors import CheckpointError
 from ..position import resample_position_embedding
 from ..vit import ViT
@@ -191,12 +191,7 @@ def load_pretrained(
         CheckpointError: Unreadable or unrecognised files, missing or unexpected keys, shape
             mismatches, conflicting overrides, refused pickles.
     """
-    unknown = set(config_overrides) - set(field_names())
-    if unknown:
-        raise TypeError(
-            f"load_pretrained got unknown config field(s) {sorted(unknown)}; "
-            f"valid fields: {', '.join(field_names())}."
-        )
+    check_field_names(config_overrides, "load_pretrained")
     state, hints = _read_source(source)
     _check_tensors(state)
     converted = convert_state_dict(state)

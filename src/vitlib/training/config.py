@@ -7,7 +7,6 @@ linear warmup then decay per step (cosine here), and global-norm gradient clippi
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -15,6 +14,7 @@ from typing import Any, Final
 
 import torch
 
+from vitlib._suggest import did_you_mean
 from vitlib.training.errors import TrainingConfigError
 
 OPTIMIZERS: Final[tuple[str, ...]] = ("adamw", "adam", "sgd")
@@ -22,15 +22,9 @@ SCHEDULES: Final[tuple[str, ...]] = ("cosine", "linear", "constant")
 AMP_DTYPES: Final[Mapping[str, torch.dtype]] = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
-def suggest(value: str, choices: Sequence[str]) -> str:
-    """``" (did you mean 'x'?)"`` for the closest choice, or ``""`` if none is close."""
-    close = difflib.get_close_matches(value.lower(), choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _choice(name: str, value: object, choices: Sequence[str]) -> None:
     if not isinstance(value, str) or value not in choices:
-        hint = suggest(value, choices) if isinstance(value, str) else ""
+        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
         raise TrainingConfigError(
             f"{name}={value!r} is not supported; "
             f"expected one of {', '.join(map(repr, choices))}{hint}."
@@ -162,7 +156,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            hint = suggest(unknown[0], sorted(known))
+            hint = did_you_mean(unknown[0], sorted(known))
             raise TypeError(
                 f"unknown TrainConfig field(s) {unknown}{hint}; expected some of {sorted(known)}."
             )

@@ -16,9 +16,10 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from vitlib import __version__
+from vitlib._suggest import did_you_mean
+from vitlib._version import __version__
 from vitlib.errors import CheckpointError, DataError
-from vitlib.training.config import TrainConfig, suggest
+from vitlib.training.config import TrainConfig
 from vitlib.training.distributed import barrier, current_context, wrap_model
 from vitlib.training.engine import (
     check_classification_head,
@@ -53,7 +54,7 @@ def _resolve_config(config: TrainConfig | None, overrides: dict[str, Any]) -> Tr
     unknown = sorted(set(overrides) - set(known))
     if unknown:
         raise TypeError(
-            f"fit() got unknown training option(s) {unknown}{suggest(unknown[0], known)}; "
+            f"fit() got unknown training option(s) {unknown}{did_you_mean(unknown[0], known)}; "
             f"expected TrainConfig fields: {', '.join(known)}."
         )
     if config is not None and not isinstance(config, TrainConfig):

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from vitlib.training.config import OPTIMIZERS, SCHEDULES, TrainConfig, suggest
+from vitlib._suggest import did_you_mean
+from vitlib.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from vitlib.training.errors import TrainingConfigError
 
 
@@ -73,7 +74,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     raise TrainingConfigError(
         f"optimizer={config.optimizer!r} is not supported; expected one of {OPTIMIZERS}"
-        f"{suggest(config.optimizer, OPTIMIZERS)}."
+        f"{did_you_mean(config.optimizer, OPTIMIZERS)}."
     )
 
 
@@ -89,7 +90,7 @@ def lr_factor(
     if schedule not in SCHEDULES:
         raise TrainingConfigError(
             f"schedule={schedule!r} is not supported; expected one of {SCHEDULES}"
-            f"{suggest(schedule, SCHEDULES)}."
+            f"{did_you_mean(schedule, SCHEDULES)}."
         )
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
