@@ -203,7 +203,11 @@ def test_structural_overrides_are_refused() -> None:
         CheckpointError, match=r"embedding_dim=64: its weights have embedding_dim=48"
     ):
         load_pretrained(TIMM, num_heads=3, embedding_dim=64)
-    with pytest.raises(TypeError, match="unknown config field"):
+    with pytest.raises(
+        TypeError,
+        match=r"load_pretrained got unknown ViTConfig field\(s\) 'num_head' "
+        r"\(did you mean 'num_heads'\?\)",
+    ):
         load_pretrained(TIMM, num_head=3)
 
 
