@@ -152,7 +152,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Rebuild a config from :meth:`to_dict` output; unknown keys raise ``TypeError``."""
+        """Rebuild a config from `to_dict` output; unknown keys raise ``TypeError``."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -95,7 +95,7 @@ def _unpack(
 
     Labels must be integer class indices; other integer dtypes are converted to int64 (exactly).
     Their range is read here, on the host copy when the loader yields CPU tensors (no device
-    sync), and checked against the model's outputs by :func:`_check_labels`.
+    sync), and checked against the model's outputs by `_check_labels`.
     """
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
         raise TypeError(
@@ -182,7 +182,7 @@ def _check_labels(
 
 
 def check_classification_head(model: nn.Module) -> None:
-    """Refuse a :class:`vitlib.ViT` built without a classification head (``num_classes=0``).
+    """Refuse a [`vitlib.ViT`][vitlib.ViT] built without a classification head (``num_classes=0``).
 
     Such a model returns its pooled features; cross-entropy would silently treat them as logits.
 
@@ -278,7 +278,7 @@ def train_one_epoch(
         NonFiniteLossError: The loss became NaN or infinite.
         DataError: The labels are not int64 class indices in ``[0, num_classes)`` of the model's
             outputs (checked before each batch's backward pass, so before its optimiser step).
-        TrainingConfigError: ``model`` is a :class:`vitlib.ViT` without a head
+        TrainingConfigError: ``model`` is a [`vitlib.ViT`][vitlib.ViT] without a head
             (``num_classes=0``), or an option is out of range.
     """
     check_classification_head(model)
@@ -393,7 +393,7 @@ def evaluate(
         NonFiniteEvalLossError: The loss of a batch was NaN or infinite (e.g. a NaN image).
         DataError: The labels are not int64 class indices in ``[0, num_classes)``, or the loader
             yielded no samples.
-        TrainingConfigError: ``model`` is a :class:`vitlib.ViT` without a head
+        TrainingConfigError: ``model`` is a [`vitlib.ViT`][vitlib.ViT] without a head
             (``num_classes=0``).
     """
     check_classification_head(model)

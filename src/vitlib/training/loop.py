@@ -141,8 +141,9 @@ def fit(
     """Train ``model`` for ``epochs``, evaluating after each one, and return the history.
 
     Under ``torchrun`` (a process group already joined, e.g. by
-    :func:`~vitlib.training.distributed.distributed_session`) the model is wrapped in
-    ``DistributedDataParallel``; metrics are summed over ranks, and only rank 0 logs and saves.
+    [`distributed_session`][vitlib.training.distributed.distributed_session]) the model is
+    wrapped in ``DistributedDataParallel``; metrics are summed over ranks, and only rank 0 logs
+    and saves.
 
     Args:
         model: The model; moved to ``device`` and trained in place.
@@ -166,7 +167,7 @@ def fit(
         **overrides: ``TrainConfig`` fields.
 
     Returns:
-        The per-epoch :class:`History` (including the epochs before a resume).
+        The per-epoch `History` (including the epochs before a resume).
 
     Raises:
         RunExistsError: ``output_dir`` is not empty and neither ``resume`` nor ``overwrite`` was
@@ -180,7 +181,7 @@ def fit(
         DataError: A loader yields no batches, or labels that are not int64 class indices in
             ``[0, num_classes)`` of the model's outputs (refused before that batch's step).
         TrainingConfigError: An invalid option (``epochs < 1``, ``lr <= 0``, an unknown
-            optimiser...), or a :class:`vitlib.ViT` without a head (``num_classes=0``).
+            optimiser...), or a [`vitlib.ViT`][vitlib.ViT] without a head (``num_classes=0``).
     """
     train_config = _resolve_config(config, overrides)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:

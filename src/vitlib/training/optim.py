@@ -64,7 +64,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser named by ``config.optimizer`` over :func:`parameter_groups` of ``model``."""
+    """The optimiser named by ``config.optimizer`` over `parameter_groups` of ``model``."""
     groups = parameter_groups(model, config.weight_decay)
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
@@ -109,7 +109,7 @@ def build_scheduler(
     total_steps: int,
     min_lr_ratio: float = 0.0,
 ) -> LambdaLR:
-    """A ``LambdaLR`` following :func:`lr_factor`; step it after every optimiser step."""
+    """A ``LambdaLR`` following `lr_factor`; step it after every optimiser step."""
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise TrainingConfigError(
             f"total_steps={total_steps!r} is invalid; expected an integer >= 1."

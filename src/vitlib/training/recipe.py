@@ -2,7 +2,7 @@
 
 The data is the embedded 8x8 digits by default or ``--data DIR``, a Sports-Mini style folder
 (``DIR/train/<class>/*.jpg``, ``DIR/test/<class>/*.jpg``). The run directory (``--output-dir``)
-receives what :func:`~vitlib.training.fit` saves plus ``history.png`` and ``predictions.png``
+receives what [`fit`][vitlib.training.fit] saves plus ``history.png`` and ``predictions.png``
 (with matplotlib, ``vitlib[plots]``). Under ``torchrun`` every rank trains and rank 0 reports.
 """
 
@@ -46,7 +46,7 @@ FOLDER_DEFAULTS: dict[str, Any] = {"preset": "ViT-Ti/16", "image_size": 224, "la
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``vitlib train`` / ``examples/train_from_scratch.py`` to ``parser``.
 
-    Options left at ``None`` get data-dependent values from :func:`resolve_defaults`.
+    Options left at ``None`` get data-dependent values from `resolve_defaults`.
     """
     parser.add_argument("--data", type=Path, help="folder with train/ and test/; default: digits")
     parser.add_argument("--preset", help="model preset; default ViT-Ti/4 (digits), ViT-Ti/16")
@@ -124,7 +124,7 @@ def check_args(args: argparse.Namespace) -> TrainConfig:
 
     Raises:
         TrainingConfigError: An option is out of range (``--epochs``, ``--position-std``,
-            ``--num-workers``, or a :class:`~vitlib.training.TrainConfig` field such as
+            ``--num-workers``, or a [`TrainConfig`][vitlib.training.TrainConfig] field such as
             ``--lr``); the message names the option and the valid range.
     """
     epochs = args.epochs
@@ -216,7 +216,7 @@ def save_plots(
 
 
 def train_from_args(args: argparse.Namespace, context: DistributedContext) -> History:
-    """Build the data and the model from ``args``, then :func:`~vitlib.training.fit` them."""
+    """Build the data and the model from ``args``, then [`fit`][vitlib.training.fit] them."""
     config = check_args(args)  # before the data and the model, which take a while
     train_set, test_set, class_names, channels = load_data(args)
     train_loader, test_loader = make_dataloaders(
