@@ -1,10 +1,12 @@
 """vitlib: the Vision Transformer of "An Image is Worth 16x16 Words" as typed, composable blocks.
 
-Public API::
+The public API, in three lines:
 
-    cfg = vitlib.ViTConfig.from_preset("ViT-B/16", num_classes=3)
-    model = vitlib.ViT.from_config(cfg)          # or vitlib.create_model("ViT-B/16", num_classes=3)
-    vitlib.count_parameters(cfg), vitlib.count_flops(cfg)
+```python
+cfg = vitlib.ViTConfig.from_preset("ViT-B/16", num_classes=3)
+model = vitlib.ViT.from_config(cfg)          # or vitlib.create_model("ViT-B/16", num_classes=3)
+vitlib.count_parameters(cfg), vitlib.count_flops(cfg)
+```
 """
 
 from __future__ import annotations
@@ -72,6 +74,6 @@ __all__ = [
 ]
 
 
-def create_model(name: str, **overrides: Any) -> ViT:
+def create_model(preset: str, /, **overrides: Any) -> ViT:
     """Build a preset by name with overrides: ``create_model("ViT-B/16", num_classes=3)``."""
-    return ViT.from_config(ViTConfig.from_preset(name, **overrides))
+    return ViT.from_config(ViTConfig.from_preset(preset, **overrides))

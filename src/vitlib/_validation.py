@@ -20,6 +20,7 @@ __all__ = [
     "check_input_tensor",
     "check_layer_norm_eps",
     "check_layer_scale_init",
+    "check_positive_float",
     "check_positive_int",
     "check_rate",
     "device_memory_bytes",
@@ -219,3 +220,11 @@ def check_input_tensor(name: str, value: object, like: torch.Tensor) -> torch.Te
             f"{autocast}."
         )
     return value
+
+
+def check_positive_float(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite real number > 0 (``bool`` excluded)."""
+    number = _check_real(name, value, "a finite number > 0")
+    if number <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}.")
+    return number

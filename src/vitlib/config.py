@@ -1,6 +1,6 @@
 """``ViTConfig``: the one vocabulary for a ViT, its presets (paper Table 1) and preset names.
 
-Field names are exactly the keyword arguments of :class:`vitlib.ViT` (those of the learnpytorch.io
+Field names are exactly the keyword arguments of [`ViT`][vitlib.ViT] (those of the learnpytorch.io
 chapter), plus keyword-only extras, so ``ViT(**cfg.to_dict())`` and ``ViT.from_config(cfg)`` build
 the same model.
 """
@@ -58,7 +58,8 @@ SIZES: Final[dict[str, SizeSpec]] = {
     "H": SizeSpec("Huge", 32, 1280, 5120, 16),
 }
 
-#: Published size/patch combinations, listed by :func:`list_presets`; any patch size parses.
+#: Published size/patch combinations, listed by [`list_presets`][vitlib.list_presets]; any patch
+#: size parses.
 _PUBLISHED: Final[tuple[tuple[str, int], ...]] = (
     ("Ti", 16),
     ("S", 8),
@@ -81,6 +82,10 @@ _SIZE_BY_WORD: Final[dict[str, str]] = {
     "huge": "H",
 }
 _SIZE_BY_LETTER: Final[dict[str, str]] = {key.lower(): key for key in SIZES}
+# Overriding one of these makes a preset another architecture, which then loses the preset's name.
+_SIZE_FIELDS: Final = frozenset(
+    {"patch_size", "num_transformer_layers", "embedding_dim", "mlp_size", "num_heads"}
+)
 
 # "ViT-B/16", "vit_b_16" (torchvision), "B/16" (big_vision), "vit-b-16", optionally "@384".
 _SHORT_NAME = re.compile(r"^(?:vit[-_ ]?)?(ti|s|b|l|h)[/_-]?(\d+)(?:@(\d+))?$", re.IGNORECASE)
@@ -141,7 +146,7 @@ def _aliases() -> list[str]:
 class ViTConfig:
     """The complete, validated description of a ViT architecture.
 
-    The positional fields are the :class:`vitlib.ViT` arguments of the learnpytorch.io chapter,
+    The positional fields are the [`ViT`][vitlib.ViT] arguments of the learnpytorch.io chapter,
     with its defaults (ViT-B/16, 1000 classes); the keyword-only fields are extras, off by default.
 
     Args:
@@ -169,6 +174,9 @@ class ViTConfig:
             embeddings (Darcet et al., 2023); excluded from pooling.
         dynamic_img_size: If True, inputs of any size divisible by the patch size are accepted and
             the position embeddings are resampled for them at run time.
+        name: The preset's name (``"ViT-B/16"``), set by
+            [`from_preset`][vitlib.ViTConfig.from_preset] unless an override changes the
+            architecture; informational, ignored by ``==``.
     """
 
     img_size: int | tuple[int, int] = 224
@@ -283,14 +291,14 @@ class ViTConfig:
         return self.representation_size or self.embedding_dim
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> ViTConfig:
+    def from_preset(cls, preset: str, /, **overrides: Any) -> ViTConfig:
         """Build the config of a named preset, with any field overridden by keyword.
 
         Example:
             >>> ViTConfig.from_preset("ViT-B/16", num_classes=3).num_classes
             3
         """
-        size_key, patch, img_size = parse_preset_name(name)
+        size_key, patch, img_size = parse_preset_name(preset)
         size = SIZES[size_key]
         values: dict[str, Any] = {
             "patch_size": patch,
@@ -303,32 +311,33 @@ class ViTConfig:
         if img_size is not None:
             values["img_size"] = img_size
         check_field_names(overrides, "from_preset")
+        if _SIZE_FIELDS & set(overrides) and "name" not in overrides:
+            values["name"] = None  # no longer the preset's architecture
         values.update(overrides)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the fields as a JSON-ready dict (pairs become lists); ``name`` is omitted."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "_"}
-        data.pop("name")
+        """Return every field as a JSON-ready dict (pairs become lists), ``name`` included."""
+        data = {name: getattr(self, name) for name in field_names()}
         return {
             key: list(value) if isinstance(value, tuple) else value for key, value in data.items()
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ViTConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
+        """Inverse of [`to_dict`][vitlib.ViTConfig.to_dict]; unknown keys are named in the error."""
         if not isinstance(data, Mapping):
             raise TypeError(f"from_dict expects a mapping, got {type(data).__name__}.")
         check_field_names(data, "from_dict")
         return cls(**dict(data))
 
     def to_json(self) -> str:
-        """Serialise to a JSON string (see :meth:`to_dict`)."""
+        """Serialise to a JSON string (see [`to_dict`][vitlib.ViTConfig.to_dict])."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ViTConfig:
-        """Parse a string written by :meth:`to_json`."""
+        """Parse a string written by [`to_json`][vitlib.ViTConfig.to_json]."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -342,8 +351,8 @@ class ViTConfig:
 
 
 def field_names() -> list[str]:
-    """Names accepted by :class:`ViTConfig` (and :class:`vitlib.ViT`)."""
-    return [f.name for f in dataclasses.fields(ViTConfig) if f.name not in ("_", "name")]
+    """Names accepted by [`ViTConfig`][vitlib.ViTConfig] and [`ViT`][vitlib.ViT], in order."""
+    return [f.name for f in dataclasses.fields(ViTConfig) if f.name != "_"]
 
 
 def check_field_names(keys: Iterable[str], where: str) -> None:

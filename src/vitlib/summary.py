@@ -34,19 +34,22 @@ class LayerRow:
 
 @dataclass(frozen=True)
 class ModelSummary:
-    """The rows, totals and input shape of a summarised model; ``str()`` renders the table."""
+    """The rows, totals and input shape of a summarised model; ``str()`` renders the table, whose
+    first row is named after the config's ``name`` (``"ViT-B/16"``) when it has one."""
 
     rows: tuple[LayerRow, ...]
     input_shape: tuple[int, ...]
     total_parameters: int
     trainable_parameters: int
     flops: int | None
+    name: str | None = None
 
     def __str__(self) -> str:
         headers = ("Layer (type)", "Output shape", "Param #", "Trainable")
         lines = [
             (
-                "  " * row.depth + f"{row.name.rsplit('.', 1)[-1] or 'model'} ({row.kind})",
+                "  " * row.depth
+                + f"{row.name.rsplit('.', 1)[-1] or self.name or 'model'} ({row.kind})",
                 "" if row.output_shape is None else str(list(row.output_shape)),
                 f"{row.parameters:,}",
                 _trainable_text(row),
@@ -134,6 +137,7 @@ def summary(
         total_parameters=sum(p.numel() for p in model.parameters()),
         trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         flops=None if config is None else count_flops(config),
+        name=None if config is None else config.name,
     )
 
 

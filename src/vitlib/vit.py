@@ -1,4 +1,4 @@
-"""The Vision Transformer of Dosovitskiy et al. (2020), eq. 1-4, built from :mod:`vitlib.blocks`."""
+"""The Vision Transformer of Dosovitskiy et al. (2020), eq. 1-4, built from `vitlib.blocks`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._validation import check_fits_in_memory
-from .blocks import PatchEmbedding, TransformerEncoderBlock
+from ._validation import check_fits_in_memory, check_positive_float
+from .blocks import LayerScale, PatchEmbedding, TransformerEncoderBlock
 from .config import PoolKind, ViTConfig
 from .counting import parameter_breakdown
 from .errors import InputShapeError, InsufficientMemoryError
@@ -27,13 +27,16 @@ class ViT(nn.Module):
       pre-logits layer, linear head.
 
     The positional arguments are the chapter's; the keyword-only ones are the extras of
-    :class:`~vitlib.ViTConfig`, where every argument is documented. ``ViT(**cfg.to_dict())`` and
-    ``ViT.from_config(cfg)`` build the same model; the config is kept as ``model.config``.
+    [`ViTConfig`][vitlib.ViTConfig], where every argument is documented.
+    ``ViT(**cfg.to_dict())`` and ``ViT.from_config(cfg)`` build the same model; the config is
+    kept as ``model.config``.
 
     Weights are initialised as timm's default (itself derived from the reference JAX code):
     linear layers truncated-normal with std 0.02 and zero bias, position embeddings
-    truncated-normal std 0.02, class and register tokens normal std 1e-6, layer norms one/zero,
-    the patch projection as PyTorch's ``Conv2d`` default. Reproducible under ``torch.manual_seed``.
+    truncated-normal std 0.02 (or another spread, see
+    [`reset_parameters`][vitlib.ViT.reset_parameters]), class and register tokens normal std 1e-6,
+    layer norms one/zero, LayerScale at ``layer_scale_init``, the patch projection as PyTorch's
+    ``Conv2d`` default. Reproducible under ``torch.manual_seed``.
 
     Shape:
         ``(B, C, H, W) -> (B, num_classes)``; with ``num_classes=0``, ``(B, num_features)``.
@@ -62,6 +65,7 @@ class ViT(nn.Module):
         class_token: bool = True,
         num_register_tokens: int = 0,
         dynamic_img_size: bool = False,
+        name: str | None = None,
     ) -> None:
         super().__init__()
         config = ViTConfig(
@@ -85,46 +89,52 @@ class ViT(nn.Module):
             class_token=class_token,
             num_register_tokens=num_register_tokens,
             dynamic_img_size=dynamic_img_size,
+            name=name,
         )
+        # From here on only the validated config is read, never the raw arguments.
         check_fits_in_memory(
-            f"ViT(img_size={img_size}, patch_size={patch_size}, num_transformer_layers="
-            f"{num_transformer_layers}, embedding_dim={embedding_dim}, mlp_size={mlp_size}, ...)",
+            f"ViT(img_size={config.img_size}, patch_size={config.patch_size}, "
+            f"num_transformer_layers={config.num_transformer_layers}, embedding_dim="
+            f"{config.embedding_dim}, mlp_size={config.mlp_size}, ...)",
             parameter_breakdown(config),
             fix="Reduce that field; vitlib.count_parameters(config) gives the count without "
             "building anything, and building under `with torch.device('meta'):` allocates nothing.",
         )
         self.config = config
-        dim = config.embedding_dim
+        dim, depth = config.embedding_dim, config.num_transformer_layers
         self.patch_embedding = PatchEmbedding(config.in_channels, config.patch_hw, dim)
-        self.class_embedding = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
+        self.class_embedding = nn.Parameter(torch.zeros(1, 1, dim)) if config.class_token else None
         self.register_tokens = (
-            nn.Parameter(torch.zeros(1, num_register_tokens, dim)) if num_register_tokens else None
+            nn.Parameter(torch.zeros(1, config.num_register_tokens, dim))
+            if config.num_register_tokens
+            else None
         )
         self.position_embedding = nn.Parameter(
-            torch.zeros(1, int(class_token) + config.num_patches, dim)
+            torch.zeros(1, int(config.class_token) + config.num_patches, dim)
         )
         self.embedding_dropout = nn.Dropout(config.embedding_dropout)
-        depth = num_transformer_layers
         drop_path_rates = [config.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.transformer_encoder = nn.Sequential(
             *(
                 TransformerEncoderBlock(
                     dim,
-                    num_heads,
-                    mlp_size,
+                    config.num_heads,
+                    config.mlp_size,
                     config.mlp_dropout,
                     config.attn_dropout,
                     drop_path=rate,
-                    layer_scale_init=layer_scale_init,
-                    qkv_bias=qkv_bias,
-                    layer_norm_eps=layer_norm_eps,
+                    layer_scale_init=config.layer_scale_init,
+                    qkv_bias=config.qkv_bias,
+                    layer_norm_eps=config.layer_norm_eps,
                 )
                 for rate in drop_path_rates
             )
         )
-        self.norm = nn.LayerNorm(dim, eps=layer_norm_eps)
-        self.pool = ClassTokenPool() if pool == "token" else MeanPool(config.num_prefix_tokens)
-        self.pre_logits = _pre_logits_or_identity(dim, representation_size)
+        self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.pool = (
+            ClassTokenPool() if config.pool == "token" else MeanPool(config.num_prefix_tokens)
+        )
+        self.pre_logits = _pre_logits_or_identity(dim, config.representation_size)
         self.head = _head_or_identity(config.num_features, config.num_classes)
         self.reset_parameters()
 
@@ -136,16 +146,34 @@ class ViT(nn.Module):
                 f"from_config expects a vitlib.ViTConfig, got {type(config).__name__}; "
                 f"use ViTConfig.from_dict(...) or ViTConfig.from_preset(...) first."
             )
-        return cls(**config.to_dict())
+        model = cls(**config.to_dict())
+        model.config = config  # the very object given (equal to the one built, name included)
+        return model
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> ViT:
+    def from_preset(cls, preset: str, /, **overrides: Any) -> ViT:
         """Build a preset such as ``"ViT-B/16"`` with overrides, e.g. ``num_classes=3``."""
-        return cls.from_config(ViTConfig.from_preset(name, **overrides))
+        return cls.from_config(ViTConfig.from_preset(preset, **overrides))
 
-    def reset_parameters(self) -> None:
-        """(Re-)initialise every weight as described in the class docstring."""
-        nn.init.trunc_normal_(self.position_embedding, std=0.02)
+    def reset_parameters(self, *, position_std: float | None = None) -> None:
+        """(Re-)initialise every parameter as described in the class docstring.
+
+        Args:
+            position_std: Draw the position embeddings from ``N(0, position_std^2)`` instead of
+                the reference code's truncated normal with std 0.02. Training from scratch on
+                small images learns much faster with 1.0 (the `vitlib train` recipe's default;
+                see docs/training.md), since next to patch projections of about 0.6 per dimension
+                embeddings of 0.02 leave the model nearly blind to where each patch is.
+
+        Raises:
+            ConfigError: ``position_std`` is not a finite number > 0.
+        """
+        if position_std is None:
+            nn.init.trunc_normal_(self.position_embedding, std=0.02)
+        else:
+            nn.init.normal_(
+                self.position_embedding, std=check_positive_float("position_std", position_std)
+            )
         for token in (self.class_embedding, self.register_tokens):
             if token is not None:
                 nn.init.normal_(token, std=1e-6)
@@ -159,6 +187,8 @@ class ViT(nn.Module):
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Conv2d):
                 module.reset_parameters()
+            elif isinstance(module, LayerScale) and self.config.layer_scale_init is not None:
+                nn.init.constant_(module.gamma, self.config.layer_scale_init)
 
     def no_weight_decay(self) -> set[str]:
         """Names of the parameters that are conventionally excluded from weight decay."""
@@ -167,7 +197,8 @@ class ViT(nn.Module):
 
     @property
     def num_prefix_tokens(self) -> int:
-        """Tokens before the patch tokens in :meth:`forward_features`' output."""
+        """Tokens before the patch tokens in the output of
+        [`forward_features`][vitlib.ViT.forward_features]."""
         return self.config.num_prefix_tokens
 
     def forward(self, images: Tensor) -> Tensor:
@@ -220,7 +251,8 @@ class ViT(nn.Module):
         """Eq. 4 after the norm: pool, optional tanh pre-logits, then the head.
 
         Args:
-            tokens: Output of :meth:`forward_features`, ``(B, prefix + N, D)``.
+            tokens: Output of [`forward_features`][vitlib.ViT.forward_features],
+                ``(B, prefix + N, D)``.
             pre_logits: Return the pooled features ``(B, num_features)`` instead of the logits.
         """
         prefix, dim = self.config.num_prefix_tokens, self.config.embedding_dim
