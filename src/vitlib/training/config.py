@@ -8,7 +8,7 @@ linear warmup then decay per step (cosine here), and global-norm gradient clippi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
@@ -49,6 +49,75 @@ def _number(
 def _count(name: str, value: object, *, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise TrainingConfigError(f"{name}={value!r} is invalid; expected an integer >= {minimum}.")
+
+
+def _betas(name: str, value: object) -> None:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TrainingConfigError(
+            f"{name}={value!r} is invalid; expected two numbers, e.g. (0.9, 0.999)."
+        )
+    for beta in value:
+        _number(f"each of {name}", beta, low=0.0, high=1.0, low_open=False, high_open=True)
+
+
+def _amp_dtype(name: str, value: object) -> None:
+    if value not in (None, torch.bfloat16):
+        raise TrainingConfigError(
+            f"{name}={value!r} is not supported; expected torch.bfloat16 or None "
+            "(float16 would need loss scaling, which bfloat16 does not)."
+        )
+
+
+def _optional(check: Callable[[str, object], None]) -> Callable[[str, object], None]:
+    def checked(name: str, value: object) -> None:
+        if value is not None:
+            check(name, value)
+
+    return checked
+
+
+# The one validation of every training setting: TrainConfig runs it on construction, and the
+# functions that take a setting as a plain argument (train_one_epoch, lr_factor...) run it too.
+_CHECKS: Final[dict[str, Callable[[str, object], None]]] = {
+    "optimizer": lambda name, value: _choice(name, value, OPTIMIZERS),
+    "lr": lambda name, value: _number(
+        name, value, low=0.0, high=math.inf, low_open=True, high_open=True
+    ),
+    "weight_decay": lambda name, value: _number(
+        name, value, low=0.0, high=math.inf, low_open=False, high_open=True
+    ),
+    "betas": _betas,
+    "momentum": lambda name, value: _number(
+        name, value, low=0.0, high=1.0, low_open=False, high_open=True
+    ),
+    "schedule": lambda name, value: _choice(name, value, SCHEDULES),
+    "warmup_steps": lambda name, value: _count(name, value, minimum=0),
+    "min_lr_ratio": lambda name, value: _number(
+        name, value, low=0.0, high=1.0, low_open=False, high_open=False
+    ),
+    "grad_clip_norm": _optional(
+        lambda name, value: _number(
+            name, value, low=0.0, high=math.inf, low_open=True, high_open=True
+        )
+    ),
+    "accumulation_steps": lambda name, value: _count(name, value, minimum=1),
+    "label_smoothing": lambda name, value: _number(
+        name, value, low=0.0, high=1.0, low_open=False, high_open=True
+    ),
+    "amp_dtype": _amp_dtype,
+    "max_steps": _optional(lambda name, value: _count(name, value, minimum=1)),
+}
+
+
+def check_option(name: str, value: object) -> None:
+    """Validate one [`TrainConfig`][vitlib.training.TrainConfig] setting by the rule the config
+    itself applies.
+
+    Raises:
+        TrainingConfigError: ``value`` is out of range or unknown; the message names the
+            setting, the value and what is expected.
+    """
+    _CHECKS[name](name, value)
 
 
 @dataclass(frozen=True)
@@ -92,54 +161,9 @@ class TrainConfig:
     max_steps: int | None = None
 
     def __post_init__(self) -> None:
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _number("lr", self.lr, low=0.0, high=math.inf, low_open=True, high_open=True)
-        _number(
-            "weight_decay",
-            self.weight_decay,
-            low=0.0,
-            high=math.inf,
-            low_open=False,
-            high_open=True,
-        )
-        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
-            raise TrainingConfigError(
-                f"betas={self.betas!r} is invalid; expected two numbers, e.g. (0.9, 0.999)."
-            )
-        for beta in self.betas:
-            _number("each of betas", beta, low=0.0, high=1.0, low_open=False, high_open=True)
+        for field in fields(self):
+            check_option(field.name, getattr(self, field.name))
         object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
-        _number("momentum", self.momentum, low=0.0, high=1.0, low_open=False, high_open=True)
-        _count("warmup_steps", self.warmup_steps, minimum=0)
-        _number(
-            "min_lr_ratio", self.min_lr_ratio, low=0.0, high=1.0, low_open=False, high_open=False
-        )
-        if self.grad_clip_norm is not None:
-            _number(
-                "grad_clip_norm",
-                self.grad_clip_norm,
-                low=0.0,
-                high=math.inf,
-                low_open=True,
-                high_open=True,
-            )
-        _count("accumulation_steps", self.accumulation_steps, minimum=1)
-        _number(
-            "label_smoothing",
-            self.label_smoothing,
-            low=0.0,
-            high=1.0,
-            low_open=False,
-            high_open=True,
-        )
-        if self.amp_dtype not in (None, torch.bfloat16):
-            raise TrainingConfigError(
-                f"amp_dtype={self.amp_dtype!r} is not supported; expected torch.bfloat16 or None "
-                "(float16 would need loss scaling, which bfloat16 does not)."
-            )
-        if self.max_steps is not None:
-            _count("max_steps", self.max_steps, minimum=1)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-friendly values (``amp_dtype`` as ``"bfloat16"`` or ``None``)."""

@@ -20,6 +20,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
 from vitlib.errors import DataError
+from vitlib.training.config import check_option
 from vitlib.training.distributed import all_reduce_sums, is_sharded
 from vitlib.training.errors import NonFiniteEvalLossError, NonFiniteLossError, TrainingConfigError
 from vitlib.training.progress import Progress
@@ -65,13 +66,9 @@ def resolve_device(model: nn.Module, device: torch.device | str | None) -> torch
 
 def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> AbstractContextManager[Any]:
     """``torch.autocast(device.type, amp_dtype)``, or a no-op for ``amp_dtype=None``."""
+    check_option("amp_dtype", amp_dtype)
     if amp_dtype is None:
         return nullcontext()
-    if amp_dtype != torch.bfloat16:
-        raise TrainingConfigError(
-            f"amp_dtype={amp_dtype!r} is not supported; expected torch.bfloat16 or None "
-            "(float16 would need loss scaling, which bfloat16 does not)."
-        )
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
@@ -282,19 +279,9 @@ def train_one_epoch(
             (``num_classes=0``), or an option is out of range.
     """
     check_classification_head(model)
-    if isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int):
-        raise TrainingConfigError(
-            f"accumulation_steps={accumulation_steps!r} is invalid; expected an integer >= 1."
-        )
-    if accumulation_steps < 1:
-        raise TrainingConfigError(
-            f"accumulation_steps={accumulation_steps} is invalid; expected an integer >= 1 "
-            "(1 means no accumulation)."
-        )
-    if grad_clip_norm is not None and not grad_clip_norm > 0:
-        raise TrainingConfigError(
-            f"grad_clip_norm={grad_clip_norm!r} is invalid; expected a number > 0 or None."
-        )
+    check_option("accumulation_steps", accumulation_steps)
+    check_option("grad_clip_norm", grad_clip_norm)
+    check_option("amp_dtype", amp_dtype)
     device = resolve_device(model, device)
     loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
     parameters = [p for group in optimizer.param_groups for p in group["params"]]

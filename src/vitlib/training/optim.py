@@ -15,8 +15,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from vitlib._suggest import did_you_mean
-from vitlib.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from vitlib.training.config import TrainConfig, check_option
 from vitlib.training.errors import TrainingConfigError
 
 
@@ -66,16 +65,10 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimiser named by ``config.optimizer`` over `parameter_groups` of ``model``."""
     groups = parameter_groups(model, config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=config.lr, betas=config.betas)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
-    raise TrainingConfigError(
-        f"optimizer={config.optimizer!r} is not supported; expected one of {OPTIMIZERS}"
-        f"{did_you_mean(config.optimizer, OPTIMIZERS)}."
-    )
+    adam = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return adam(groups, lr=config.lr, betas=config.betas)
 
 
 def lr_factor(
@@ -87,11 +80,7 @@ def lr_factor(
     after it the factor decays from 1 to ``min_lr_ratio`` at ``total_steps`` (cosine: ``0.5 * (1 +
     cos(pi * progress))``). Steps beyond ``total_steps`` keep the final value.
     """
-    if schedule not in SCHEDULES:
-        raise TrainingConfigError(
-            f"schedule={schedule!r} is not supported; expected one of {SCHEDULES}"
-            f"{did_you_mean(schedule, SCHEDULES)}."
-        )
+    check_option("schedule", schedule)
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
     if schedule == "constant":
