@@ -13,25 +13,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vitlib
-from vitlib import CheckpointError, ViT, load_pretrained, save_pretrained
+from vitlib import CheckpointError, load_pretrained, save_pretrained
 
-FIXTURES = Path(__file__).parent / "fixtures" / "reference"
+from .helpers import FIXTURES, tiny_vit
+
 TIMM = FIXTURES / "timm_token" / "state_dict.safetensors"
-
-
-def _tiny(**changes: Any) -> ViT:
-    torch.manual_seed(0)
-    values: dict[str, Any] = {
-        "img_size": 16,
-        "patch_size": 4,
-        "num_transformer_layers": 2,
-        "embedding_dim": 12,
-        "mlp_size": 24,
-        "num_heads": 3,
-        "num_classes": 5,
-    }
-    values.update(changes)
-    return ViT(**values).eval()
 
 
 @pytest.mark.parametrize(
@@ -42,8 +28,8 @@ def _tiny(**changes: Any) -> ViT:
         {"layer_scale_init": 0.1},
     ],
 )
-def test_save_and_load_round_trip_exactly(tmp_path: Path, changes: dict[str, object]) -> None:
-    model = _tiny(**changes)
+def test_save_and_load_round_trip_exactly(tmp_path: Path, changes: dict[str, Any]) -> None:
+    model = tiny_vit(**changes)
     save_pretrained(model, tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "config.json",
@@ -60,9 +46,9 @@ def test_saving_over_an_existing_directory_is_refused_unless_asked(tmp_path: Pat
     target.mkdir()
     (target / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match=r"already exists and is not empty.*overwrite=True"):
-        save_pretrained(_tiny(), target)
+        save_pretrained(tiny_vit(), target)
     assert (target / "notes.txt").read_text() == "mine"
-    save_pretrained(_tiny(), target, overwrite=True)
+    save_pretrained(tiny_vit(), target, overwrite=True)
     assert (target / "notes.txt").read_text() == "mine", "overwrite replaces only the checkpoint"
     assert sorted(p.name for p in target.iterdir()) == [
         "config.json",
@@ -73,7 +59,7 @@ def test_saving_over_an_existing_directory_is_refused_unless_asked(tmp_path: Pat
 
 
 def test_saving_into_an_empty_existing_directory_is_fine(tmp_path: Path) -> None:
-    save_pretrained(_tiny(), tmp_path)
+    save_pretrained(tiny_vit(), tmp_path)
     assert (tmp_path / "config.json").exists()
 
 
@@ -221,7 +207,7 @@ def test_missing_path_and_bad_directory(tmp_path: Path) -> None:
 
 
 def test_config_that_contradicts_the_weights_is_refused(tmp_path: Path) -> None:
-    model = _tiny()
+    model = tiny_vit()
     save_pretrained(model, tmp_path / "hf", format="huggingface")
     config = (
         (tmp_path / "hf" / "config.json")
@@ -235,6 +221,6 @@ def test_config_that_contradicts_the_weights_is_refused(tmp_path: Path) -> None:
 
 def test_huggingface_export_refuses_what_it_cannot_express() -> None:
     with pytest.raises(CheckpointError, match=r"Hugging Face's ViT cannot express pool='mean'"):
-        vitlib.export_state_dict(_tiny(pool="mean"), "huggingface")
+        vitlib.export_state_dict(tiny_vit(pool="mean"), "huggingface")
     with pytest.raises(CheckpointError, match="no pre-logits layer"):
-        vitlib.export_state_dict(_tiny(representation_size=4), "timm")
+        vitlib.export_state_dict(tiny_vit(representation_size=4), "timm")

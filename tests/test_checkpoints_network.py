@@ -27,7 +27,8 @@ from safetensors.torch import load_file
 from vitlib import CheckpointError, load_pretrained, save_pretrained
 from vitlib.checkpoints import hub
 
-FIXTURES = Path(__file__).parent / "fixtures" / "reference"
+from .helpers import FIXTURES
+
 #: Seconds after which a call that should have timed out (after about 1 s) counts as a hang.
 DEADLINE = 15.0
 T = TypeVar("T")

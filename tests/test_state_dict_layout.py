@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vitlib import ViT
+from .helpers import tiny_vit
 
 GOLDEN = {
     "class_embedding": (1, 1, 12),
@@ -34,14 +34,8 @@ GOLDEN = {
 
 
 def test_state_dict_keys_and_shapes_are_pinned() -> None:
-    model = ViT(
-        img_size=16,
-        patch_size=4,
+    model = tiny_vit(
         num_transformer_layers=1,
-        embedding_dim=12,
-        mlp_size=24,
-        num_heads=3,
-        num_classes=5,
         representation_size=6,
         layer_scale_init=0.1,
         num_register_tokens=2,
@@ -52,15 +46,7 @@ def test_state_dict_keys_and_shapes_are_pinned() -> None:
 
 
 def test_default_model_has_only_the_paper_tensors() -> None:
-    model = ViT(
-        img_size=16,
-        patch_size=4,
-        num_transformer_layers=1,
-        embedding_dim=12,
-        mlp_size=24,
-        num_heads=3,
-        num_classes=5,
-    )
+    model = tiny_vit(num_transformer_layers=1)
     optional = {
         "register_tokens",
         "pre_logits.fc.weight",
