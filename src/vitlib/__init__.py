@@ -11,8 +11,6 @@ vitlib.count_parameters(cfg), vitlib.count_flops(cfg)
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._version import __version__
 from .blocks import (
     DropPath,
@@ -41,7 +39,7 @@ from .errors import (
     VitlibError,
 )
 from .position import resample_position_embedding
-from .vit import ViT
+from .vit import ViT, create_model
 
 __all__ = [
     "SIZES",
@@ -72,8 +70,3 @@ __all__ = [
     "resample_position_embedding",
     "save_pretrained",
 ]
-
-
-def create_model(preset: str, /, **overrides: Any) -> ViT:
-    """Build a preset by name with overrides: ``create_model("ViT-B/16", num_classes=3)``."""
-    return ViT.from_config(ViTConfig.from_preset(preset, **overrides))

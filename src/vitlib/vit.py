@@ -15,7 +15,7 @@ from .counting import parameter_breakdown
 from .errors import InputShapeError, InsufficientMemoryError
 from .position import resample_position_embedding
 
-__all__ = ["ClassTokenPool", "MeanPool", "ViT"]
+__all__ = ["ClassTokenPool", "MeanPool", "ViT", "create_model"]
 
 
 class ViT(nn.Module):
@@ -290,6 +290,11 @@ class ViT(nn.Module):
                 f"(input shape {tuple(images.shape)}); resize the images, or build the model with "
                 f"img_size={given} or dynamic_img_size=True to resample position embeddings."
             )
+
+
+def create_model(preset: str, /, **overrides: Any) -> ViT:
+    """Build a preset by name with overrides: ``create_model("ViT-B/16", num_classes=3)``."""
+    return ViT.from_preset(preset, **overrides)
 
 
 class ClassTokenPool(nn.Module):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from vitlib import ViT, count_parameters, create_model
+from vitlib.counting import count_parameters
 from vitlib.data import (
     DIGITS_MEAN,
     DIGITS_STD,
@@ -38,6 +38,7 @@ from vitlib.training.errors import TrainingConfigError
 from vitlib.training.history import History
 from vitlib.training.loop import fit
 from vitlib.training.rng import seed_everything
+from vitlib.vit import ViT, create_model
 
 DIGITS_DEFAULTS: dict[str, Any] = {"preset": "ViT-Ti/4", "image_size": 16, "layers": 4}
 FOLDER_DEFAULTS: dict[str, Any] = {"preset": "ViT-Ti/16", "image_size": 224, "layers": None}
