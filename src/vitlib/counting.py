@@ -4,7 +4,7 @@ FLOPs count a multiply-add as 2 and include every matrix product of the forward 
 projection, the ``qkv``, attention-score, attention-times-value and output products, both MLP
 layers, the pre-logits layer and the head. Element-wise work (layer norms, softmax, GELU, bias and
 residual additions) is left out, as in fvcore and torchvision. torchvision's "GFLOPS" column counts
-multiply-adds, i.e. half of :func:`count_flops`.
+multiply-adds, i.e. half of [`count_flops`][vitlib.count_flops].
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def count_parameters(config: ViTConfig | str) -> int:
 
     Equals ``sum(p.numel() for p in model.parameters())`` for every valid config (tested).
 
-    Example:
+    Examples:
         >>> count_parameters(ViTConfig.from_preset("ViT-B/16"))
         86567656
     """
@@ -40,7 +40,7 @@ def count_parameters(config: ViTConfig | str) -> int:
 def parameter_breakdown(config: ViTConfig | str) -> dict[str, int]:
     """Parameters per part of the model, each part named with the config fields that size it.
 
-    The values add up to :func:`count_parameters`; errors about absurd sizes name the largest.
+    The values add up to ``count_parameters``; errors about absurd sizes name the largest.
     """
     cfg = _as_config(config)
     dim, mlp = cfg.embedding_dim, cfg.mlp_size
@@ -75,7 +75,7 @@ def parameter_breakdown(config: ViTConfig | str) -> dict[str, int]:
 def count_flops(config: ViTConfig | str) -> int:
     """Forward FLOPs for one image at ``config.img_size`` (a multiply-add counted as 2).
 
-    Example:
+    Examples:
         >>> count_flops(ViTConfig.from_preset("ViT-B/16")) / 1e9  # 2 x torchvision's 17.564
         35.127656448
     """

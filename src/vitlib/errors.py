@@ -1,7 +1,8 @@
 """Exceptions raised by vitlib.
 
 Every exception subclasses a built-in (``ValueError``, ``TypeError``, ``KeyError``...), so code that
-already catches the built-in keeps working; catch :class:`VitlibError` to handle any vitlib failure.
+already catches the built-in keeps working; catch [`VitlibError`][vitlib.errors.VitlibError] to
+handle any vitlib failure.
 """
 
 from __future__ import annotations

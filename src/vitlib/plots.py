@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 HISTORY_KEYS: Final = ("train_loss", "train_acc", "test_loss", "test_acc")
-"""The keys :func:`plot_history` reads: one float per epoch each."""
+"""The keys ``plot_history`` reads: one float per epoch each."""
 
 _CORRECT_COLOUR: Final = "green"
 _WRONG_COLOUR: Final = "red"
@@ -52,7 +52,7 @@ def plot_history(
         TypeError: On a value that is not a number.
         FileExistsError: If ``path`` exists and ``overwrite`` is false.
 
-    Example:
+    Examples:
         >>> history = {"train_loss": [1.2, 0.8], "train_acc": [0.5, 0.7],
         ...            "test_loss": [1.0, 0.9], "test_acc": [0.6, 0.65]}
         >>> plot_history(history, "runs/history.png", overwrite=True)

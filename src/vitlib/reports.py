@@ -22,8 +22,8 @@ PAPER_PARAMETERS: Final[dict[str, str]] = {
 def presets_markdown() -> str:
     """A Markdown table of every published preset: Table 1 sizes, exact parameters and FLOPs.
 
-    Parameters and FLOPs are computed by :func:`vitlib.count_parameters` and
-    :func:`vitlib.count_flops` for 224x224 RGB input and a 1000-class head.
+    Parameters and FLOPs are computed by [`count_parameters`][vitlib.count_parameters] and
+    [`count_flops`][vitlib.count_flops] for 224x224 RGB input and a 1000-class head.
     """
     lines = [
         "| preset | layers | hidden D | MLP size | heads | parameters (exact) "

@@ -25,7 +25,7 @@ __all__ = ["MultiheadSelfAttentionBlock"]
 class MultiheadSelfAttentionBlock(nn.Module):
     """Layer norm then multi-head self-attention (eq. 2, ``MSA(LN(z))``; Appendix A).
 
-    One fused ``qkv`` projection feeds :func:`torch.nn.functional.scaled_dot_product_attention`
+    One fused ``qkv`` projection feeds ``torch.nn.functional.scaled_dot_product_attention``
     (flash / memory-efficient kernels where available). With ``need_weights=True`` the attention
     is computed explicitly so the weights can be returned; both paths give the same output.
 

@@ -58,7 +58,7 @@ class DigitsDataset(Dataset[tuple[Tensor, int]]):
         DataError (a ``ValueError``): On an unknown split, ``image_size < 8`` or
             ``augment=True`` for the test split.
 
-    Example:
+    Examples:
         >>> train = DigitsDataset("train", image_size=16, augment=True)
         >>> image, label = train[0]
         >>> image.shape, len(train), train.classes[label]

@@ -45,13 +45,15 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
     ``.ipynb_checkpoints`` is not a class); images are the files below each, at any depth, whose
     suffix is in ``IMAGE_EXTENSIONS`` (case-insensitive). Other files are ignored. On load an image
     is turned upright by its EXIF orientation tag and converted to RGB, except 16-bit and float
-    greyscale images, which keep their precision (see :meth:`load_image`).
+    greyscale images, which keep their precision (see
+    [`load_image`][vitlib.data.ImageFolderDataset.load_image]).
 
     Unreadable images: at construction every image is checked cheaply with Pillow (``Image.open`` +
     ``verify``, which reads headers, not pixels). By default the files that fail are left out with
-    one :class:`SkippedImagesWarning` that counts them and names the first few, each with the
-    reason; with ``strict=True`` the first one raises ``ValueError`` instead. A file that passes the
-    check but fails to decode later raises ``OSError`` naming it when loaded.
+    one [`SkippedImagesWarning`][vitlib.data.SkippedImagesWarning] that counts them and names the
+    first few, each with the reason; with ``strict=True`` the first one raises ``ValueError``
+    instead. A file that passes the check but fails to decode later raises ``OSError`` naming it
+    when loaded.
 
     Decompression bombs: an image with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's
     default is 89,478,485, about 9459 x 9459) is unreadable, even below the 2x limit at which
@@ -61,7 +63,8 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
 
     Args:
         root: The folder holding one sub-folder per class.
-        transform: Maps a ``PIL.Image.Image`` to a tensor; default :func:`pil_to_tensor`
+        transform: Maps a ``PIL.Image.Image`` to a tensor; default
+            [`pil_to_tensor`][vitlib.data.transforms.pil_to_tensor]
             (RGB in [0, 1] at the original size, so batches need images of one size).
         strict: Raise on the first unreadable image instead of skipping it.
 
@@ -102,7 +105,7 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         """Return ``(transform(image), label)`` for the image at ``index``.
 
         Raises:
-            OSError: As :meth:`load_image`.
+            OSError: As [`load_image`][vitlib.data.ImageFolderDataset.load_image].
             DataError (a ``ValueError``): If the transform raises one (e.g. a float image outside
                 [0, 1]); the message is prefixed with the image's path.
         """
@@ -118,13 +121,13 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         """Load the image at ``index``, upright and untransformed.
 
         The image is turned upright by its EXIF orientation tag
-        (:func:`~vitlib.data.transforms.apply_exif_orientation`; the tag is removed, so the
-        transforms do not turn it again) and converted to RGB. 16-bit and float greyscale images
-        (modes in :data:`~vitlib.data.transforms.HIGH_PRECISION_MODES`: ``"I;16"``..., ``"I"``,
-        ``"F"``) keep their mode instead, because converting them to 8-bit RGB clips every value
-        above 255 to white; :func:`~vitlib.data.transforms.pil_to_tensor` and both transforms
-        scale them to [0, 1] and repeat them into three channels. A custom transform receives them
-        in that mode too.
+        ([`apply_exif_orientation`][vitlib.data.transforms.apply_exif_orientation]; the tag is
+        removed, so the transforms do not turn it again) and converted to RGB. 16-bit and float
+        greyscale images (modes in ``vitlib.data.transforms.HIGH_PRECISION_MODES``: ``"I;16"``...,
+        ``"I"``, ``"F"``) keep their mode instead, because converting them to 8-bit RGB clips every
+        value above 255 to white; [`pil_to_tensor`][vitlib.data.transforms.pil_to_tensor] and both
+        transforms scale them to [0, 1] and repeat them into three channels. A custom transform
+        receives them in that mode too.
 
         Raises:
             OSError: Naming the file, if it cannot be decoded or is a decompression bomb (more than
@@ -163,13 +166,14 @@ def load_image_folders(
 ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """Load ``data_dir/train`` and ``data_dir/test`` with the train and eval transforms.
 
-    The train set uses :func:`train_transform` and the test set :func:`eval_transform`, both at
-    ``image_size`` with ImageNet normalisation.
+    The train set uses [`train_transform`][vitlib.data.train_transform] and the test set
+    [`eval_transform`][vitlib.data.eval_transform], both at ``image_size`` with ImageNet
+    normalisation.
 
     Args:
         data_dir: The folder holding ``train/`` and ``test/``, each with one sub-folder per class.
         image_size: Side of the square images the transforms produce.
-        strict: Passed to :class:`ImageFolderDataset`.
+        strict: Passed to [`ImageFolderDataset`][vitlib.data.ImageFolderDataset].
 
     Returns:
         ``(train_dataset, test_dataset)``, with identical ``classes``.
@@ -178,7 +182,7 @@ def load_image_folders(
         FileNotFoundError: If ``data_dir``, ``train/`` or ``test/`` is missing.
         NotADirectoryError: If ``data_dir`` is a file.
         DataError (a ``ValueError``): If train and test have different class sets, or as
-            :class:`ImageFolderDataset`.
+            [`ImageFolderDataset`][vitlib.data.ImageFolderDataset].
     """
     data_dir = Path(data_dir)
     _check_directory(data_dir, "data_dir", f"create it with the layout {_LAYOUT}")

@@ -3,9 +3,10 @@
 ``train_transform`` is the standard Inception-style augmentation (RandomResizedCrop + horizontal
 flip) used by torchvision and timm recipes; ``eval_transform`` is the matching resize + centre crop.
 Both take a ``PIL.Image.Image`` and return a normalised float32 tensor shaped (3, image_size,
-image_size). Every path from a PIL image to a tensor goes through :func:`pil_to_tensor`, which turns
-the image upright by its EXIF orientation and scales 16-bit and float greyscale images at full
-precision (see its docstring for the rules).
+image_size). Every path from a PIL image to a tensor goes through
+[`pil_to_tensor`][vitlib.data.transforms.pil_to_tensor], which turns the image upright by its EXIF
+orientation and scales 16-bit and float greyscale images at full precision (see its docstring for
+the rules).
 
 The transforms are small frozen dataclasses rather than closures so that they pickle, which
 DataLoader workers need under the ``spawn`` and ``forkserver`` start methods.
@@ -37,9 +38,9 @@ IMAGENET_STD: Final[tuple[float, float, float]] = (0.229, 0.224, 0.225)
 """Per-channel RGB standard deviation of ImageNet-1k, for images scaled to [0, 1]."""
 
 SIXTEEN_BIT_MODES: Final = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
-"""Pillow's 16-bit unsigned greyscale modes; :func:`pil_to_tensor` divides them by 65535."""
+"""Pillow's 16-bit unsigned greyscale modes; ``pil_to_tensor`` divides them by 65535."""
 HIGH_PRECISION_MODES: Final = SIXTEEN_BIT_MODES | {"I", "F"}
-"""Greyscale Pillow modes with more than 8 bits, which :func:`pil_to_tensor` reads without
+"""Greyscale Pillow modes with more than 8 bits, which ``pil_to_tensor`` reads without
 converting to 8-bit RGB (that conversion clips every value above 255 to white)."""
 
 _CROP_ATTEMPTS: Final = 10
@@ -52,16 +53,18 @@ def pil_to_tensor(image: Image.Image) -> Tensor:
     """Convert a PIL image to an upright RGB float32 tensor in [0, 1].
 
     The image is first turned upright by its EXIF orientation tag, as
-    :func:`apply_exif_orientation` does (a no-op for an image already turned, whose tag is gone).
+    [`apply_exif_orientation`][vitlib.data.transforms.apply_exif_orientation] does (a no-op for an
+    image already turned, whose tag is gone).
     Then, by Pillow mode:
 
     - 16-bit greyscale (``"I;16"``, ``"I;16B"``, ``"I;16L"``, ``"I;16N"``; how Pillow opens 16-bit
       PNG and TIFF files) is divided by 65535, so 32768 becomes 0.5.
     - 32-bit integer ``"I"`` is read as 16-bit too (divided by 65535): older Pillow versions open
-      16-bit files in this mode. Values outside 0..65535 raise :class:`~vitlib.errors.DataError`,
-      since they cannot come from a 16-bit file and no scale would be right for all of them.
+      16-bit files in this mode. Values outside 0..65535 raise
+      [`DataError`][vitlib.errors.DataError], since they cannot come from a 16-bit file and no
+      scale would be right for all of them.
     - 32-bit float ``"F"`` is taken as already in [0, 1]; values outside it, NaN or infinity
-      raise :class:`~vitlib.errors.DataError` rather than being clipped silently.
+      raise [`DataError`][vitlib.errors.DataError] rather than being clipped silently.
     - Every other mode (RGB, grey ``"L"``, palette, RGBA, CMYK, ``"1"``...) is converted to 8-bit
       RGB by Pillow and divided by 255.
 
@@ -120,7 +123,7 @@ def apply_exif_orientation(image: Image.Image) -> Image.Image:
 def _high_precision_to_unit(image: Image.Image) -> npt.NDArray[np.float32]:
     """Scale a ``HIGH_PRECISION_MODES`` image to a float32 (H, W) array in [0, 1].
 
-    The rules per mode are in :func:`pil_to_tensor`.
+    The rules per mode are in ``pil_to_tensor``.
     """
     pixels = np.asarray(image)
     if image.mode == "F":
@@ -204,7 +207,7 @@ def random_resized_crop_box(
 
 @dataclass(frozen=True)
 class TrainTransform:
-    """RandomResizedCrop + random horizontal flip + normalise; built by :func:`train_transform`."""
+    """RandomResizedCrop + random horizontal flip + normalise; built by ``train_transform``."""
 
     image_size: int
     mean: tuple[float, ...]
@@ -232,7 +235,7 @@ class TrainTransform:
 
 @dataclass(frozen=True)
 class EvalTransform:
-    """Resize the shorter side + centre crop + normalise; build it with :func:`eval_transform`."""
+    """Resize the shorter side + centre crop + normalise; build it with ``eval_transform``."""
 
     image_size: int
     resize_size: int
@@ -281,7 +284,7 @@ def train_transform(
     Returns:
         A callable mapping a ``PIL.Image.Image`` to a float32 tensor (3, image_size, image_size).
 
-    Example:
+    Examples:
         >>> from PIL import Image
         >>> transform = train_transform(32, generator=torch.Generator().manual_seed(0))
         >>> transform(Image.new("RGB", (50, 40))).shape

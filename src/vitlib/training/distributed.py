@@ -1,7 +1,7 @@
 """Data-parallel training with ``torch.distributed``, started by ``torchrun``.
 
 ``torchrun --nproc_per_node N script.py`` sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
-``MASTER_ADDR`` and ``MASTER_PORT``; :func:`distributed_session` reads them, joins the process group
+``MASTER_ADDR`` and ``MASTER_PORT``; ``distributed_session`` reads them, joins the process group
 (NCCL on CUDA, gloo on CPU) and leaves it on exit. Without those variables (or with
 ``WORLD_SIZE=1``) everything runs in a single process.
 """

@@ -1,4 +1,4 @@
-"""Exceptions of the training engine; each is a :class:`vitlib.VitlibError` and a built-in."""
+"""Exceptions of the training engine; each is a ``vitlib.VitlibError`` and a built-in."""
 
 from __future__ import annotations
 
@@ -45,8 +45,9 @@ class NonFiniteLossError(VitlibError, RuntimeError):
 class NonFiniteEvalLossError(VitlibError, RuntimeError):
     """The evaluation loss of a batch was NaN or infinite; the message names the batch.
 
-    A sibling of :class:`NonFiniteLossError` (catch both, or ``RuntimeError``): in ``fit`` the
-    training loss was finite, so the cause is usually the evaluation data (a NaN or inf image).
+    A sibling of [`NonFiniteLossError`][vitlib.training.NonFiniteLossError] (catch both, or
+    ``RuntimeError``): in ``fit`` the training loss was finite, so the cause is usually the
+    evaluation data (a NaN or inf image).
 
     Attributes:
         loss: The non-finite value.
@@ -68,7 +69,7 @@ class NonFiniteEvalLossError(VitlibError, RuntimeError):
 
 
 def damaged_run_error(path: Path, problem: str) -> CheckpointError:
-    """A :class:`~vitlib.errors.CheckpointError` for a file of a run that cannot be resumed.
+    """A ``vitlib.errors.CheckpointError`` for a file of a run that cannot be resumed.
 
     Args:
         path: The damaged or missing file, ``<run>/last/<name>``.

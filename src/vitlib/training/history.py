@@ -38,12 +38,14 @@ class History:
         return len(self.train_loss)
 
     def as_dict(self) -> dict[str, list[float]]:
-        """The five lists by name: JSON-ready and accepted by :func:`vitlib.plots.plot_history`."""
+        """The five lists by name: JSON-ready and accepted by
+        [`plot_history`][vitlib.plots.plot_history]."""
         return {f.name: list(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Sequence[float]]) -> History:
-        """Rebuild from :meth:`as_dict` output (all five keys, lists of one length)."""
+        """Rebuild from [`as_dict`][vitlib.training.History.as_dict] output (all five keys, lists of
+        one length)."""
         names = [f.name for f in fields(cls)]
         missing = [name for name in names if name not in data]
         if missing:

@@ -39,7 +39,7 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Restore the generators from :func:`capture_rng_state` output."""
+    """Restore the generators from ``capture_rng_state`` output."""
     python = state["python"]
     random.setstate((python["version"], tuple(python["internal"]), python["gauss"]))
     numpy = state["numpy"]

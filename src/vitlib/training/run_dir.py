@@ -1,14 +1,16 @@
 """The run directory: checkpoints, training state and history, written atomically.
 
-Layout of ``output_dir``::
+Layout of ``output_dir``:
 
-    last/          the model after the latest epoch, plus training_state.pt (resume from here)
-    best/          the model with the best test accuracy so far
-    history.json   per-epoch metrics (History.as_dict())
+```text
+last/          the model after the latest epoch, plus training_state.pt (resume from here)
+best/          the model with the best test accuracy so far
+history.json   per-epoch metrics (History.as_dict())
+```
 
 ``last/`` and ``best/`` are ``vitlib.save_pretrained`` directories (``config.json`` +
-``model.safetensors``) for a :class:`vitlib.ViT`, and hold just ``model.safetensors`` for any other
-model. They are written by :func:`vitlib.checkpoints.atomic.write_files_atomically`, the writer of
+``model.safetensors``) for a ``vitlib.ViT``, and hold just ``model.safetensors`` for any other
+model. They are written by ``vitlib.checkpoints.atomic.write_files_atomically``, the writer of
 ``save_pretrained``: an interrupted save leaves the previous files or the new ones, never a mix,
 and the next resume (or load) finishes or undoes it.
 """
@@ -153,9 +155,9 @@ def save_checkpoint(
 
 
 def load_model_files(model: nn.Module, directory: Path) -> None:
-    """Load what :func:`save_model_files` wrote into ``model`` (same keys and shapes).
+    """Load what ``save_model_files`` wrote into ``model`` (same keys and shapes).
 
-    The files are checked before anything is read: ``config.json`` (for a :class:`vitlib.ViT`)
+    The files are checked before anything is read: ``config.json`` (for a ``vitlib.ViT``)
     and ``model.safetensors``.
 
     Raises:
