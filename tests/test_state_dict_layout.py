@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vitlib.checkpoints._slots import SLOTS
+
 from .helpers import tiny_vit
 
 GOLDEN = {
@@ -55,3 +57,12 @@ def test_default_model_has_only_the_paper_tensors() -> None:
         "transformer_encoder.0.mlp_scale.gamma",
     }
     assert set(model.state_dict()) == set(GOLDEN) - optional
+
+
+def test_the_converters_slots_spell_exactly_this_layout() -> None:
+    """Every family's table maps to these slots, so they must be the layout, key for key and in
+    order: a renamed module then fails here instead of in one converter."""
+    keys = [slot.key(param) for slot in SLOTS for param in slot.params or (None,)]
+    assert keys == list(GOLDEN)
+    for key in GOLDEN:
+        assert sum(slot.owns(key) for slot in SLOTS) == 1, key

@@ -1,4 +1,4 @@
-"""What every family converter shares: the converted result and a template-driven renamer."""
+"""What every family converter shares: the converted result and a table-driven renamer."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ from typing import Any
 from torch import Tensor
 
 from ..errors import CheckpointError
+from ._slots import Slot
 
-__all__ = ["Converted", "count_layers", "rename", "require"]
+__all__ = ["Converted", "Table", "count_layers", "key_pairs", "rename", "require"]
 
 StateDict = dict[str, Tensor]
+#: A family's names for vitlib's slots, as ``(foreign name, slot)`` pairs. For a bare tensor the
+#: foreign name is its key; for a layer it is the layer's prefix, to which each parameter name is
+#: appended (``proj`` -> ``proj.weight``), or a template whose ``{param}`` is replaced by it
+#: (``in_proj_{param}`` -> ``in_proj_weight``). ``{i}`` stands for each encoder layer.
+Table = tuple[tuple[str, Slot], ...]
 
 
 @dataclass
@@ -45,6 +51,23 @@ def count_layers(keys: Iterable[str], pattern: str) -> int:
             f"the checkpoint is incomplete or was edited."
         )
     return len(indices)
+
+
+def key_pairs(table: Table, *, to_foreign: bool = False) -> tuple[tuple[str, str], ...]:
+    """``(source key, target key)`` templates for every tensor of ``table``, for ``rename``.
+
+    Args:
+        table: The family's table.
+        to_foreign: Pairs from vitlib's keys to the family's (for export) instead of the reverse.
+    """
+    pairs: list[tuple[str, str]] = []
+    for foreign, slot in table:
+        if not slot.params:
+            pairs.append((foreign, slot.name))
+        template = foreign if "{param}" in foreign else foreign + ".{param}"
+        for param in slot.params:
+            pairs.append((template.replace("{param}", param), f"{slot.name}.{param}"))
+    return tuple((vitlib, name) for name, vitlib in pairs) if to_foreign else tuple(pairs)
 
 
 def rename(

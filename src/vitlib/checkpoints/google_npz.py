@@ -15,6 +15,7 @@ from einops import rearrange
 from torch import Tensor
 
 from ..errors import CheckpointError
+from . import _slots as slots
 from ._mapping import Converted, count_layers, require
 
 __all__ = ["matches", "to_vitlib"]
@@ -22,6 +23,7 @@ __all__ = ["matches", "to_vitlib"]
 NAME = "google-npz"
 _BLOCK = "Transformer/encoderblock_{i}"
 _ATTENTION = _BLOCK + "/MultiHeadDotProductAttention_1"
+_QKV = ("query", "key", "value")
 
 
 def matches(keys: set[str]) -> bool:
@@ -49,42 +51,39 @@ def to_vitlib(arrays: Mapping[str, Tensor]) -> Converted:
 
     depth = count_layers(remaining, r"Transformer/encoderblock_(\d+)/")
     state: dict[str, Tensor] = {
-        "patch_embedding.patcher.weight": rearrange(
-            take("embedding/kernel", 4), "h w c d -> d c h w"
-        ),
-        "patch_embedding.patcher.bias": take("embedding/bias"),
-        "position_embedding": take("Transformer/posembed_input/pos_embedding"),
-        "norm.weight": take("Transformer/encoder_norm/scale"),
-        "norm.bias": take("Transformer/encoder_norm/bias"),
+        slots.PATCH.key("weight"): rearrange(take("embedding/kernel", 4), "h w c d -> d c h w"),
+        slots.PATCH.key("bias"): take("embedding/bias"),
+        slots.POSITION.key(): take("Transformer/posembed_input/pos_embedding"),
+        slots.NORM.key("weight"): take("Transformer/encoder_norm/scale"),
+        slots.NORM.key("bias"): take("Transformer/encoder_norm/bias"),
     }
     if "cls" in remaining:
-        state["class_embedding"] = take("cls")
+        state[slots.CLASS_TOKEN.key()] = take("cls")
     num_heads = None
     for index in range(depth):
         block, attention = _BLOCK.format(i=index), _ATTENTION.format(i=index)
-        target = f"transformer_encoder.{index}"
-        kernels = [take(f"{attention}/{part}/kernel", 3) for part in ("query", "key", "value")]
+        kernels = [take(f"{attention}/{part}/kernel", 3) for part in _QKV]
         num_heads = kernels[0].shape[1]
-        state[f"{target}.msa_block.qkv.weight"] = torch.cat(
+        state[slots.QKV.key("weight", layer=index)] = torch.cat(
             [rearrange(kernel, "d h k -> (h k) d") for kernel in kernels]
         )
-        state[f"{target}.msa_block.qkv.bias"] = torch.cat(
-            [take(f"{attention}/{part}/bias").reshape(-1) for part in ("query", "key", "value")]
+        state[slots.QKV.key("bias", layer=index)] = torch.cat(
+            [take(f"{attention}/{part}/bias").reshape(-1) for part in _QKV]
         )
-        state[f"{target}.msa_block.out_proj.weight"] = rearrange(
+        state[slots.OUT_PROJ.key("weight", layer=index)] = rearrange(
             take(f"{attention}/out/kernel", 3), "h k d -> d (h k)"
         )
-        state[f"{target}.msa_block.out_proj.bias"] = take(f"{attention}/out/bias")
-        for norm, name in (("LayerNorm_0", "msa_block"), ("LayerNorm_2", "mlp_block")):
-            state[f"{target}.{name}.layer_norm.weight"] = take(f"{block}/{norm}/scale")
-            state[f"{target}.{name}.layer_norm.bias"] = take(f"{block}/{norm}/bias")
-        for dense_name, name in (("Dense_0", "fc1"), ("Dense_1", "fc2")):
-            for kind, tensor in dense(f"{block}/MlpBlock_3/{dense_name}").items():
-                state[f"{target}.mlp_block.{name}.{kind}"] = tensor
-    for prefix, target in (("pre_logits", "pre_logits.fc"), ("head", "head")):
+        state[slots.OUT_PROJ.key("bias", layer=index)] = take(f"{attention}/out/bias")
+        for norm, slot in (("LayerNorm_0", slots.MSA_NORM), ("LayerNorm_2", slots.MLP_NORM)):
+            state[slot.key("weight", layer=index)] = take(f"{block}/{norm}/scale")
+            state[slot.key("bias", layer=index)] = take(f"{block}/{norm}/bias")
+        for name, slot in (("Dense_0", slots.FC1), ("Dense_1", slots.FC2)):
+            for param, tensor in dense(f"{block}/MlpBlock_3/{name}").items():
+                state[slot.key(param, layer=index)] = tensor
+    for prefix, slot in (("pre_logits", slots.PRE_LOGITS), ("head", slots.HEAD)):
         if f"{prefix}/kernel" in remaining:
-            for kind, tensor in dense(prefix).items():
-                state[f"{target}.{kind}"] = tensor
+            for param, tensor in dense(prefix).items():
+                state[slot.key(param)] = tensor
     if remaining:
         raise CheckpointError(
             f"unexpected arrays in the Google .npz checkpoint: {sorted(remaining)[:10]}; "

@@ -19,38 +19,29 @@ from torch import Tensor
 
 from ..config import ViTConfig
 from ..errors import CheckpointError
-from ._mapping import Converted, count_layers, rename, require
+from . import _slots as slots
+from ._mapping import Converted, Table, count_layers, key_pairs, rename, require
 
 __all__ = ["config_from_hf", "config_to_hf", "from_vitlib", "matches", "to_vitlib"]
 
 NAME = "huggingface"
 
 _LAYER = "vit.encoder.layer.{i}"
-_TABLE: tuple[tuple[str, str], ...] = (
-    ("vit.embeddings.cls_token", "class_embedding"),
-    ("vit.embeddings.position_embeddings", "position_embedding"),
-    ("vit.embeddings.patch_embeddings.projection.weight", "patch_embedding.patcher.weight"),
-    ("vit.embeddings.patch_embeddings.projection.bias", "patch_embedding.patcher.bias"),
-    (f"{_LAYER}.layernorm_before.weight", "transformer_encoder.{i}.msa_block.layer_norm.weight"),
-    (f"{_LAYER}.layernorm_before.bias", "transformer_encoder.{i}.msa_block.layer_norm.bias"),
-    (
-        f"{_LAYER}.attention.output.dense.weight",
-        "transformer_encoder.{i}.msa_block.out_proj.weight",
-    ),
-    (f"{_LAYER}.attention.output.dense.bias", "transformer_encoder.{i}.msa_block.out_proj.bias"),
-    (f"{_LAYER}.layernorm_after.weight", "transformer_encoder.{i}.mlp_block.layer_norm.weight"),
-    (f"{_LAYER}.layernorm_after.bias", "transformer_encoder.{i}.mlp_block.layer_norm.bias"),
-    (f"{_LAYER}.intermediate.dense.weight", "transformer_encoder.{i}.mlp_block.fc1.weight"),
-    (f"{_LAYER}.intermediate.dense.bias", "transformer_encoder.{i}.mlp_block.fc1.bias"),
-    (f"{_LAYER}.output.dense.weight", "transformer_encoder.{i}.mlp_block.fc2.weight"),
-    (f"{_LAYER}.output.dense.bias", "transformer_encoder.{i}.mlp_block.fc2.bias"),
-    ("vit.layernorm.weight", "norm.weight"),
-    ("vit.layernorm.bias", "norm.bias"),
-    ("vit.pooler.dense.weight", "pre_logits.fc.weight"),
-    ("vit.pooler.dense.bias", "pre_logits.fc.bias"),
-    ("classifier.weight", "head.weight"),
-    ("classifier.bias", "head.bias"),
+_TABLE: Table = (
+    ("vit.embeddings.cls_token", slots.CLASS_TOKEN),
+    ("vit.embeddings.position_embeddings", slots.POSITION),
+    ("vit.embeddings.patch_embeddings.projection", slots.PATCH),
+    (f"{_LAYER}.layernorm_before", slots.MSA_NORM),
+    (f"{_LAYER}.attention.output.dense", slots.OUT_PROJ),
+    (f"{_LAYER}.layernorm_after", slots.MLP_NORM),
+    (f"{_LAYER}.intermediate.dense", slots.FC1),
+    (f"{_LAYER}.output.dense", slots.FC2),
+    ("vit.layernorm", slots.NORM),
+    ("vit.pooler.dense", slots.PRE_LOGITS),
+    ("classifier", slots.HEAD),
 )
+# Query, key and value: three layers here, vitlib's one fused qkv (split and joined below).
+_ATTENTION = f"{_LAYER}.attention.attention"
 _QKV = ("query", "key", "value")
 # transformers 5 in-memory names -> on-disk names.
 _IN_MEMORY = (
@@ -94,16 +85,16 @@ def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
     depth = count_layers(hf, r"vit\.encoder\.layer\.(\d+)\.")
     fused: dict[str, Tensor] = {}
     for index in range(depth):
-        prefix = f"vit.encoder.layer.{index}.attention.attention"
-        for kind in ("weight", "bias"):
+        prefix = _ATTENTION.format(i=index)
+        for kind in slots.QKV.params:
             names = [f"{prefix}.{part}.{kind}" for part in _QKV]
             if not any(name in hf for name in names):
                 continue
             parts = [require(hf, name, NAME) for name in names]
-            fused[f"transformer_encoder.{index}.msa_block.qkv.{kind}"] = torch.cat(parts, dim=0)
+            fused[slots.QKV.key(kind, layer=index)] = torch.cat(parts, dim=0)
             for name in names:
                 del hf[name]
-    converted = rename(hf, _TABLE, depth, family=NAME)
+    converted = rename(hf, key_pairs(_TABLE), depth, family=NAME)
     converted.update(fused)
     return Converted(NAME, converted, {"layer_norm_eps": 1e-12})
 
@@ -115,13 +106,13 @@ def from_vitlib(state: Mapping[str, Tensor], config: ViTConfig) -> dict[str, Ten
     state = dict(state)
     split: dict[str, Tensor] = {}
     for index in range(config.num_transformer_layers):
-        prefix = f"vit.encoder.layer.{index}.attention.attention"
-        for kind in ("weight", "bias"):
-            key = f"transformer_encoder.{index}.msa_block.qkv.{kind}"
+        prefix = _ATTENTION.format(i=index)
+        for kind in slots.QKV.params:
+            key = slots.QKV.key(kind, layer=index)
             if key in state:
                 for part, tensor in zip(_QKV, state.pop(key).chunk(3, dim=0), strict=True):
                     split[f"{prefix}.{part}.{kind}"] = tensor.clone()
-    reverse = tuple((target, source) for source, target in _TABLE)
+    reverse = key_pairs(_TABLE, to_foreign=True)
     exported = rename(state, reverse, config.num_transformer_layers, family="vitlib")
     exported.update(split)
     if config.num_classes == 0:  # ViTModel: no "vit." prefix

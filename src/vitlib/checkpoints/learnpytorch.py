@@ -13,34 +13,26 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from ._mapping import Converted, count_layers, rename
+from . import _slots as slots
+from ._mapping import Converted, Table, count_layers, key_pairs, rename
 
 __all__ = ["matches", "to_vitlib"]
 
 NAME = "learnpytorch"
 
 _BLOCK = "transformer_encoder.{i}"
-_TABLE: tuple[tuple[str, str], ...] = (
-    ("class_embedding", "class_embedding"),
-    ("position_embedding", "position_embedding"),
-    ("patch_embedding.patcher.weight", "patch_embedding.patcher.weight"),
-    ("patch_embedding.patcher.bias", "patch_embedding.patcher.bias"),
-    (f"{_BLOCK}.msa_block.layer_norm.weight", f"{_BLOCK}.msa_block.layer_norm.weight"),
-    (f"{_BLOCK}.msa_block.layer_norm.bias", f"{_BLOCK}.msa_block.layer_norm.bias"),
-    (f"{_BLOCK}.msa_block.multihead_attn.in_proj_weight", f"{_BLOCK}.msa_block.qkv.weight"),
-    (f"{_BLOCK}.msa_block.multihead_attn.in_proj_bias", f"{_BLOCK}.msa_block.qkv.bias"),
-    (f"{_BLOCK}.msa_block.multihead_attn.out_proj.weight", f"{_BLOCK}.msa_block.out_proj.weight"),
-    (f"{_BLOCK}.msa_block.multihead_attn.out_proj.bias", f"{_BLOCK}.msa_block.out_proj.bias"),
-    (f"{_BLOCK}.mlp_block.layer_norm.weight", f"{_BLOCK}.mlp_block.layer_norm.weight"),
-    (f"{_BLOCK}.mlp_block.layer_norm.bias", f"{_BLOCK}.mlp_block.layer_norm.bias"),
-    (f"{_BLOCK}.mlp_block.mlp.0.weight", f"{_BLOCK}.mlp_block.fc1.weight"),
-    (f"{_BLOCK}.mlp_block.mlp.0.bias", f"{_BLOCK}.mlp_block.fc1.bias"),
-    (f"{_BLOCK}.mlp_block.mlp.3.weight", f"{_BLOCK}.mlp_block.fc2.weight"),
-    (f"{_BLOCK}.mlp_block.mlp.3.bias", f"{_BLOCK}.mlp_block.fc2.bias"),
-    ("classifier.0.weight", "norm.weight"),
-    ("classifier.0.bias", "norm.bias"),
-    ("classifier.1.weight", "head.weight"),
-    ("classifier.1.bias", "head.bias"),
+_TABLE: Table = (
+    ("class_embedding", slots.CLASS_TOKEN),
+    ("position_embedding", slots.POSITION),
+    ("patch_embedding.patcher", slots.PATCH),
+    (f"{_BLOCK}.msa_block.layer_norm", slots.MSA_NORM),
+    (f"{_BLOCK}.msa_block.multihead_attn.in_proj_{{param}}", slots.QKV),
+    (f"{_BLOCK}.msa_block.multihead_attn.out_proj", slots.OUT_PROJ),
+    (f"{_BLOCK}.mlp_block.layer_norm", slots.MLP_NORM),
+    (f"{_BLOCK}.mlp_block.mlp.0", slots.FC1),
+    (f"{_BLOCK}.mlp_block.mlp.3", slots.FC2),
+    ("classifier.0", slots.NORM),
+    ("classifier.1", slots.HEAD),
 )
 
 
@@ -52,5 +44,5 @@ def matches(keys: set[str]) -> bool:
 def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
     """Convert the chapter's ViT state dict to vitlib's layout."""
     depth = count_layers(state, r"transformer_encoder\.(\d+)\.")
-    converted = rename(state, _TABLE, depth, family=NAME)
+    converted = rename(state, key_pairs(_TABLE), depth, family=NAME)
     return Converted(NAME, converted, {"layer_norm_eps": 1e-5})

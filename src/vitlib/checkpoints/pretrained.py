@@ -18,6 +18,7 @@ from ..config import SIZES, ViTConfig, check_field_names, field_names, parse_pre
 from ..errors import CheckpointError
 from ..position import resample_position_embedding
 from ..vit import ViT
+from . import _slots as slots
 from . import google_npz, huggingface, learnpytorch, timm, torchvision, vitlib_layout
 from ._mapping import Converted
 from .atomic import recover_interrupted_save, write_files_atomically
@@ -477,24 +478,23 @@ def _heads(found: dict[str, Any]) -> int:
 
 def _adapt(state: dict[str, Tensor], source: ViTConfig, target: ViTConfig) -> dict[str, Tensor]:
     if source.grid_size != target.grid_size:
-        state["position_embedding"] = resample_position_embedding(
-            state["position_embedding"],
+        state[slots.POSITION.key()] = resample_position_embedding(
+            state[slots.POSITION.key()],
             source.grid_size,
             target.grid_size,
             num_prefix_tokens=int(source.class_token),
         )
     if source.in_channels != target.in_channels:
-        state["patch_embedding.patcher.weight"] = adapt_input_channels(
-            state["patch_embedding.patcher.weight"], target.in_channels
-        )
+        patcher = slots.PATCH.key("weight")
+        state[patcher] = adapt_input_channels(state[patcher], target.in_channels)
     dropped: list[str] = []
     if source.representation_size != target.representation_size:
-        dropped += [key for key in state if key.startswith("pre_logits.")]
+        dropped += [key for key in state if slots.PRE_LOGITS.owns(key)]
     head_reset = source.num_features != target.num_features or (
         source.num_classes != target.num_classes
     )
     if head_reset:
-        dropped += [key for key in state if key.startswith("head.")]
+        dropped += [key for key in state if slots.HEAD.owns(key)]
     for key in dropped:
         del state[key]
     if dropped:
@@ -530,7 +530,9 @@ def adapt_input_channels(weight: Tensor, channels: int) -> Tensor:
 def _load_strict(model: ViT, state: dict[str, Tensor], family: str) -> None:
     expected = model.state_dict()
     reinitialised = {
-        key for key in expected if key.startswith(("head.", "pre_logits.")) and key not in state
+        key
+        for key in expected
+        if (slots.HEAD.owns(key) or slots.PRE_LOGITS.owns(key)) and key not in state
     }
     missing = sorted(set(expected) - set(state) - reinitialised)
     unexpected = sorted(set(state) - set(expected))

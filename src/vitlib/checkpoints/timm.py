@@ -13,35 +13,27 @@ from torch import Tensor
 
 from ..config import ViTConfig
 from ..errors import CheckpointError
-from ._mapping import Converted, count_layers, rename
+from . import _slots as slots
+from ._mapping import Converted, Table, count_layers, key_pairs, rename
 
 __all__ = ["from_vitlib", "matches", "to_vitlib"]
 
 NAME = "timm"
 
-_TABLE: tuple[tuple[str, str], ...] = (
-    ("cls_token", "class_embedding"),
-    ("pos_embed", "position_embedding"),
-    ("patch_embed.proj.weight", "patch_embedding.patcher.weight"),
-    ("patch_embed.proj.bias", "patch_embedding.patcher.bias"),
-    ("blocks.{i}.norm1.weight", "transformer_encoder.{i}.msa_block.layer_norm.weight"),
-    ("blocks.{i}.norm1.bias", "transformer_encoder.{i}.msa_block.layer_norm.bias"),
-    ("blocks.{i}.attn.qkv.weight", "transformer_encoder.{i}.msa_block.qkv.weight"),
-    ("blocks.{i}.attn.qkv.bias", "transformer_encoder.{i}.msa_block.qkv.bias"),
-    ("blocks.{i}.attn.proj.weight", "transformer_encoder.{i}.msa_block.out_proj.weight"),
-    ("blocks.{i}.attn.proj.bias", "transformer_encoder.{i}.msa_block.out_proj.bias"),
-    ("blocks.{i}.ls1.gamma", "transformer_encoder.{i}.msa_scale.gamma"),
-    ("blocks.{i}.norm2.weight", "transformer_encoder.{i}.mlp_block.layer_norm.weight"),
-    ("blocks.{i}.norm2.bias", "transformer_encoder.{i}.mlp_block.layer_norm.bias"),
-    ("blocks.{i}.mlp.fc1.weight", "transformer_encoder.{i}.mlp_block.fc1.weight"),
-    ("blocks.{i}.mlp.fc1.bias", "transformer_encoder.{i}.mlp_block.fc1.bias"),
-    ("blocks.{i}.mlp.fc2.weight", "transformer_encoder.{i}.mlp_block.fc2.weight"),
-    ("blocks.{i}.mlp.fc2.bias", "transformer_encoder.{i}.mlp_block.fc2.bias"),
-    ("blocks.{i}.ls2.gamma", "transformer_encoder.{i}.mlp_scale.gamma"),
-    ("norm.weight", "norm.weight"),
-    ("norm.bias", "norm.bias"),
-    ("head.weight", "head.weight"),
-    ("head.bias", "head.bias"),
+_TABLE: Table = (
+    ("cls_token", slots.CLASS_TOKEN),
+    ("pos_embed", slots.POSITION),
+    ("patch_embed.proj", slots.PATCH),
+    ("blocks.{i}.norm1", slots.MSA_NORM),
+    ("blocks.{i}.attn.qkv", slots.QKV),
+    ("blocks.{i}.attn.proj", slots.OUT_PROJ),
+    ("blocks.{i}.ls1", slots.MSA_SCALE),
+    ("blocks.{i}.norm2", slots.MLP_NORM),
+    ("blocks.{i}.mlp.fc1", slots.FC1),
+    ("blocks.{i}.mlp.fc2", slots.FC2),
+    ("blocks.{i}.ls2", slots.MLP_SCALE),
+    ("norm", slots.NORM),
+    ("head", slots.HEAD),
 )
 _LAYER = r"blocks\.(\d+)\."
 
@@ -65,7 +57,7 @@ def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
             "embedding, unlike vitlib's; it cannot be mapped exactly."
         )
     depth = count_layers(state, _LAYER)
-    converted = rename(state, _TABLE, depth, family=NAME)
+    converted = rename(state, key_pairs(_TABLE), depth, family=NAME)
     return Converted(NAME, converted, {"layer_norm_eps": 1e-6})
 
 
@@ -82,5 +74,5 @@ def from_vitlib(state: Mapping[str, Tensor], config: ViTConfig) -> dict[str, Ten
             "timm's register tokens differ from vitlib's (no position embedding for the class "
             "token there); export a model with num_register_tokens=0 to timm."
         )
-    reverse = tuple((target, source) for source, target in _TABLE)
-    return rename(state, reverse, config.num_transformer_layers, family="vitlib")
+    exported = key_pairs(_TABLE, to_foreign=True)
+    return rename(state, exported, config.num_transformer_layers, family="vitlib")

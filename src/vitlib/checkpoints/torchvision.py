@@ -10,50 +10,30 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from ._mapping import Converted, count_layers, rename
+from . import _slots as slots
+from ._mapping import Converted, Table, count_layers, key_pairs, rename
 
 __all__ = ["matches", "to_vitlib"]
 
 NAME = "torchvision"
 
-_LAYER_PREFIX = "encoder.layers.encoder_layer_{i}"
-_TABLE: tuple[tuple[str, str], ...] = (
-    ("class_token", "class_embedding"),
-    ("encoder.pos_embedding", "position_embedding"),
-    ("conv_proj.weight", "patch_embedding.patcher.weight"),
-    ("conv_proj.bias", "patch_embedding.patcher.bias"),
-    (f"{_LAYER_PREFIX}.ln_1.weight", "transformer_encoder.{i}.msa_block.layer_norm.weight"),
-    (f"{_LAYER_PREFIX}.ln_1.bias", "transformer_encoder.{i}.msa_block.layer_norm.bias"),
-    (
-        f"{_LAYER_PREFIX}.self_attention.in_proj_weight",
-        "transformer_encoder.{i}.msa_block.qkv.weight",
-    ),
-    (f"{_LAYER_PREFIX}.self_attention.in_proj_bias", "transformer_encoder.{i}.msa_block.qkv.bias"),
-    (
-        f"{_LAYER_PREFIX}.self_attention.out_proj.weight",
-        "transformer_encoder.{i}.msa_block.out_proj.weight",
-    ),
-    (
-        f"{_LAYER_PREFIX}.self_attention.out_proj.bias",
-        "transformer_encoder.{i}.msa_block.out_proj.bias",
-    ),
-    (f"{_LAYER_PREFIX}.ln_2.weight", "transformer_encoder.{i}.mlp_block.layer_norm.weight"),
-    (f"{_LAYER_PREFIX}.ln_2.bias", "transformer_encoder.{i}.mlp_block.layer_norm.bias"),
-    (f"{_LAYER_PREFIX}.mlp.0.weight", "transformer_encoder.{i}.mlp_block.fc1.weight"),
-    (f"{_LAYER_PREFIX}.mlp.0.bias", "transformer_encoder.{i}.mlp_block.fc1.bias"),
-    (f"{_LAYER_PREFIX}.mlp.3.weight", "transformer_encoder.{i}.mlp_block.fc2.weight"),
-    (f"{_LAYER_PREFIX}.mlp.3.bias", "transformer_encoder.{i}.mlp_block.fc2.bias"),
+_LAYER = "encoder.layers.encoder_layer_{i}"
+_TABLE: Table = (
+    ("class_token", slots.CLASS_TOKEN),
+    ("encoder.pos_embedding", slots.POSITION),
+    ("conv_proj", slots.PATCH),
+    (f"{_LAYER}.ln_1", slots.MSA_NORM),
+    (f"{_LAYER}.self_attention.in_proj_{{param}}", slots.QKV),
+    (f"{_LAYER}.self_attention.out_proj", slots.OUT_PROJ),
+    (f"{_LAYER}.ln_2", slots.MLP_NORM),
+    (f"{_LAYER}.mlp.0", slots.FC1),
+    (f"{_LAYER}.mlp.3", slots.FC2),
     # torchvision < 0.13 named the MLP layers linear_1 / linear_2.
-    (f"{_LAYER_PREFIX}.mlp.linear_1.weight", "transformer_encoder.{i}.mlp_block.fc1.weight"),
-    (f"{_LAYER_PREFIX}.mlp.linear_1.bias", "transformer_encoder.{i}.mlp_block.fc1.bias"),
-    (f"{_LAYER_PREFIX}.mlp.linear_2.weight", "transformer_encoder.{i}.mlp_block.fc2.weight"),
-    (f"{_LAYER_PREFIX}.mlp.linear_2.bias", "transformer_encoder.{i}.mlp_block.fc2.bias"),
-    ("encoder.ln.weight", "norm.weight"),
-    ("encoder.ln.bias", "norm.bias"),
-    ("heads.pre_logits.weight", "pre_logits.fc.weight"),
-    ("heads.pre_logits.bias", "pre_logits.fc.bias"),
-    ("heads.head.weight", "head.weight"),
-    ("heads.head.bias", "head.bias"),
+    (f"{_LAYER}.mlp.linear_1", slots.FC1),
+    (f"{_LAYER}.mlp.linear_2", slots.FC2),
+    ("encoder.ln", slots.NORM),
+    ("heads.pre_logits", slots.PRE_LOGITS),
+    ("heads.head", slots.HEAD),
 )
 
 
@@ -65,5 +45,5 @@ def matches(keys: set[str]) -> bool:
 def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
     """Convert a torchvision ViT state dict to vitlib's layout."""
     depth = count_layers(state, r"encoder\.layers\.encoder_layer_(\d+)\.")
-    converted = rename(state, _TABLE, depth, family=NAME)
+    converted = rename(state, key_pairs(_TABLE), depth, family=NAME)
     return Converted(NAME, converted, {"layer_norm_eps": 1e-6})

@@ -10,17 +10,17 @@ from torch import Tensor
 
 from ..config import SIZES
 from ..errors import CheckpointError
+from . import _slots as slots
 from ._mapping import Converted, count_layers
 
 __all__ = ["config_from_shapes", "matches", "to_vitlib"]
 
 NAME = "vitlib"
-_LAYER = r"transformer_encoder\.(\d+)\."
 
 
 def matches(keys: set[str]) -> bool:
     """Whether ``keys`` are vitlib's own layout."""
-    return "patch_embedding.patcher.weight" in keys and any(".msa_block.qkv." in k for k in keys)
+    return slots.PATCH.key("weight") in keys and any(slots.QKV.owns(key) for key in keys)
 
 
 def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
@@ -35,26 +35,26 @@ def config_from_shapes(state: Mapping[str, Tensor]) -> dict[str, Any]:
     embedding), from which the image size follows once the grid's aspect is known, and
     ``"_has_layer_scale"`` (the initial LayerScale value is not in the weights).
     """
-    patcher = _get(state, "patch_embedding.patcher.weight", rank=4)
+    patcher = _get(state, slots.PATCH.key("weight"), rank=4)
     dim, channels, patch_h, patch_w = patcher.shape
-    class_token = "class_embedding" in state
-    registers = _get(state, "register_tokens", rank=3, required=False)
-    fc1 = _get(state, "transformer_encoder.0.mlp_block.fc1.weight", rank=2)
-    pre_logits = _get(state, "pre_logits.fc.weight", rank=2, required=False)
-    head = _get(state, "head.weight", rank=2, required=False)
-    position = _get(state, "position_embedding", rank=3)
+    class_token = slots.CLASS_TOKEN.key() in state
+    registers = _get(state, slots.REGISTER_TOKENS.key(), rank=3, required=False)
+    fc1 = _get(state, slots.FC1.key("weight"), rank=2)
+    pre_logits = _get(state, slots.PRE_LOGITS.key("weight"), rank=2, required=False)
+    head = _get(state, slots.HEAD.key("weight"), rank=2, required=False)
+    position = _get(state, slots.POSITION.key(), rank=3)
     found: dict[str, Any] = {
         "embedding_dim": dim,
         "in_channels": channels,
         "patch_size": patch_h if patch_h == patch_w else (patch_h, patch_w),
-        "num_transformer_layers": count_layers(state, _LAYER),
+        "num_transformer_layers": count_layers(state, slots.LAYER_PATTERN),
         "mlp_size": fc1.shape[0],
-        "qkv_bias": "transformer_encoder.0.msa_block.qkv.bias" in state,
+        "qkv_bias": slots.QKV.key("bias") in state,
         "class_token": class_token,
         "num_register_tokens": 0 if registers is None else registers.shape[1],
         "representation_size": None if pre_logits is None else pre_logits.shape[0],
         "num_classes": 0 if head is None else head.shape[0],
-        "_has_layer_scale": "transformer_encoder.0.msa_scale.gamma" in state,
+        "_has_layer_scale": slots.MSA_SCALE.key("gamma") in state,
         "_grid_tokens": position.shape[1] - int(class_token),
     }
     if not class_token:
