@@ -55,7 +55,7 @@ class DigitsDataset(Dataset[tuple[Tensor, int]]):
 
     Raises:
         ImportError: If scikit-learn is missing (``pip install "vitlib[data]"``).
-        DataError (a ``ValueError``): On an unknown split, ``image_size < 8`` or
+        DataError: (a ``ValueError``) On an unknown split, ``image_size < 8`` or
             ``augment=True`` for the test split.
 
     Examples:

@@ -72,7 +72,7 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         ImportError: If Pillow is missing (``pip install "vitlib[data]"``).
         FileNotFoundError: If ``root`` does not exist.
         NotADirectoryError: If ``root`` is a file.
-        DataError (a ``ValueError``): If there are no class folders, no images, a class folder
+        DataError: (a ``ValueError``) If there are no class folders, no images, a class folder
             without readable images, or (``strict=True``) an unreadable image.
 
     Attributes:
@@ -106,7 +106,7 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
 
         Raises:
             OSError: As [`load_image`][vitlib.data.ImageFolderDataset.load_image].
-            DataError (a ``ValueError``): If the transform raises one (e.g. a float image outside
+            DataError: (a ``ValueError``) If the transform raises one (e.g. a float image outside
                 [0, 1]); the message is prefixed with the image's path.
         """
         transform = self.transform if self.transform is not None else pil_to_tensor
@@ -181,7 +181,7 @@ def load_image_folders(
     Raises:
         FileNotFoundError: If ``data_dir``, ``train/`` or ``test/`` is missing.
         NotADirectoryError: If ``data_dir`` is a file.
-        DataError (a ``ValueError``): If train and test have different class sets, or as
+        DataError: (a ``ValueError``) If train and test have different class sets, or as
             [`ImageFolderDataset`][vitlib.data.ImageFolderDataset].
     """
     data_dir = Path(data_dir)

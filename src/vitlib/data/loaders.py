@@ -55,7 +55,7 @@ def make_dataloaders(
 
     Raises:
         TypeError: If a dataset has no ``__len__``.
-        DataError (a ``ValueError``): On an empty dataset, a bad ``batch_size`` or ``num_workers``,
+        DataError: (a ``ValueError``) On an empty dataset, a bad ``batch_size`` or ``num_workers``,
             ``num_replicas``/``rank`` without ``distributed=True``, or ``distributed=True`` with
             neither a process group nor both.
     """

@@ -79,7 +79,7 @@ def pil_to_tensor(image: Image.Image) -> Tensor:
     Raises:
         ImportError: If Pillow is missing (``pip install "vitlib[data]"``).
         TypeError: If ``image`` is not a ``PIL.Image.Image``.
-        DataError (a ``ValueError``): If an ``"I"`` or ``"F"`` image is out of the range above.
+        DataError: (a ``ValueError``) If an ``"I"`` or ``"F"`` image is out of the range above.
     """
     try:
         from PIL import Image
