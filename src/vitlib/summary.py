@@ -94,7 +94,7 @@ def summary(
     """Summarise ``model`` layer by layer.
 
     Args:
-        model: A module, a :class:`ViTConfig`, or a preset name such as ``"ViT-B/16"``.
+        model: A module, a [`ViTConfig`][vitlib.ViTConfig], or a preset name such as ``"ViT-B/16"``.
         input_shape: ``(B, C, H, W)``; for a ViT, ``(1, in_channels, *img_size)`` by default.
         depth: Deepest module level shown (the model itself is level 0).
 
