@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
-from ._validation import check_fits_in_memory, check_positive_float
+from ._validation import check_bool, check_fits_in_memory, check_positive_float
 from .blocks import LayerScale, PatchEmbedding, TransformerEncoderBlock
 from .config import PoolKind, ViTConfig
 from .counting import parameter_breakdown
@@ -136,6 +137,7 @@ class ViT(nn.Module):
         )
         self.pre_logits = _pre_logits_or_identity(dim, config.representation_size)
         self.head = _head_or_identity(config.num_features, config.num_classes)
+        self.grad_checkpointing = False
         self.reset_parameters()
 
     @classmethod
@@ -228,9 +230,23 @@ class ViT(nn.Module):
         The token order is the class token, the register tokens (if any), then the patches row
         by row.
         """
-        encoded = self.transformer_encoder(self.embed(images))
-        normed: Tensor = self.norm(encoded)
+        tokens = self.embed(images)
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            for block in self.transformer_encoder:
+                tokens = checkpoint(block, tokens, use_reentrant=False)
+        else:
+            tokens = self.transformer_encoder(tokens)
+        normed: Tensor = self.norm(tokens)
         return normed
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each encoder block in the backward pass instead of keeping its activations.
+
+        Trades compute for memory (timm's name for the switch): the gradients are the same,
+        dropout included (the random state is replayed), and only the blocks' inputs are stored.
+        Off by default; it has no effect without gradients (inference).
+        """
+        self.grad_checkpointing = check_bool("enable", enable)
 
     def embed(self, images: Tensor) -> Tensor:
         """Eq. 1: patch embeddings, class token, position embeddings, register tokens, dropout."""

@@ -136,6 +136,7 @@ def fit(
     device: torch.device | str | None = None,
     progress: bool = True,
     on_epoch_end: EpochCallback | None = None,
+    grad_checkpointing: bool = False,
     **overrides: Any,
 ) -> History:
     """Train ``model`` for ``epochs``, evaluating after each one, and return the history.
@@ -164,6 +165,9 @@ def fit(
         progress: Progress bars (tqdm, ``vitlib[progress]``) or log lines during each epoch.
         on_epoch_end: Called as ``on_epoch_end(epoch, history)`` after each epoch is saved (1-based
             epoch).
+        grad_checkpointing: Recompute each encoder block in the backward pass to save memory
+            (the model's ``set_grad_checkpointing``; same gradients, more compute). Not part of
+            the recipe: a run may be resumed with it on or off.
         **overrides: ``TrainConfig`` fields.
 
     Returns:
@@ -199,6 +203,8 @@ def fit(
         prepare_output_dir(run_dir, resume=resume, overwrite=overwrite, writer=context.is_main)
         barrier()
 
+    if grad_checkpointing:
+        _enable_grad_checkpointing(model)
     target = resolve_device(model, device)
     model.to(target)
     if not resume:
@@ -270,6 +276,17 @@ def fit(
             on_epoch_end(epoch, run.history)
     barrier()
     return run.history
+
+
+def _enable_grad_checkpointing(model: nn.Module) -> None:
+    switch = getattr(model, "set_grad_checkpointing", None)
+    if not callable(switch):
+        raise TrainingConfigError(
+            f"grad_checkpointing=True needs a model with set_grad_checkpointing (a vitlib.ViT or a "
+            f"timm model), got {type(model).__name__}; wrap its blocks in "
+            "torch.utils.checkpoint.checkpoint yourself, or drop the option."
+        )
+    switch(True)
 
 
 @dataclass(frozen=True)

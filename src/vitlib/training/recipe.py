@@ -80,6 +80,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace the run in --output-dir")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
     parser.add_argument("--no-progress", action="store_true", help="no per-batch progress")
+    parser.add_argument(
+        "--grad-checkpointing",
+        action="store_true",
+        help="recompute each encoder block in the backward pass: less memory, more compute",
+    )
 
 
 def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
@@ -258,6 +263,7 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
         overwrite=args.overwrite,
         seed=args.seed,
         progress=not args.no_progress,
+        grad_checkpointing=args.grad_checkpointing,
         config=config,
     )
     if context.is_main:
