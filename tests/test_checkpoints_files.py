@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pytest
@@ -14,6 +14,8 @@ from safetensors.torch import load_file, save_file
 
 import vitlib
 from vitlib import CheckpointError, load_pretrained, save_pretrained
+from vitlib.checkpoints import FAMILIES
+from vitlib.checkpoints.families import ExportFamily
 
 from .helpers import FIXTURES, tiny_vit
 
@@ -224,3 +226,13 @@ def test_huggingface_export_refuses_what_it_cannot_express() -> None:
         vitlib.export_state_dict(tiny_vit(pool="mean"), "huggingface")
     with pytest.raises(CheckpointError, match="no pre-logits layer"):
         vitlib.export_state_dict(tiny_vit(representation_size=4), "timm")
+
+
+def test_the_registry_and_export_state_dict_agree_on_the_families_it_writes() -> None:
+    exportable = {name for name, family in FAMILIES.items() if family.from_vitlib is not None}
+    assert exportable == set(get_args(ExportFamily))
+    with pytest.raises(
+        CheckpointError,
+        match=r"cannot export to 'torchvision'; choose 'vitlib', 'timm' or 'huggingface'\.",
+    ):
+        vitlib.export_state_dict(tiny_vit(), "torchvision")  # type: ignore[arg-type]

@@ -7,15 +7,12 @@ shapes, adapts resolution, classes and channels on request, and loads without un
 
 from __future__ import annotations
 
+from .families import FAMILIES, convert_state_dict, detect_family, export_state_dict
 from .files import read_weights
 from .pretrained import (
-    FAMILIES,
     AdaptedCheckpointWarning,
     NonFiniteWeightsWarning,
     adapt_input_channels,
-    convert_state_dict,
-    detect_family,
-    export_state_dict,
     load_pretrained,
     save_pretrained,
 )

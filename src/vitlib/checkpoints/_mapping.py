@@ -1,18 +1,20 @@
-"""What every family converter shares: the converted result and a table-driven renamer."""
+"""What every family converter shares: its registry entry, the converted result and a
+table-driven renamer."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 
+from ..config import ViTConfig
 from ..errors import CheckpointError
 from ._slots import Slot
 
-__all__ = ["Converted", "Table", "count_layers", "key_pairs", "rename", "require"]
+__all__ = ["Converted", "Family", "Table", "count_layers", "key_pairs", "rename", "require"]
 
 StateDict = dict[str, Tensor]
 #: A family's names for vitlib's slots, as ``(foreign name, slot)`` pairs. For a bare tensor the
@@ -36,6 +38,24 @@ class Converted:
     family: str
     state_dict: StateDict
     hints: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One checkpoint family: how to recognise its state dicts and convert them, both ways.
+
+    Attributes:
+        name: The family's name, e.g. ``"timm"``.
+        matches: Whether a set of state-dict keys is this family's.
+        to_vitlib: Its state dict in vitlib's layout.
+        from_vitlib: A vitlib state dict (of a model with the given config) under its names;
+            None where vitlib does not export to the family.
+    """
+
+    name: str
+    matches: Callable[[set[str]], bool]
+    to_vitlib: Callable[[Mapping[str, Tensor]], Converted]
+    from_vitlib: Callable[[Mapping[str, Tensor], ViTConfig], dict[str, Tensor]] | None = None
 
 
 def count_layers(keys: Iterable[str], pattern: str) -> int:

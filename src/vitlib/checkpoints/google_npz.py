@@ -9,6 +9,7 @@ attention kernels, so it never needs to be given.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 import torch
 from einops import rearrange
@@ -16,9 +17,9 @@ from torch import Tensor
 
 from ..errors import CheckpointError
 from . import _slots as slots
-from ._mapping import Converted, count_layers, require
+from ._mapping import Converted, Family, count_layers, require
 
-__all__ = ["matches", "to_vitlib"]
+__all__ = ["FAMILY", "matches", "to_vitlib"]
 
 NAME = "google-npz"
 _BLOCK = "Transformer/encoderblock_{i}"
@@ -93,3 +94,6 @@ def to_vitlib(arrays: Mapping[str, Tensor]) -> Converted:
     if num_heads is not None:
         hints["num_heads"] = num_heads
     return Converted(NAME, state, hints)
+
+
+FAMILY: Final = Family(NAME, matches, to_vitlib)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import torch
 from torch import Tensor
@@ -20,9 +20,9 @@ from torch import Tensor
 from ..config import ViTConfig
 from ..errors import CheckpointError
 from . import _slots as slots
-from ._mapping import Converted, Table, count_layers, key_pairs, rename, require
+from ._mapping import Converted, Family, Table, count_layers, key_pairs, rename, require
 
-__all__ = ["config_from_hf", "config_to_hf", "from_vitlib", "matches", "to_vitlib"]
+__all__ = ["FAMILY", "config_from_hf", "config_to_hf", "from_vitlib", "matches", "to_vitlib"]
 
 NAME = "huggingface"
 
@@ -191,3 +191,6 @@ def config_to_hf(config: ViTConfig) -> dict[str, Any]:
         data["id2label"] = {str(index): f"LABEL_{index}" for index in range(config.num_classes)}
         data["label2id"] = {label: int(index) for index, label in data["id2label"].items()}
     return data
+
+
+FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib)

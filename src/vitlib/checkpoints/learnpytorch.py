@@ -10,13 +10,14 @@ token equals vitlib's final norm followed by the head. Its layer norms use PyTor
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from torch import Tensor
 
 from . import _slots as slots
-from ._mapping import Converted, Table, count_layers, key_pairs, rename
+from ._mapping import Converted, Family, Table, count_layers, key_pairs, rename
 
-__all__ = ["matches", "to_vitlib"]
+__all__ = ["FAMILY", "matches", "to_vitlib"]
 
 NAME = "learnpytorch"
 
@@ -46,3 +47,6 @@ def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
     depth = count_layers(state, r"transformer_encoder\.(\d+)\.")
     converted = rename(state, key_pairs(_TABLE), depth, family=NAME)
     return Converted(NAME, converted, {"layer_norm_eps": 1e-5})
+
+
+FAMILY: Final = Family(NAME, matches, to_vitlib)

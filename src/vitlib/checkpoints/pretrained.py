@@ -19,9 +19,10 @@ from ..errors import CheckpointError
 from ..position import resample_position_embedding
 from ..vit import ViT
 from . import _slots as slots
-from . import google_npz, huggingface, learnpytorch, timm, torchvision, vitlib_layout
+from . import huggingface
 from ._mapping import Converted
 from .atomic import recover_interrupted_save, write_files_atomically
+from .families import convert_state_dict, export_state_dict
 from .files import (
     CONFIG_FILE,
     SUPPORTED_SUFFIXES,
@@ -32,28 +33,13 @@ from .files import (
 from .vitlib_layout import config_from_shapes, heads_from_presets, square_image_size
 
 __all__ = [
-    "FAMILIES",
     "AdaptedCheckpointWarning",
     "NonFiniteWeightsWarning",
-    "convert_state_dict",
-    "detect_family",
-    "export_state_dict",
+    "checkpoint_contents",
     "load_pretrained",
     "save_pretrained",
 ]
 
-#: Checkpoint families, in detection order: name -> (matches(keys), to_vitlib(state)).
-FAMILIES: dict[
-    str, tuple[Callable[[set[str]], bool], Callable[[Mapping[str, Tensor]], Converted]]
-] = {
-    "learnpytorch": (learnpytorch.matches, learnpytorch.to_vitlib),
-    "vitlib": (vitlib_layout.matches, vitlib_layout.to_vitlib),
-    "timm": (timm.matches, timm.to_vitlib),
-    "torchvision": (torchvision.matches, torchvision.to_vitlib),
-    "huggingface": (huggingface.matches, huggingface.to_vitlib),
-    "google-npz": (google_npz.matches, google_npz.to_vitlib),
-}
-ExportFamily = Literal["vitlib", "timm", "huggingface"]
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.npz")
 # Fields whose checkpoint value can be changed at load time, each by its documented rule.
 _ADAPTABLE = {"img_size", "num_classes", "in_channels", "representation_size"}
@@ -74,47 +60,6 @@ class AdaptedCheckpointWarning(UserWarning):
 
 class NonFiniteWeightsWarning(UserWarning):
     """A checkpoint holds NaN or infinite weights; the model will output NaN for some inputs."""
-
-
-def detect_family(keys: set[str] | Mapping[str, Any]) -> str:
-    """Name the family of a state dict from its keys (see :data:`FAMILIES`).
-
-    Raises:
-        CheckpointError: No family matches; the message shows some keys and the families known.
-    """
-    names = set(keys)
-    for family, (matches, _) in FAMILIES.items():
-        if matches(names):
-            return family
-    sample = sorted(names)[:8]
-    raise CheckpointError(
-        f"unrecognised checkpoint format: none of the known families ({', '.join(FAMILIES)}) "
-        f"matches keys such as {sample}. vitlib reads ViT checkpoints of those families only."
-    )
-
-
-def convert_state_dict(state: Mapping[str, Tensor], family: str | None = None) -> Converted:
-    """Convert a foreign state dict to vitlib's layout (``family`` detected when None)."""
-    name = family or detect_family(state)
-    if name not in FAMILIES:
-        raise CheckpointError(f"unknown family {name!r}; known: {', '.join(FAMILIES)}.")
-    return FAMILIES[name][1](state)
-
-
-def export_state_dict(model: ViT, family: ExportFamily = "timm") -> dict[str, Tensor]:
-    """``model``'s weights under another family's names (``"timm"`` or ``"huggingface"``).
-
-    Loading the result into the peer's model of the same architecture gives the same outputs;
-    converting it back with :func:`convert_state_dict` gives ``model.state_dict()`` exactly.
-    """
-    state = {key: value.detach() for key, value in model.state_dict().items()}
-    if family == "vitlib":
-        return state
-    if family == "timm":
-        return timm.from_vitlib(state, model.config)
-    if family == "huggingface":
-        return huggingface.from_vitlib(state, model.config)
-    raise CheckpointError(f"cannot export to {family!r}; choose 'vitlib', 'timm' or 'huggingface'.")
 
 
 def save_pretrained(

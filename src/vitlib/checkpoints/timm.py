@@ -8,15 +8,16 @@ after pooling) and timm-style register tokens are not vitlib's architecture and 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from torch import Tensor
 
 from ..config import ViTConfig
 from ..errors import CheckpointError
 from . import _slots as slots
-from ._mapping import Converted, Table, count_layers, key_pairs, rename
+from ._mapping import Converted, Family, Table, count_layers, key_pairs, rename
 
-__all__ = ["from_vitlib", "matches", "to_vitlib"]
+__all__ = ["FAMILY", "from_vitlib", "matches", "to_vitlib"]
 
 NAME = "timm"
 
@@ -76,3 +77,6 @@ def from_vitlib(state: Mapping[str, Tensor], config: ViTConfig) -> dict[str, Ten
         )
     exported = key_pairs(_TABLE, to_foreign=True)
     return rename(state, exported, config.num_transformer_layers, family="vitlib")
+
+
+FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib)

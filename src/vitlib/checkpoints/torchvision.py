@@ -7,13 +7,14 @@ and value rows exactly like vitlib's fused ``qkv``: every tensor maps by name al
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from torch import Tensor
 
 from . import _slots as slots
-from ._mapping import Converted, Table, count_layers, key_pairs, rename
+from ._mapping import Converted, Family, Table, count_layers, key_pairs, rename
 
-__all__ = ["matches", "to_vitlib"]
+__all__ = ["FAMILY", "matches", "to_vitlib"]
 
 NAME = "torchvision"
 
@@ -47,3 +48,6 @@ def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
     depth = count_layers(state, r"encoder\.layers\.encoder_layer_(\d+)\.")
     converted = rename(state, key_pairs(_TABLE), depth, family=NAME)
     return Converted(NAME, converted, {"layer_norm_eps": 1e-6})
+
+
+FAMILY: Final = Family(NAME, matches, to_vitlib)

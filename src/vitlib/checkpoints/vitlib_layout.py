@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal, overload
+from typing import Any, Final, Literal, overload
 
 from torch import Tensor
 
-from ..config import SIZES
+from ..config import SIZES, ViTConfig
 from ..errors import CheckpointError
 from . import _slots as slots
-from ._mapping import Converted, count_layers
+from ._mapping import Converted, Family, count_layers
 
-__all__ = ["config_from_shapes", "matches", "to_vitlib"]
+__all__ = ["FAMILY", "config_from_shapes", "from_vitlib", "matches", "to_vitlib"]
 
 NAME = "vitlib"
 
@@ -26,6 +26,11 @@ def matches(keys: set[str]) -> bool:
 def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
     """vitlib's layout needs no conversion."""
     return Converted(NAME, dict(state))
+
+
+def from_vitlib(state: Mapping[str, Tensor], config: ViTConfig) -> dict[str, Tensor]:
+    """vitlib's layout needs no conversion (``config`` is not needed)."""
+    return dict(state)
 
 
 def config_from_shapes(state: Mapping[str, Tensor]) -> dict[str, Any]:
@@ -115,3 +120,6 @@ def _get(
             f"(in vitlib's names). The checkpoint is damaged or not a standard ViT."
         )
     return tensor
+
+
+FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib)
