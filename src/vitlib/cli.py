@@ -48,9 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a checkpoint of any family and save it as config.json + safetensors.",
     )
     convert.add_argument("source", help="file, directory, hf-hub:<repo> or torchvision:<name>")
-    convert.add_argument("output", help="directory to write (must not exist or be empty)")
+    convert.add_argument(
+        "output", help="directory to write (new or empty), or a .onnx file with --to onnx"
+    )
     convert.add_argument("--num-heads", type=int, default=None, help="when nothing else tells it")
-    convert.add_argument("--format", choices=("vitlib", "huggingface"), default="vitlib")
+    convert.add_argument(
+        "--to",
+        "--format",
+        dest="format",
+        choices=("vitlib", "huggingface", "onnx"),
+        default="vitlib",
+        help="vitlib's or Hugging Face's safetensors folder, or an ONNX file (default vitlib)",
+    )
     convert.add_argument("--overwrite", action="store_true", help="replace a non-empty output")
 
     train = commands.add_parser(
@@ -95,7 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             overrides = {} if args.num_heads is None else {"num_heads": args.num_heads}
             model = load_pretrained(args.source, **overrides)
-            path = save_pretrained(model, args.output, overwrite=args.overwrite, format=args.format)
+            if args.format == "onnx":
+                from .export import export_onnx
+
+                path = export_onnx(model, args.output, overwrite=args.overwrite)
+            else:
+                path = save_pretrained(
+                    model, args.output, overwrite=args.overwrite, format=args.format
+                )
             print(f"wrote {path} ({model.config.name or 'ViT'}, {args.format} format)")
         else:
             from .training.recipe import run_from_args
