@@ -16,6 +16,8 @@ import vitlib
 from vitlib import CheckpointError, load_pretrained, save_pretrained
 from vitlib.checkpoints import FAMILIES
 from vitlib.checkpoints.families import ExportFamily
+from vitlib.checkpoints.precedence import ConfigSources, resolve_configs
+from vitlib.checkpoints.shapes import ShapeFacts
 
 from .helpers import FIXTURES, tiny_vit
 
@@ -236,3 +238,57 @@ def test_the_registry_and_export_state_dict_agree_on_the_families_it_writes() ->
         match=r"cannot export to 'torchvision'; choose 'vitlib', 'timm' or 'huggingface'\.",
     ):
         vitlib.export_state_dict(tiny_vit(), "torchvision")  # type: ignore[arg-type]
+
+
+# ---- which source wins (vitlib.checkpoints.precedence) ------------------------------------------
+
+#: What the tensors of a ViT-Ti/16 at 224 px fix; the preset guess for its heads is 3.
+TI_TENSORS = ShapeFacts(
+    embedding_dim=192,
+    in_channels=3,
+    patch_size=16,
+    num_transformer_layers=12,
+    mlp_size=768,
+    qkv_bias=True,
+    class_token=True,
+    num_register_tokens=0,
+    representation_size=None,
+    num_classes=10,
+    layer_scale=False,
+    grid_tokens=196,
+)
+
+
+def _resolve(**sources: Any) -> tuple[vitlib.ViTConfig, vitlib.ViTConfig]:
+    return resolve_configs(ConfigSources("timm", TI_TENSORS, **sources))
+
+
+def test_each_field_comes_from_the_strongest_source_that_tells_it() -> None:
+    guessed, _ = _resolve()
+    assert (guessed.num_heads, guessed.img_size, guessed.mlp_dropout) == (3, 224, 0.0)
+    hinted, _ = _resolve(hints={"num_heads": 6, "img_size": (112, 448), "layer_norm_eps": 1e-5})
+    assert (hinted.num_heads, hinted.img_size, hinted.layer_norm_eps) == (6, (112, 448), 1e-5)
+    stated, _ = _resolve(stated={"num_heads": 4, "layer_norm_eps": 1e-12}, hints={"num_heads": 4})
+    assert (stated.num_heads, stated.layer_norm_eps) == (4, 1e-12)
+    overridden, _ = _resolve(stated={"layer_norm_eps": 1e-12}, overrides={"layer_norm_eps": 1e-5})
+    assert overridden.layer_norm_eps == 1e-5, "a free field is the caller's"
+    told, _ = _resolve(overrides={"num_heads": 12})
+    assert told.num_heads == 12, "an override gives num_heads before the preset guess"
+
+
+def test_sources_that_contradict_the_tensors_or_a_stated_num_heads_are_refused() -> None:
+    with pytest.raises(CheckpointError, match="config says mlp_size=3072 but its tensors have"):
+        _resolve(stated={"mlp_size": 3072})
+    with pytest.raises(CheckpointError, match="config says embedding_dim=768 but its tensors"):
+        _resolve(hints={"embedding_dim": 768})
+    with pytest.raises(CheckpointError, match="mlp_size=3072: its weights have mlp_size=768"):
+        _resolve(overrides={"mlp_size": 3072})
+    with pytest.raises(CheckpointError, match="states num_heads=3, but num_heads=6 was given"):
+        _resolve(stated={"num_heads": 3}, overrides={"num_heads": 6})
+
+
+def test_adaptable_overrides_change_the_model_and_not_the_checkpoint() -> None:
+    changes = {"img_size": 384, "num_classes": 3, "in_channels": 1}
+    checkpoint, model = _resolve(overrides=changes)
+    assert (checkpoint.img_size, checkpoint.num_classes, checkpoint.in_channels) == (224, 10, 3)
+    assert model == checkpoint.replace(**changes)

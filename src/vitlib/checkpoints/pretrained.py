@@ -6,6 +6,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,13 +15,12 @@ from torch import Tensor
 
 from .._validation import check_bool, check_layer_norm_eps, check_positive_int, to_pair
 from .._version import __version__
-from ..config import SIZES, ViTConfig, check_field_names, field_names, parse_preset_name
+from ..config import SIZES, ViTConfig, check_field_names, parse_preset_name
 from ..errors import CheckpointError
 from ..position import resample_position_embedding
 from ..vit import ViT
 from . import _slots as slots
 from . import huggingface
-from ._mapping import Converted
 from .atomic import recover_interrupted_save, write_files_atomically
 from .families import convert_state_dict, export_state_dict
 from .files import (
@@ -30,7 +30,8 @@ from .files import (
     read_weights,
     write_checkpoint_files,
 )
-from .vitlib_layout import config_from_shapes, heads_from_presets, square_image_size
+from .precedence import ConfigSources, resolve_configs
+from .shapes import ShapeFacts
 
 __all__ = [
     "AdaptedCheckpointWarning",
@@ -41,17 +42,6 @@ __all__ = [
 ]
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.npz")
-# Fields whose checkpoint value can be changed at load time, each by its documented rule.
-_ADAPTABLE = {"img_size", "num_classes", "in_channels", "representation_size"}
-_STRUCTURAL = {
-    "embedding_dim",
-    "patch_size",
-    "num_transformer_layers",
-    "mlp_size",
-    "qkv_bias",
-    "class_token",
-    "num_register_tokens",
-}
 
 
 class AdaptedCheckpointWarning(UserWarning):
@@ -138,31 +128,47 @@ def load_pretrained(
             mismatches, conflicting overrides, refused pickles.
     """
     check_field_names(config_overrides, "load_pretrained")
-    state, hints = _read_source(source)
-    _check_tensors(state)
-    converted = convert_state_dict(state)
-    return _build(converted, {**converted.hints, **hints}, config_overrides)
+    read = _read_source(source)
+    _check_tensors(read.state)
+    converted = convert_state_dict(read.state)
+    sources = ConfigSources(
+        converted.family,
+        ShapeFacts.read(converted.state_dict, converted.family),
+        stated=read.stated,
+        hints={**converted.hints, **read.hints},
+        overrides=config_overrides,
+    )
+    checkpoint, target = resolve_configs(sources)
+    model = ViT.from_config(target)
+    _load_strict(model, _adapt(dict(converted.state_dict), checkpoint, target), converted.family)
+    return model
 
 
 _URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
-def _read_source(
-    source: str | os.PathLike[str] | Mapping[str, Tensor] | ViT,
-) -> tuple[dict[str, Tensor], dict[str, Any]]:
+@dataclass(frozen=True)
+class _Read:
+    """What a source holds: its tensors, what its own config states, what its hub name implies."""
+
+    state: dict[str, Tensor]
+    stated: dict[str, Any] = field(default_factory=dict)
+    hints: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_source(source: str | os.PathLike[str] | Mapping[str, Tensor] | ViT) -> _Read:
     if isinstance(source, ViT):
         state = {key: value.detach().clone() for key, value in source.state_dict().items()}
-        return state, {"_exact": source.config.to_dict()}
+        return _Read(state, stated=source.config.to_dict())
     if isinstance(source, Mapping):
-        return dict(source), {}
+        return _Read(dict(source))
     if isinstance(source, str) and (
         source.startswith(("hf-hub:", "torchvision:", "http://", "https://"))
     ):
         from .hub import resolve
 
-        source, hub_hints = resolve(source)
-        state, hints = _read_path(Path(source))
-        return state, {**hub_hints, **hints}
+        path, hub_hints = resolve(source)
+        return replace(_read_path(path), hints=hub_hints)
     if isinstance(source, str) and (scheme := _URL_SCHEME.match(source)):
         raise CheckpointError(
             f"cannot load {source!r}: {scheme.group(1)!r} URLs are not supported; expected an "
@@ -176,15 +182,15 @@ def _read_source(
     return _read_path(Path(source))
 
 
-def _read_path(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def _read_path(path: Path) -> _Read:
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; check the path.")
     if not path.is_dir():
-        return read_weights(path), {}
+        return _Read(read_weights(path))
     recover_interrupted_save(path)
     config_path = path / CONFIG_FILE
-    hints = _hints_from_config(read_json(config_path), config_path) if config_path.exists() else {}
-    return read_weights(_weights_file(path)), hints
+    stated = _stated_config(read_json(config_path), config_path) if config_path.exists() else {}
+    return _Read(read_weights(_weights_file(path)), stated=stated)
 
 
 def _weights_file(folder: Path) -> Path:
@@ -208,7 +214,8 @@ def _weights_file(folder: Path) -> Path:
     return candidates[0]
 
 
-def _hints_from_config(data: dict[str, Any], path: Path) -> dict[str, Any]:
+def _stated_config(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The ``ViTConfig`` fields the ``config.json`` at ``path`` states."""
     try:
         if data.get("format") == "vitlib":
             saved = data.get("config")
@@ -217,7 +224,7 @@ def _hints_from_config(data: dict[str, Any], path: Path) -> dict[str, Any]:
                     f"its 'config' must be a JSON object of ViTConfig fields, got "
                     f"{type(saved).__name__}"
                 )
-            return {"_exact": ViTConfig.from_dict(saved).to_dict()}
+            return ViTConfig.from_dict(saved).to_dict()
         if data.get("model_type") == "vit":
             return _checked_hints(huggingface.config_from_hf(data))
         if "architecture" in data:
@@ -307,120 +314,6 @@ def _check_tensors(state: Mapping[str, Any]) -> None:
         )
 
 
-def _build(converted: Converted, hints: dict[str, Any], overrides: dict[str, Any]) -> ViT:
-    state = converted.state_dict
-    found = config_from_shapes(state)
-    grid_tokens = found.pop("_grid_tokens")
-    has_layer_scale = found.pop("_has_layer_scale")
-    exact = hints.get("_exact", {})
-    _check_consistent(found, {**hints, **exact}, converted.family)
-    if exact and has_layer_scale != (exact.get("layer_scale_init") is not None):
-        raise CheckpointError(
-            f"the {converted.family} checkpoint's config says layer_scale_init="
-            f"{exact.get('layer_scale_init')!r} but its tensors "
-            f"{'have' if has_layer_scale else 'have no'} LayerScale weights; the config and the "
-            f"weights do not belong together."
-        )
-    _check_structural(found, overrides, converted.family)
-    _check_stated_heads(exact.get("num_heads", hints.get("num_heads")), overrides)
-    values: dict[str, Any] = {"mlp_dropout": 0.0, "embedding_dropout": 0.0, "attn_dropout": 0.0}
-    values.update(hints.pop("_exact", {}))
-    values.update({key: value for key, value in hints.items() if key in field_names()})
-    values.update(found)
-    values.update({k: v for k, v in overrides.items() if k not in _ADAPTABLE | _STRUCTURAL})
-    if has_layer_scale != (values.get("layer_scale_init") is not None):
-        values["layer_scale_init"] = 1e-5 if has_layer_scale else None  # the value is in gamma
-    if "img_size" not in values:
-        values["img_size"] = square_image_size(grid_tokens, found["patch_size"])
-    if values["img_size"] is None:
-        values["img_size"] = _source_img_from_override(overrides, grid_tokens, found["patch_size"])
-    if "num_heads" not in values:
-        values["num_heads"] = _heads(found)
-    source = ViTConfig(**values)
-    if source.num_patches != grid_tokens:
-        raise CheckpointError(
-            f"the position embedding has {grid_tokens} patch positions, but img_size "
-            f"{source.img_size} with patch {source.patch_size} makes {source.num_patches}; "
-            f"pass the checkpoint's img_size."
-        )
-    target = source.replace(**{k: v for k, v in overrides.items() if k in _ADAPTABLE})
-    model = ViT.from_config(target)
-    _load_strict(model, _adapt(dict(state), source, target), converted.family)
-    return model
-
-
-def _check_stated_heads(stated: int | None, overrides: dict[str, Any]) -> None:
-    """Refuse a ``num_heads`` override that contradicts the checkpoint's own statement: the same
-    tensors split into other heads load without error but compute another function."""
-    wanted = overrides.get("num_heads")
-    if stated is not None and wanted is not None and wanted != stated:
-        raise CheckpointError(
-            f"the checkpoint states num_heads={stated}, but num_heads={wanted} was given; the "
-            f"weights would load and compute something else. Drop the num_heads override (it is "
-            f"for checkpoints that do not state it)."
-        )
-
-
-def _check_consistent(found: dict[str, Any], hints: dict[str, Any], family: str) -> None:
-    for key, value in hints.items():
-        if key in found and _normal(found[key]) != _normal(value):
-            raise CheckpointError(
-                f"the {family} checkpoint's config says {key}={value!r} but its tensors have "
-                f"{key}={found[key]!r}; the config and the weights do not belong together."
-            )
-
-
-def _normal(value: Any) -> Any:
-    if isinstance(value, (list, tuple)) and len(value) == 2 and value[0] == value[1]:
-        return value[0]
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _check_structural(found: dict[str, Any], overrides: dict[str, Any], family: str) -> None:
-    for key in sorted(_STRUCTURAL & set(overrides)):
-        if _normal(overrides[key]) != _normal(found[key]):
-            raise CheckpointError(
-                f"cannot load the {family} checkpoint with {key}={overrides[key]!r}: its weights "
-                f"have {key}={found[key]!r}, which fixes the tensor shapes. Drop the override."
-            )
-    representation = overrides.get("representation_size", found["representation_size"])
-    if representation not in (None, found["representation_size"]):
-        raise CheckpointError(
-            f"representation_size can only be kept ({found['representation_size']}) or dropped "
-            f"(None) at load time, got {representation!r}."
-        )
-
-
-def _source_img_from_override(
-    overrides: dict[str, Any], grid_tokens: int, patch: int | tuple[int, int]
-) -> Any:
-    wanted = overrides.get("img_size")
-    if wanted is not None:
-        probe = ViTConfig(img_size=wanted, patch_size=patch, embedding_dim=8, num_heads=1)
-        if probe.num_patches == grid_tokens:
-            return wanted
-    raise CheckpointError(
-        f"the checkpoint's position embedding has {grid_tokens} patch positions, which is not a "
-        f"square grid; pass its img_size=(height, width) explicitly."
-    )
-
-
-def _heads(found: dict[str, Any]) -> int:
-    heads = heads_from_presets(
-        found["embedding_dim"], found["num_transformer_layers"], found["mlp_size"]
-    )
-    if heads is None:
-        dim = found["embedding_dim"]
-        options = [dim // width for width in (64, 32, 16) if dim % width == 0]
-        raise CheckpointError(
-            f"cannot tell num_heads for a checkpoint with embedding_dim={dim}, "
-            f"{found['num_transformer_layers']} layers and mlp_size={found['mlp_size']}: it "
-            f"matches no preset and has no config. Pass num_heads=... (for head widths 64/32/16: "
-            f"{options or 'a divisor of embedding_dim'})."
-        )
-    return heads
-
-
 def _adapt(state: dict[str, Tensor], source: ViTConfig, target: ViTConfig) -> dict[str, Tensor]:
     if source.grid_size != target.grid_size:
         state[slots.POSITION.key()] = resample_position_embedding(
@@ -453,7 +346,7 @@ def _adapt(state: dict[str, Tensor], source: ViTConfig, target: ViTConfig) -> di
             )
         if reason:
             warnings.warn(
-                "; ".join(reason) + ": train it before use.", AdaptedCheckpointWarning, stacklevel=4
+                "; ".join(reason) + ": train it before use.", AdaptedCheckpointWarning, stacklevel=3
             )
     return state
 
