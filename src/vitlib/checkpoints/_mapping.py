@@ -10,11 +10,21 @@ from typing import Any
 
 from torch import Tensor
 
+from .._validation import check_bool, check_layer_norm_eps, check_positive_int, to_pair
 from ..config import ViTConfig
 from ..errors import CheckpointError
 from ._slots import Slot
 
-__all__ = ["Converted", "Family", "Table", "count_layers", "key_pairs", "rename", "require"]
+__all__ = [
+    "Converted",
+    "Family",
+    "Table",
+    "checked_fields",
+    "count_layers",
+    "key_pairs",
+    "rename",
+    "require",
+]
 
 StateDict = dict[str, Tensor]
 #: A family's names for vitlib's slots, as ``(foreign name, slot)`` pairs. For a bare tensor the
@@ -50,12 +60,15 @@ class Family:
         to_vitlib: Its state dict in vitlib's layout.
         from_vitlib: A vitlib state dict (of a model with the given config) under its names;
             None where vitlib does not export to the family.
+        read_config: The ``ViTConfig`` fields a ``config.json`` of the family states, or None
+            when the JSON is not the family's; None for a family without such a file.
     """
 
     name: str
     matches: Callable[[set[str]], bool]
     to_vitlib: Callable[[Mapping[str, Tensor]], Converted]
     from_vitlib: Callable[[Mapping[str, Tensor], ViTConfig], dict[str, Tensor]] | None = None
+    read_config: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None = None
 
 
 def count_layers(keys: Iterable[str], pattern: str) -> int:
@@ -122,6 +135,27 @@ def rename(
             f"(vitlib maps the standard ViT only)."
         )
     return converted
+
+
+_FIELD_CHECKS: dict[str, Callable[[str, Any], object]] = {
+    "img_size": to_pair,
+    "patch_size": to_pair,
+    "in_channels": check_positive_int,
+    "num_transformer_layers": check_positive_int,
+    "embedding_dim": check_positive_int,
+    "mlp_size": check_positive_int,
+    "num_heads": check_positive_int,
+    "layer_norm_eps": lambda _, value: check_layer_norm_eps(value),
+    "qkv_bias": check_bool,
+}
+
+
+def checked_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields``, once each value a foreign ``config.json`` gave is type-checked, so that a bad
+    one is blamed on the file (not on the ``ViTConfig`` built from it)."""
+    for key, value in fields.items():
+        _FIELD_CHECKS[key](key, value)
+    return fields
 
 
 def require(state: Mapping[str, Tensor], key: str, family: str) -> Tensor:

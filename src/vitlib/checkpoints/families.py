@@ -1,4 +1,5 @@
-"""The checkpoint families, in one registry: detect a state dict's family, convert both ways."""
+"""The checkpoint families, in one registry: detect a state dict's family, convert it both ways,
+read a family's ``config.json``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from ..vit import ViT
 from . import google_npz, huggingface, learnpytorch, timm, torchvision, vitlib_layout
 from ._mapping import Converted, Family
 
-__all__ = ["FAMILIES", "ExportFamily", "convert_state_dict", "detect_family", "export_state_dict"]
+__all__ = [
+    "FAMILIES",
+    "ExportFamily",
+    "convert_state_dict",
+    "detect_family",
+    "export_state_dict",
+    "read_config",
+]
 
 #: Every family by name, in detection order: each module holds its table, its converters and
 #: (where it has one) its ``config.json`` reader.
@@ -54,6 +62,19 @@ def convert_state_dict(state: Mapping[str, Tensor], family: str | None = None) -
     if name not in FAMILIES:
         raise CheckpointError(f"unknown family {name!r}; known: {', '.join(FAMILIES)}.")
     return FAMILIES[name].to_vitlib(state)
+
+
+def read_config(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``ViTConfig`` fields a ``config.json`` states, read by the first family whose config
+    it is; None when it is no family's.
+
+    Raises:
+        CheckpointError, TypeError, ValueError: The family's config holds an invalid value.
+    """
+    for family in FAMILIES.values():
+        if family.read_config is not None and (stated := family.read_config(data)) is not None:
+            return stated
+    return None
 
 
 def export_state_dict(model: ViT, family: ExportFamily = "timm") -> dict[str, Tensor]:

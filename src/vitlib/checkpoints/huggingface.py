@@ -20,9 +20,26 @@ from torch import Tensor
 from ..config import ViTConfig
 from ..errors import CheckpointError
 from . import _slots as slots
-from ._mapping import Converted, Family, Table, count_layers, key_pairs, rename, require
+from ._mapping import (
+    Converted,
+    Family,
+    Table,
+    checked_fields,
+    count_layers,
+    key_pairs,
+    rename,
+    require,
+)
 
-__all__ = ["FAMILY", "config_from_hf", "config_to_hf", "from_vitlib", "matches", "to_vitlib"]
+__all__ = [
+    "FAMILY",
+    "config_from_hf",
+    "config_to_hf",
+    "from_vitlib",
+    "matches",
+    "read_config",
+    "to_vitlib",
+]
 
 NAME = "huggingface"
 
@@ -165,6 +182,14 @@ def config_from_hf(data: Mapping[str, Any]) -> dict[str, Any]:
     return hints
 
 
+def read_config(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The fields a Hugging Face ViT ``config.json`` states, type-checked (None for any other
+    JSON)."""
+    if data.get("model_type") != "vit":
+        return None
+    return checked_fields(config_from_hf(data))
+
+
 def config_to_hf(config: ViTConfig) -> dict[str, Any]:
     """A Hugging Face ``ViTConfig`` dict for ``config`` (written by ``save_pretrained``)."""
     _check_exportable(config)
@@ -193,4 +218,4 @@ def config_to_hf(config: ViTConfig) -> dict[str, Any]:
     return data
 
 
-FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib)
+FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib, read_config)

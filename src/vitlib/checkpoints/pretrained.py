@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -13,16 +13,15 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .._validation import check_bool, check_layer_norm_eps, check_positive_int, to_pair
 from .._version import __version__
-from ..config import SIZES, ViTConfig, check_field_names, parse_preset_name
+from ..config import ViTConfig, check_field_names
 from ..errors import CheckpointError
 from ..position import resample_position_embedding
 from ..vit import ViT
 from . import _slots as slots
 from . import huggingface
 from .atomic import recover_interrupted_save, write_files_atomically
-from .families import convert_state_dict, export_state_dict
+from .families import convert_state_dict, export_state_dict, read_config
 from .files import (
     CONFIG_FILE,
     SUPPORTED_SUFFIXES,
@@ -215,71 +214,17 @@ def _weights_file(folder: Path) -> Path:
 
 
 def _stated_config(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The ``ViTConfig`` fields the ``config.json`` at ``path`` states."""
+    """The ``ViTConfig`` fields the ``config.json`` at ``path`` states (read by its family)."""
     try:
-        if data.get("format") == "vitlib":
-            saved = data.get("config")
-            if not isinstance(saved, dict):
-                raise CheckpointError(
-                    f"its 'config' must be a JSON object of ViTConfig fields, got "
-                    f"{type(saved).__name__}"
-                )
-            return ViTConfig.from_dict(saved).to_dict()
-        if data.get("model_type") == "vit":
-            return _checked_hints(huggingface.config_from_hf(data))
-        if "architecture" in data:
-            return _checked_hints(_timm_config_hints(data))
+        stated = read_config(data)
     except (CheckpointError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path} is not a valid model config: {error}") from error
-    raise CheckpointError(
-        f"{path} is not a vitlib, Hugging Face or timm config (no 'format', 'model_type' or "
-        f"'architecture' key)."
-    )
-
-
-def _timm_config_hints(data: dict[str, Any]) -> dict[str, Any]:
-    """Hints from a timm hub ``config.json``: ``num_heads`` from the architecture's preset, and
-    the input size of ``pretrained_cfg`` (or of the name)."""
-    architecture = data["architecture"]
-    if not isinstance(architecture, str):
-        raise CheckpointError(f"'architecture' must be a timm model name, got {architecture!r}")
-    size, _, img_size = parse_preset_name(architecture.split(".")[0])
-    hints: dict[str, Any] = {"num_heads": SIZES[size].num_heads}
-    pretrained_cfg = data.get("pretrained_cfg", {})
-    if not isinstance(pretrained_cfg, dict):
+    if stated is None:
         raise CheckpointError(
-            f"'pretrained_cfg' must be a JSON object, got {type(pretrained_cfg).__name__}"
+            f"{path} is not a vitlib, Hugging Face or timm config (no 'format', 'model_type' or "
+            f"'architecture' key)."
         )
-    input_size = pretrained_cfg.get("input_size")
-    if input_size is not None:
-        if not isinstance(input_size, list) or len(input_size) != 3:
-            raise CheckpointError(
-                f"'pretrained_cfg.input_size' must be [channels, height, width], got {input_size!r}"
-            )
-        hints["img_size"] = tuple(input_size[1:])
-    elif img_size:
-        hints["img_size"] = img_size
-    return hints
-
-
-_HINT_CHECKS: dict[str, Callable[[str, Any], object]] = {
-    "img_size": to_pair,
-    "patch_size": to_pair,
-    "in_channels": check_positive_int,
-    "num_transformer_layers": check_positive_int,
-    "embedding_dim": check_positive_int,
-    "mlp_size": check_positive_int,
-    "num_heads": check_positive_int,
-    "layer_norm_eps": lambda _, value: check_layer_norm_eps(value),
-    "qkv_bias": check_bool,
-}
-
-
-def _checked_hints(hints: dict[str, Any]) -> dict[str, Any]:
-    """Type-check the fields a foreign config states, so a bad value is blamed on the file."""
-    for key, value in hints.items():
-        _HINT_CHECKS[key](key, value)
-    return hints
+    return stated
 
 
 def _check_tensors(state: Mapping[str, Any]) -> None:

@@ -8,16 +8,16 @@ after pooling) and timm-style register tokens are not vitlib's architecture and 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from torch import Tensor
 
-from ..config import ViTConfig
+from ..config import SIZES, ViTConfig, parse_preset_name
 from ..errors import CheckpointError
 from . import _slots as slots
-from ._mapping import Converted, Family, Table, count_layers, key_pairs, rename
+from ._mapping import Converted, Family, Table, checked_fields, count_layers, key_pairs, rename
 
-__all__ = ["FAMILY", "from_vitlib", "matches", "to_vitlib"]
+__all__ = ["FAMILY", "from_vitlib", "matches", "read_config", "to_vitlib"]
 
 NAME = "timm"
 
@@ -79,4 +79,32 @@ def from_vitlib(state: Mapping[str, Tensor], config: ViTConfig) -> dict[str, Ten
     return rename(state, exported, config.num_transformer_layers, family="vitlib")
 
 
-FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib)
+def read_config(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a timm hub ``config.json`` states: ``num_heads`` of the architecture's size, and the
+    input size of ``pretrained_cfg`` (or of the name). None for any other JSON, a Hugging Face
+    config (``model_type`` ``"vit"``) included."""
+    if "architecture" not in data or data.get("model_type") == "vit":
+        return None
+    architecture = data["architecture"]
+    if not isinstance(architecture, str):
+        raise CheckpointError(f"'architecture' must be a timm model name, got {architecture!r}")
+    size, _, img_size = parse_preset_name(architecture.split(".")[0])
+    stated: dict[str, Any] = {"num_heads": SIZES[size].num_heads}
+    pretrained_cfg = data.get("pretrained_cfg", {})
+    if not isinstance(pretrained_cfg, dict):
+        raise CheckpointError(
+            f"'pretrained_cfg' must be a JSON object, got {type(pretrained_cfg).__name__}"
+        )
+    input_size = pretrained_cfg.get("input_size")
+    if input_size is not None:
+        if not isinstance(input_size, list) or len(input_size) != 3:
+            raise CheckpointError(
+                f"'pretrained_cfg.input_size' must be [channels, height, width], got {input_size!r}"
+            )
+        stated["img_size"] = tuple(input_size[1:])
+    elif img_size:
+        stated["img_size"] = img_size
+    return checked_fields(stated)
+
+
+FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib, read_config)

@@ -1,17 +1,18 @@
-"""vitlib's own state-dict layout as a "family": nothing to convert, either way."""
+"""vitlib's own state-dict layout as a "family": nothing to convert, and its ``config.json``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from torch import Tensor
 
 from ..config import ViTConfig
+from ..errors import CheckpointError
 from . import _slots as slots
 from ._mapping import Converted, Family
 
-__all__ = ["FAMILY", "from_vitlib", "matches", "to_vitlib"]
+__all__ = ["FAMILY", "from_vitlib", "matches", "read_config", "to_vitlib"]
 
 NAME = "vitlib"
 
@@ -31,4 +32,17 @@ def from_vitlib(state: Mapping[str, Tensor], config: ViTConfig) -> dict[str, Ten
     return dict(state)
 
 
-FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib)
+def read_config(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Every ``ViTConfig`` field, from a ``config.json`` written by ``save_pretrained`` (None for
+    any other JSON)."""
+    if data.get("format") != "vitlib":
+        return None
+    saved = data.get("config")
+    if not isinstance(saved, dict):
+        raise CheckpointError(
+            f"its 'config' must be a JSON object of ViTConfig fields, got {type(saved).__name__}"
+        )
+    return ViTConfig.from_dict(saved).to_dict()
+
+
+FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib, read_config)
