@@ -7,15 +7,11 @@ shapes, adapts resolution, classes and channels on request, and loads without un
 
 from __future__ import annotations
 
+from .adapt import AdaptedCheckpointWarning, adapt_input_channels
 from .families import FAMILIES, convert_state_dict, detect_family, export_state_dict
 from .files import read_weights
-from .pretrained import (
-    AdaptedCheckpointWarning,
-    NonFiniteWeightsWarning,
-    adapt_input_channels,
-    load_pretrained,
-    save_pretrained,
-)
+from .pretrained import load_pretrained, save_pretrained
+from .sources import NonFiniteWeightsWarning
 
 __all__ = [
     "FAMILIES",
