@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vitlib
-from vitlib import CheckpointError, load_pretrained, save_pretrained
+from vitlib import CheckpointError, export_state_dict, load_pretrained, save_pretrained
 from vitlib.checkpoints import FAMILIES
 from vitlib.checkpoints.families import ExportFamily
 from vitlib.checkpoints.precedence import ConfigSources, resolve_configs
@@ -254,7 +254,7 @@ TI_TENSORS = ShapeFacts(
     num_register_tokens=0,
     representation_size=None,
     num_classes=10,
-    layer_scale=False,
+    gamma_mean=None,
     grid_tokens=196,
 )
 
@@ -292,3 +292,39 @@ def test_adaptable_overrides_change_the_model_and_not_the_checkpoint() -> None:
     checkpoint, model = _resolve(overrides=changes)
     assert (checkpoint.img_size, checkpoint.num_classes, checkpoint.in_channels) == (224, 10, 3)
     assert model == checkpoint.replace(**changes)
+
+
+def test_layer_scale_init_is_what_the_gammas_say_when_nothing_states_it(tmp_path: Path) -> None:
+    """The initial value is not in a timm state dict; the mean magnitude of the gammas stands
+    in, so a later save records what the weights hold and no placeholder."""
+    fresh = export_state_dict(tiny_vit(layer_scale_init=0.1), "timm")
+    assert load_pretrained(fresh, num_heads=3).config.layer_scale_init == 0.1
+    trained = {key: tensor * 3 if ".ls" in key else tensor for key, tensor in fresh.items()}
+    trained["blocks.0.ls1.gamma"][0] = -2.0
+    gammas = torch.cat([trained[k] for k in trained if ".ls" in k])
+    model = load_pretrained(trained, num_heads=3)
+    expected = float(str(np.float32(gammas.double().abs().mean().item())))
+    assert model.config.layer_scale_init == expected != 0.1 * 3
+    save_pretrained(model, tmp_path / "ck")
+    assert load_pretrained(tmp_path / "ck").config.layer_scale_init == expected
+    assert (
+        load_pretrained(trained, num_heads=3, layer_scale_init=1e-6).config.layer_scale_init == 1e-6
+    )
+
+
+def test_layer_scale_init_stated_by_the_config_is_kept(tmp_path: Path) -> None:
+    model = tiny_vit(layer_scale_init=1e-5)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("scale.gamma"):
+                parameter.fill_(0.5)
+    save_pretrained(model, tmp_path / "ck")
+    assert load_pretrained(tmp_path / "ck").config.layer_scale_init == 1e-5
+
+
+def test_gammas_that_give_no_valid_layer_scale_init_ask_for_it() -> None:
+    state = export_state_dict(tiny_vit(layer_scale_init=0.1), "timm")
+    dead = {key: tensor * 0 if ".ls" in key else tensor for key, tensor in state.items()}
+    with pytest.raises(CheckpointError, match=r"mean magnitude, 0\.0, .*pass layer_scale_init="):
+        load_pretrained(dead, num_heads=3)
+    assert load_pretrained(dead, num_heads=3, layer_scale_init=1e-5).config.layer_scale_init == 1e-5

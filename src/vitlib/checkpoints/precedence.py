@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .._validation import MAX_LAYER_SCALE_INIT
 from ..config import ViTConfig
 from ..errors import CheckpointError
 from .shapes import ShapeFacts
@@ -64,6 +65,10 @@ def resolve_configs(sources: ConfigSources) -> tuple[ViTConfig, ViTConfig]:
        and MLP size, and the square image whose patch grid has that many positions;
     5. defaults: no dropout, and ``ViTConfig``'s own.
 
+    LayerScale's initial value is not in the tensors: where neither the config nor an override
+    states it, it is the mean magnitude of the ``gamma`` weights (which recovers the initial
+    value of an untrained model), so that nothing is invented that a later save would record.
+
     The config and the hints must agree with the tensors on every field both tell, and the
     checkpoint's config on whether there is LayerScale. Overrides come last, and may not
     contradict the tensors (a structural override must equal them) or a stated or hinted
@@ -93,8 +98,7 @@ def resolve_configs(sources: ConfigSources) -> tuple[ViTConfig, ViTConfig]:
         **tensors.fields(),
         **{key: value for key, value in overrides.items() if key not in ADAPTABLE | STRUCTURAL},
     }
-    if tensors.layer_scale != (values.get("layer_scale_init") is not None):
-        values["layer_scale_init"] = 1e-5 if tensors.layer_scale else None  # the value is in gamma
+    values["layer_scale_init"] = _layer_scale_init(values.get("layer_scale_init"), sources)
     if "img_size" not in values:
         values["img_size"] = tensors.square_image_size() or _image_size_from(overrides, tensors)
     if "num_heads" not in values:
@@ -173,6 +177,25 @@ def _image_size_from(overrides: Mapping[str, Any], tensors: ShapeFacts) -> Any:
         f"the checkpoint's position embedding has {tensors.grid_tokens} patch positions, which "
         f"is not a square grid; pass its img_size=(height, width) explicitly."
     )
+
+
+def _layer_scale_init(told: float | None, sources: ConfigSources) -> float | None:
+    """LayerScale's initial value: None without LayerScale weights; else the value the config
+    or an override tells, or else the mean magnitude of the ``gamma`` weights, which the
+    tensors hold (never a value from elsewhere, which save_pretrained would then record)."""
+    mean = sources.tensors.gamma_mean
+    if mean is None:
+        return None
+    if told is not None:
+        return told
+    if not 0.0 < mean <= MAX_LAYER_SCALE_INIT:
+        raise CheckpointError(
+            f"the {sources.family} checkpoint has LayerScale weights whose mean magnitude, "
+            f"{mean}, is no valid layer_scale_init (> 0, at most {MAX_LAYER_SCALE_INIT}), and "
+            f"its config does not state the value; pass layer_scale_init=... (the value it was "
+            f"trained from, e.g. 1e-5)."
+        )
+    return mean
 
 
 def _heads_from_presets(tensors: ShapeFacts) -> int:

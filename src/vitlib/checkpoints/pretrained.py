@@ -92,8 +92,11 @@ def load_pretrained(
             embeddings (bicubic); ``num_classes`` re-initialises the head (with a warning);
             ``in_channels`` adapts the patch kernel (sum for 1 channel, else cycled and scaled by
             old/new channels); ``representation_size=None`` drops a pre-logits layer;
-            ``num_heads`` is needed when no preset and no config tells it; dropouts, pooling and
-            ``layer_norm_eps`` are free. Changing a shape-fixed field is an error.
+            ``num_heads`` is needed when no preset and no config tells it; dropouts, pooling,
+            ``layer_norm_eps`` and ``layer_scale_init`` are free (without a value from the
+            config or here, ``layer_scale_init`` is the mean magnitude of the LayerScale
+            weights). Changing a shape-fixed field is an error. Which source gives each
+            field is set out in "Which source wins" on the pretrained-weights page.
 
     Raises:
         CheckpointError: Unreadable or unrecognised files, missing or unexpected keys, shape

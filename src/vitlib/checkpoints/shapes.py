@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
+import torch
 from torch import Tensor
 
 from ..config import SIZES
@@ -29,7 +31,8 @@ class ShapeFacts:
 
     ``num_heads`` is not among them (the fused qkv weight is the same for any split into
     heads), nor the image size (the position embedding has ``grid_tokens`` patch positions,
-    and a grid's aspect is not in its length), nor LayerScale's initial value.
+    and a grid's aspect is not in its length), nor LayerScale's initial value (training moved
+    the ``gamma`` weights away from it; ``gamma_mean`` is where they are now).
 
     Attributes:
         embedding_dim: Width ``D``, from the patch kernel.
@@ -42,7 +45,8 @@ class ShapeFacts:
         num_register_tokens: Register tokens.
         representation_size: Pre-logits width, or None without that layer.
         num_classes: Head outputs; 0 without a head.
-        layer_scale: Whether the blocks have LayerScale (``gamma``) weights.
+        gamma_mean: The mean absolute value of the LayerScale weights (``gamma``), as the
+            shortest decimal of the float32 mean; None without LayerScale.
         grid_tokens: Patch positions in the position embedding.
     """
 
@@ -56,7 +60,7 @@ class ShapeFacts:
     num_register_tokens: int
     representation_size: int | None
     num_classes: int
-    layer_scale: bool
+    gamma_mean: float | None
     grid_tokens: int
 
     @classmethod
@@ -85,7 +89,7 @@ class ShapeFacts:
             num_register_tokens=0 if registers is None else registers.shape[1],
             representation_size=None if pre_logits is None else pre_logits.shape[0],
             num_classes=0 if head is None else head.shape[0],
-            layer_scale=slots.MSA_SCALE.key("gamma") in state,
+            gamma_mean=_gamma_mean(state) if slots.MSA_SCALE.key("gamma") in state else None,
             grid_tokens=position.shape[1] - int(class_token),
         )
 
@@ -107,6 +111,11 @@ class ShapeFacts:
             fixed["pool"] = "mean"
         return fixed
 
+    @property
+    def layer_scale(self) -> bool:
+        """Whether the blocks have LayerScale weights."""
+        return self.gamma_mean is not None
+
     def square_image_size(self) -> int | None:
         """The side of the square image whose patch grid has ``grid_tokens`` patches, if any."""
         side = math.isqrt(self.grid_tokens)
@@ -124,6 +133,20 @@ class ShapeFacts:
             ):
                 return size.num_heads
         return None
+
+
+def _gamma_mean(state: Mapping[str, Tensor]) -> float:
+    """The mean magnitude of the finite LayerScale weights (NaN if none is finite), computed in
+    float64 and written as the shortest decimal of its float32, since the weights hold no more
+    (so gammas still at ``layer_scale_init=0.1`` give back 0.1)."""
+    gammas = [
+        tensor.detach().double().abs().flatten()
+        for key, tensor in state.items()
+        if slots.MSA_SCALE.owns(key) or slots.MLP_SCALE.owns(key)
+    ]
+    values = torch.cat(gammas)
+    mean = values[torch.isfinite(values)].mean().item()  # NaN when nothing is finite
+    return float(str(np.float32(mean)))
 
 
 def _ranked(state: Mapping[str, Tensor], key: str, rank: int, family: str) -> Tensor:
