@@ -83,7 +83,7 @@ class MultiheadSelfAttentionBlock(nn.Module):
 
     def forward(self, x: Tensor, need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Attend over the tokens ``x`` ``(B, N, D)``; optionally also return the weights."""
-        check_input_tensor("tokens", x, self.qkv.weight)
+        check_input_tensor("tokens", x, self.layer_norm.weight)
         if x.ndim != 3 or x.shape[-1] != self.embedding_dim:
             raise InputShapeError(
                 f"expected tokens shaped (batch, tokens, {self.embedding_dim}), got "

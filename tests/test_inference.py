@@ -1,0 +1,77 @@
+"""optimize_for_inference: a copy that is still a ViT, takes and returns float32, agrees with the
+float32 model on a trained model's predictions, and leaves the original alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+import vitlib
+from vitlib import ViT
+from vitlib.data import DigitsDataset, make_dataloaders
+from vitlib.inference import PrecisionWarning, optimize_for_inference
+from vitlib.training import fit
+
+pytest.importorskip("sklearn", reason="the digits come with scikit-learn (vitlib[data])")
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[ViT, torch.Tensor]:
+    """A small ViT trained on the digits (over 80% test accuracy), and the test images."""
+    train, test = DigitsDataset("train", image_size=16), DigitsDataset("test", image_size=16)
+    train_loader, test_loader = make_dataloaders(train, test, 64)
+    torch.manual_seed(0)
+    model = vitlib.create_model(
+        "ViT-Ti/4", img_size=16, in_channels=1, num_classes=10, num_transformer_layers=1,
+        embedding_dim=48, mlp_size=96, mlp_dropout=0.0, embedding_dropout=0.0,
+    )  # fmt: skip
+    model.reset_parameters(position_std=1.0)
+    history = fit(model, train_loader, test_loader, epochs=6, progress=False, lr=3e-3)
+    assert history.test_acc[-1] > 0.8, history.test_acc
+    images = torch.stack([test[index][0] for index in range(len(test))])
+    return model.eval(), images
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_predictions_agree_with_float32(trained: tuple[ViT, torch.Tensor], precision: Any) -> None:
+    model, images = trained
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    fast = optimize_for_inference(model, precision)
+    assert isinstance(fast, ViT)
+    assert not fast.training
+    assert fast.config == model.config
+    with torch.inference_mode():
+        expected, logits = model(images), fast(images)
+    assert logits.dtype == torch.float32
+    agreement = (logits.argmax(dim=1) == expected.argmax(dim=1)).float().mean().item()
+    assert agreement >= (1.0 if precision == "fp32" else 0.98), agreement
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name]), f"the original model changed: {name}"
+
+
+@pytest.mark.slow
+def test_int8_replaces_every_linear_layer(trained: tuple[ViT, torch.Tensor]) -> None:
+    fast = optimize_for_inference(trained[0], "int8")
+    assert not any(type(module) is torch.nn.Linear for module in fast.modules())
+
+
+def test_bf16_warns_where_the_cpu_emulates_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vitlib.inference.cpu_has_bf16_units", lambda: False)
+    model = vitlib.create_model("ViT-Ti/16", img_size=32, num_classes=3)
+    with pytest.warns(PrecisionWarning, match="no bfloat16 units .* slower than float32"):
+        optimize_for_inference(model, "bf16")
+
+
+def test_bad_arguments_are_refused() -> None:
+    model = vitlib.create_model("ViT-Ti/16", img_size=32, num_classes=3)
+    not_a_vit: Any = torch.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match=r"expects a vitlib\.ViT, got Linear"):
+        optimize_for_inference(not_a_vit)
+    not_a_precision: Any = "int4"
+    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', 'int8'"):
+        optimize_for_inference(model, not_a_precision)
+    with pytest.raises(ValueError, match=r"starts from a float32 model.*model\.float\(\)"):
+        optimize_for_inference(model.bfloat16())
