@@ -13,7 +13,7 @@ def did_you_mean(value: str, choices: Iterable[str], *, n: int = 1, cutoff: floa
 
     The comparison ignores case, and the choices are shown as written.
 
-    Example:
+    Examples:
         >>> did_you_mean("AdamW", ["adamw", "sgd"])
         " (did you mean 'adamw'?)"
     """

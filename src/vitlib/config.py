@@ -294,7 +294,7 @@ class ViTConfig:
     def from_preset(cls, preset: str, /, **overrides: Any) -> ViTConfig:
         """Build the config of a named preset, with any field overridden by keyword.
 
-        Example:
+        Examples:
             >>> ViTConfig.from_preset("ViT-B/16", num_classes=3).num_classes
             3
         """

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Callable
 from typing import Any, Final, Literal
 
 import torch
@@ -117,6 +118,7 @@ def _quantize_linear_layers(model: ViT, *, for_compile: bool) -> None:
 
         quantize_(model, Int8DynamicActivationInt8WeightConfig())
         return
+    quantize: Callable[..., object] = torch.ao.quantization.quantize_dynamic  # untyped in torch
     with warnings.catch_warnings():  # torch.ao's eager quantisation is deprecated, see above
         warnings.simplefilter("ignore")
-        torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        quantize(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
