@@ -1,8 +1,9 @@
 """Checkpoints: vitlib's own format and every ViT family people have, with proven parity.
 
 One small module per foreign family maps its state dict to vitlib's layout (and back, for timm
-and Hugging Face); :func:`load_pretrained` detects the family, infers the config from the tensor
-shapes, adapts resolution, classes and channels on request, and loads without unpickling.
+and Hugging Face); [`load_pretrained`][vitlib.checkpoints.load_pretrained] detects the family,
+infers the config from the tensor shapes, adapts resolution, classes and channels on request, and
+loads without unpickling.
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ class Converted:
     Attributes:
         family: The family name, e.g. ``"timm"``.
         state_dict: Tensors under vitlib's keys.
-        hints: ``ViTConfig`` fields the family fixes or the file states (``layer_norm_eps``,
-            ``num_heads``...); shapes give the rest.
+        hints: ``ViTConfig`` fields the family's conventions give (its ``layer_norm_eps``;
+            Google's ``num_heads``, read from the attention kernels); shapes give the rest.
     """
 
     family: str
@@ -159,7 +159,7 @@ def checked_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def require(state: Mapping[str, Tensor], key: str, family: str) -> Tensor:
-    """``state[key]``, or a :class:`CheckpointError` naming the missing key."""
+    """``state[key]``, or a ``CheckpointError`` naming the missing key."""
     if key not in state:
         raise CheckpointError(f"missing key {key!r} in the {family} checkpoint.")
     return state[key]

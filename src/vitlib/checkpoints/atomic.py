@@ -1,7 +1,8 @@
 """Write the files of a checkpoint into a folder all at once, touching nothing else there.
 
-The one writer behind :func:`vitlib.save_pretrained`, ``vitlib convert`` and the ``last/`` and
-``best/`` folders of :func:`vitlib.training.fit`. A save into ``folder``:
+The one writer behind [`vitlib.save_pretrained`][vitlib.checkpoints.save_pretrained],
+``vitlib convert`` and the ``last/`` and ``best/`` folders of
+[`vitlib.training.fit`][vitlib.training.fit]. A save into ``folder``:
 
 1. writes every new file into ``folder/.vitlib-save-partial/``;
 2. renames that to ``folder/.vitlib-save-complete/`` (the commit point: the new files are whole);
@@ -14,8 +15,9 @@ written through). Folders and files get the modes a plain ``mkdir`` and ``open``
 
 A save cut off (killed, power lost) before step 2 leaves the old files whole; one cut off after
 step 2 leaves the new files whole in the staging folder. The next save into the folder, or the
-next load from it, finishes the job: :func:`recover_interrupted_save` drops a partial staging
-folder and completes a committed one, so no hidden folder outlives the next use.
+next load from it, finishes the job:
+[`recover_interrupted_save`][vitlib.checkpoints.atomic.recover_interrupted_save] drops a partial
+staging folder and completes a committed one, so no hidden folder outlives the next use.
 """
 
 from __future__ import annotations
@@ -102,7 +104,9 @@ def recover_interrupted_save(folder: str | os.PathLike[str], *, locked: bool = F
     touched.
 
     Args:
-        folder: A folder that :func:`write_files_atomically` wrote into (any folder is fine).
+        folder: A folder that
+            [`write_files_atomically`][vitlib.checkpoints.atomic.write_files_atomically] wrote
+            into (any folder is fine).
         locked: The caller already holds the folder's save lock.
 
     Returns:

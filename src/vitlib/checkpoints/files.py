@@ -1,8 +1,8 @@
 """Reading weight files without unpickling, and writing them atomically.
 
-- ``.safetensors``: :func:`safetensors.torch.load_file`;
-- ``.npz``: :func:`numpy.load` with ``allow_pickle=False``;
-- ``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt``: :func:`torch.load` with ``weights_only=True``, which
+- ``.safetensors``: ``safetensors.torch.load_file``;
+- ``.npz``: ``numpy.load`` with ``allow_pickle=False``;
+- ``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt``: ``torch.load`` with ``weights_only=True``, which
   refuses any pickled code (nothing in the file is executed).
 """
 
@@ -161,7 +161,7 @@ def check_regular_file(path: Path) -> int:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object of at most :data:`MAX_JSON_BYTES` from a regular file.
+    """Read a JSON object of at most ``MAX_JSON_BYTES`` from a regular file.
 
     Raises:
         CheckpointError: The file is not regular, too large, not UTF-8, not JSON (or nested too
@@ -196,7 +196,8 @@ def write_checkpoint_files(
     weights_name: str = WEIGHTS_FILE,
 ) -> None:
     """Write ``config.json`` and the safetensors weights into ``folder`` (not atomically: callers
-    write into a staging folder of :func:`~vitlib.checkpoints.atomic.write_files_atomically`)."""
+    write into a staging folder of
+    [`write_files_atomically`][vitlib.checkpoints.atomic.write_files_atomically])."""
     contiguous = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
     save_file(contiguous, str(folder / weights_name), metadata={"format": "pt"})
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

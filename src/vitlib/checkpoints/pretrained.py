@@ -36,10 +36,10 @@ def save_pretrained(
     ``format="huggingface"`` writes a directory that ``transformers``'
     ``ViTForImageClassification.from_pretrained`` (or ``ViTModel``) reads as is.
 
-    The two files replace their namesakes at once (see :mod:`vitlib.checkpoints.atomic`): an
-    interrupted save leaves the previous checkpoint or the new one, never a mix, and other files
-    in ``directory`` are never touched. ``directory`` may be ``"."`` or a symbolic link to a folder
-    (written through).
+    The two files replace their namesakes at once (see
+    [`vitlib.checkpoints.atomic`][vitlib.checkpoints.atomic]): an interrupted save leaves the
+    previous checkpoint or the new one, never a mix, and other files in ``directory`` are never
+    touched. ``directory`` may be ``"."`` or a symbolic link to a folder (written through).
 
     Raises:
         FileExistsError: ``directory`` is not empty and ``overwrite`` is False (nothing is
@@ -62,7 +62,8 @@ def save_pretrained(
 def checkpoint_contents(
     model: ViT, format: Literal["vitlib", "huggingface"] = "vitlib"
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """The tensors and the ``config.json`` content that :func:`save_pretrained` writes."""
+    """The tensors and the ``config.json`` content that
+    [`save_pretrained`][vitlib.checkpoints.save_pretrained] writes."""
     if format == "vitlib":
         config: dict[str, Any] = {
             "format": "vitlib",
@@ -83,11 +84,12 @@ def load_pretrained(
     """Load a ViT from any supported checkpoint, optionally changing its config.
 
     Args:
-        source: A directory written by :func:`save_pretrained` or by Hugging Face's
+        source: A directory written by
+            [`save_pretrained`][vitlib.checkpoints.save_pretrained] or by Hugging Face's
             ``save_pretrained``; a weights file of any family (``.safetensors``, ``.npz``,
             ``.pth``/``.pt``/``.bin``); a state dict; ``"hf-hub:<repo>"``; ``"torchvision:<name>"``
             (e.g. ``"torchvision:vit_b_16"``) or an ``http(s)`` URL of a weights file; or a
-            :class:`~vitlib.ViT`, to get a copy adapted by the overrides.
+            [`ViT`][vitlib.ViT], to get a copy adapted by the overrides.
         **config_overrides: ``ViTConfig`` fields. ``img_size`` resamples the position
             embeddings (bicubic); ``num_classes`` re-initialises the head (with a warning);
             ``in_channels`` adapts the patch kernel (sum for 1 channel, else cycled and scaled by

@@ -96,7 +96,7 @@ def _read_path(path: Path) -> RawCheckpoint:
 
 
 def _weights_file(folder: Path) -> Path:
-    """The weights file of a checkpoint folder: the first of :data:`_WEIGHT_FILES` present
+    """The weights file of a checkpoint folder: the first of ``_WEIGHT_FILES`` present
     (safetensors first, as Hugging Face prefers), else the only file with a weights suffix."""
     for name in _WEIGHT_FILES:
         if (folder / name).exists():
