@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,10 +27,19 @@ from typing import Any, Final
 
 import safetensors.torch
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from vitlib.checkpoints.atomic import COMPLETE, recover_interrupted_save, write_files_atomically
-from vitlib.training.errors import NoRunToResumeError, RunExistsError, TrainingConfigError
+from vitlib.checkpoints.files import write_checkpoint_files
+from vitlib.checkpoints.pretrained import checkpoint_contents, load_pretrained
+from vitlib.training.errors import (
+    NoRunToResumeError,
+    RunExistsError,
+    TrainingConfigError,
+    damaged_run_error,
+)
+from vitlib.vit import ViT
 
 LAST: Final = "last"
 BEST: Final = "best"
@@ -130,12 +140,7 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 def save_model_files(model: nn.Module, directory: Path) -> None:
     """Write ``model``'s files into ``directory``: those of ``save_pretrained`` for a ViT, else
     ``model.safetensors``."""
-    from vitlib import ViT  # imported here: the package root imports this module's users
-
     if isinstance(model, ViT):
-        from vitlib.checkpoints.files import write_checkpoint_files
-        from vitlib.checkpoints.pretrained import checkpoint_contents
-
         write_checkpoint_files(directory, *checkpoint_contents(model))
     else:
         safetensors.torch.save_model(model, str(directory / WEIGHTS_FILE))
@@ -166,11 +171,6 @@ def load_model_files(model: nn.Module, directory: Path) -> None:
         TrainingConfigError: The saved model differs from ``model`` (another config, other
             parameter names or shapes).
     """
-    from safetensors import SafetensorError
-
-    from vitlib import ViT
-    from vitlib.training.errors import damaged_run_error
-
     is_vit = isinstance(model, ViT)
     needed = [directory / "config.json"] if is_vit else []
     needed.append(directory / WEIGHTS_FILE)
@@ -179,8 +179,6 @@ def load_model_files(model: nn.Module, directory: Path) -> None:
             problem = "is missing" if not path.exists() else "is not a regular file"
             raise damaged_run_error(path, problem)
     if is_vit:
-        from vitlib import load_pretrained
-
         saved = load_pretrained(directory)
         if saved.config != model.config:
             raise TrainingConfigError(
@@ -213,10 +211,6 @@ def load_training_state(directory: Path) -> dict[str, Any]:
             than the plain data ``fit`` saves (refused: nothing in it is executed), or is not a
             dict. The message names the file and what to do instead of resuming.
     """
-    import pickle
-
-    from vitlib.training.errors import damaged_run_error
-
     path = directory / STATE_FILE
     if not path.is_file():
         problem = "is missing" if not path.exists() else "is not a regular file"
