@@ -377,6 +377,12 @@ CHECKPOINT_SILENT_WRONG_ANSWERS = [
         id="layer-scale-contradiction",
     ),
     pytest.param(
+        lambda ck: load_pretrained(ck, layer_scale_init=1e-5),
+        CheckpointError,
+        r"with layer_scale_init=1e-05: its weights have no LayerScale",
+        id="layer-scale-override",
+    ),
+    pytest.param(
         lambda ck: load_pretrained(_model(), num_heads=4),
         CheckpointError,
         r"states num_heads=2, but num_heads=4 was given.*Drop the num_heads override",

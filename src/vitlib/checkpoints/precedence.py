@@ -134,6 +134,15 @@ def _check_agreement(sources: ConfigSources) -> None:
             f"weights do not belong together."
         )
     overrides = sources.overrides
+    if "layer_scale_init" in overrides and layer_scale != (
+        overrides["layer_scale_init"] is not None
+    ):
+        raise CheckpointError(
+            f"cannot load the {family} checkpoint with layer_scale_init="
+            f"{overrides['layer_scale_init']!r}: its weights "
+            f"{'have' if layer_scale else 'have no'} LayerScale, which fixes the tensors. Drop "
+            f"the override (a value only sets the start of training, the weights hold the rest)."
+        )
     for key in sorted(STRUCTURAL & set(overrides)):
         if _normal(overrides[key]) != _normal(found[key]):
             raise CheckpointError(
