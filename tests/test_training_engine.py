@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from tests.test_training_support import (
+from tests.training_helpers import (
     TinyNet,
     blobs,
     digits_loaders,
+    digits_vit,
     states_equal,
     tiny_net,
-    tiny_vit,
 )
 from vitlib.errors import DataError
 from vitlib.training import (
@@ -229,7 +229,7 @@ def test_outputs_that_are_not_one_row_of_logits_per_image_are_refused() -> None:
 
 
 def test_a_vit_without_a_head_is_refused() -> None:
-    features = tiny_vit(num_classes=0)
+    features = digits_vit(num_classes=0)
     train_loader, test_loader = digits_loaders()
     optimizer = torch.optim.SGD(features.parameters(), lr=0.1)
     with pytest.raises(TrainingConfigError, match=r"no classification head \(num_classes=0\)"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -12,24 +11,17 @@ from typing import Any
 import pytest
 import torch
 
-from tests.test_training_support import tiny_vit
+from tests.helpers import ROOT, load_module
+from tests.training_helpers import digits_vit
 from vitlib.cli import main as cli_main
 from vitlib.training import TrainingConfigError, recipe
 from vitlib.training.recipe import check_position_std, spread_position_embeddings
 
-ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--layers", "1", "--epochs", "2", "--max-steps", "4", "--no-progress"]
 
 
 def load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "train_from_scratch", ROOT / "examples" / "train_from_scratch.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(ROOT / "examples" / "train_from_scratch.py")
 
 
 def test_a_quick_digits_run_saves_the_run_and_the_plots(
@@ -91,7 +83,7 @@ def test_the_defaults_follow_the_data() -> None:
 def test_a_position_std_that_is_not_a_positive_finite_number_is_refused(std: Any) -> None:
     with pytest.raises(TrainingConfigError, match=r"position_std .* expected a finite number > 0"):
         check_position_std(std)
-    model = tiny_vit()
+    model = digits_vit()
     before = model.position_embedding.detach().clone()
     with pytest.raises(TrainingConfigError, match="position_std"):
         spread_position_embeddings(model, std)

@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from tests.test_training_support import (
+from tests.training_helpers import (
     blobs,
     digits_loaders,
+    digits_vit,
     loaders,
     states_equal,
     tiny_net,
-    tiny_vit,
     train,
 )
 from vitlib.data import make_dataloaders
@@ -97,7 +97,7 @@ def test_accumulation_steps_through_fit() -> None:
 
 
 def test_labels_beyond_the_models_classes_are_refused_before_any_step(tmp_path: Path) -> None:
-    model = tiny_vit(num_classes=3)
+    model = digits_vit(num_classes=3)
     before = copy.deepcopy(model)
     train_loader, test_loader = digits_loaders()
     with pytest.raises(DataError) as caught:
@@ -114,7 +114,7 @@ def test_a_vit_without_a_head_is_refused_before_anything_is_written(tmp_path: Pa
     train_loader, test_loader = digits_loaders()
     run = tmp_path / "run"
     with pytest.raises(TrainingConfigError, match=r"no classification head \(num_classes=0\)"):
-        fit(tiny_vit(num_classes=0), train_loader, test_loader, epochs=1, output_dir=run)
+        fit(digits_vit(num_classes=0), train_loader, test_loader, epochs=1, output_dir=run)
     assert not run.exists()
 
 

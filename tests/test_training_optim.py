@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import vitlib
-from tests.test_training_support import TokenNet, tiny_net
+from tests.training_helpers import TokenNet, tiny_net
 from vitlib.training import (
     TrainConfig,
     TrainingConfigError,

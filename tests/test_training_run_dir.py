@@ -14,14 +14,14 @@ import torch
 from torch import nn
 
 import vitlib
-from tests.test_training_support import (
+from tests.training_helpers import (
     RECIPE,
     SimulatedCrashError,
+    digits_vit,
     interrupt_after,
     loaders,
     states_equal,
     tiny_net,
-    tiny_vit,
     train,
 )
 from vitlib.data import DigitsDataset, make_dataloaders
@@ -301,7 +301,7 @@ def test_loading_a_missing_training_state_names_it(tmp_path: Path) -> None:
 
 def test_resuming_a_vit_run_without_its_config_names_the_missing_file(tmp_path: Path) -> None:
     def run(**options: Any) -> History:
-        model = tiny_vit()
+        model = digits_vit()
         train_loader, test_loader = make_dataloaders(
             torch.utils.data.Subset(DigitsDataset("train", image_size=8), range(16)),
             torch.utils.data.Subset(DigitsDataset("test", image_size=8), range(8)),

@@ -1,4 +1,8 @@
-"""Small models and data sets shared by the training tests (no tests of its own)."""
+"""Small models and data sets shared by the training tests.
+
+Not a ``test_*`` module, so pytest collects nothing here; import it as
+``from tests.training_helpers import ...``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from vitlib import ViT
 from vitlib.training import History, fit
 
 FEATURES = 8
@@ -116,12 +121,10 @@ def train(seed: int = 0, epochs: int = 2, **options: Any) -> tuple[nn.Module, Hi
     return model, history
 
 
-def tiny_vit(num_classes: int = 10, seed: int = 0) -> Any:
+def digits_vit(num_classes: int = 10, seed: int = 0) -> ViT:
     """A one-layer ViT for 8x8 one-channel digits (4 patches), initialised from ``seed``."""
-    import vitlib
-
     torch.manual_seed(seed)
-    return vitlib.ViT(
+    return ViT(
         img_size=8,
         in_channels=1,
         patch_size=4,
