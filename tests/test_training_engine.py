@@ -16,6 +16,7 @@ from tests.training_helpers import (
     blobs,
     digits_loaders,
     digits_vit,
+    output_dtypes,
     states_equal,
     tiny_net,
 )
@@ -119,11 +120,17 @@ def test_accumulation_steps_below_one_are_refused(accumulation_steps: int) -> No
 def test_bfloat16_autocast_trains_and_evaluates() -> None:
     model = tiny_net()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    loader = DataLoader(blobs(24), batch_size=8)
-    before = evaluate(model, loader).loss
-    for _ in range(5):
-        train_one_epoch(model, loader, optimizer, amp_dtype=torch.bfloat16, progress=False)
-    after = evaluate(model, loader, amp_dtype=torch.bfloat16)
+    loader = DataLoader(blobs(24), batch_size=8)  # 3 batches
+    with output_dtypes(model.hidden) as full_precision:
+        before = evaluate(model, loader).loss
+    with output_dtypes(model.hidden) as trained:
+        for _ in range(5):
+            train_one_epoch(model, loader, optimizer, amp_dtype=torch.bfloat16, progress=False)
+    with output_dtypes(model.hidden) as evaluated:
+        after = evaluate(model, loader, amp_dtype=torch.bfloat16)
+    assert full_precision == [torch.float32] * 3
+    assert trained == [torch.bfloat16] * 15  # autocast was on for every training batch
+    assert evaluated == [torch.bfloat16] * 3
     assert after.loss < before
     assert all(p.dtype == torch.float32 for p in model.parameters())
 

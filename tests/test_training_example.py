@@ -39,7 +39,10 @@ def test_a_quick_digits_run_saves_the_run_and_the_plots(
         "last",
         "predictions.png",
     ]
-    assert len(json.loads((run / "history.json").read_text())["test_acc"]) == 1  # 4 of 23 steps
+    # 4 of the first epoch's 46 steps (2,884 images in batches of 64), then the run stops
+    assert len(json.loads((run / "history.json").read_text())["test_acc"]) == 1
+    state = torch.load(run / "last" / "training_state.pt", weights_only=True)
+    assert (state["epoch"], state["global_step"]) == (1, 4)
 
 
 def test_an_existing_run_is_kept_unless_resumed_or_overwritten(

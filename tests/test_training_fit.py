@@ -13,9 +13,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from tests.training_helpers import (
     blobs,
+    count_optimizer_steps,
     digits_loaders,
     digits_vit,
     loaders,
+    output_dtypes,
     states_equal,
     tiny_net,
     train,
@@ -82,18 +84,45 @@ def test_a_batch_larger_than_the_data_set_is_refused() -> None:
         fit(model, dropped, DataLoader(blobs(10)), epochs=1)
 
 
-def test_max_steps_stops_early() -> None:
+def test_max_steps_stops_early_even_in_the_middle_of_an_epoch(tmp_path: Path) -> None:
     model = tiny_net()
-    train_loader, test_loader = loaders()
-    history = fit(model, train_loader, test_loader, epochs=5, max_steps=7, progress=False)
-    assert len(history) == 2  # five steps in the first epoch, two in the second
+    train_loader, test_loader = loaders()  # 40 samples in batches of 8: 5 steps per epoch
+    with count_optimizer_steps() as counted:
+        history = fit(
+            model,
+            train_loader,
+            test_loader,
+            epochs=5,
+            max_steps=7,
+            output_dir=tmp_path,
+            progress=False,
+        )
+    assert counted.steps == 7  # five in the first epoch, two in the second (not five)
+    assert len(history) == 2
+    assert (
+        torch.load(tmp_path / "last" / "training_state.pt", weights_only=True)["global_step"] == 7
+    )
 
 
 def test_accumulation_steps_through_fit() -> None:
     with pytest.raises(TrainingConfigError, match="accumulation_steps=0"):
         train(accumulation_steps=0)
-    _, history = train(epochs=1, accumulation_steps=2)
-    assert len(history) == 1
+    for accumulation_steps, steps in ((1, 5), (2, 3), (5, 1)):  # 5 micro-batches an epoch
+        with count_optimizer_steps() as counted:
+            _, history = train(epochs=1, accumulation_steps=accumulation_steps)
+        assert counted.steps == steps, accumulation_steps
+        assert len(history) == 1
+
+
+def test_fit_runs_training_and_evaluation_under_bfloat16_autocast() -> None:
+    model = tiny_net()
+    train_loader, test_loader = loaders()  # 5 training and 2 test batches
+    with output_dtypes(model.hidden) as dtypes:
+        fit(model, train_loader, test_loader, epochs=1, amp_dtype=torch.bfloat16, progress=False)
+    assert dtypes == [torch.bfloat16] * 7
+    with output_dtypes(model.hidden) as dtypes:
+        fit(model, train_loader, test_loader, epochs=1, progress=False)
+    assert dtypes == [torch.float32] * 7
 
 
 def test_labels_beyond_the_models_classes_are_refused_before_any_step(tmp_path: Path) -> None:

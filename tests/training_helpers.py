@@ -6,11 +6,13 @@ Not a ``test_*`` module, so pytest collects nothing here; import it as
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import DataLoader, TensorDataset
 
 from vitlib import ViT
@@ -149,3 +151,40 @@ def digits_loaders(
         Subset(DigitsDataset("test", image_size=8), range(test_samples)),
         batch_size,
     )
+
+
+class StepCounter:
+    """How many optimiser steps ran; see :func:`count_optimizer_steps`."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+
+@contextmanager
+def count_optimizer_steps() -> Iterator[StepCounter]:
+    """Count the ``step()`` calls of every optimiser inside the block, ``fit``'s own included."""
+    counter = StepCounter()
+
+    def hook(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        counter.steps += 1
+
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        yield counter
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def output_dtypes(module: nn.Module) -> Iterator[list[torch.dtype]]:
+    """The dtype of every output ``module`` produced inside the block (autocast shows here)."""
+    dtypes: list[torch.dtype] = []
+
+    def hook(module: nn.Module, inputs: Any, output: Tensor) -> None:
+        dtypes.append(output.dtype)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield dtypes
+    finally:
+        handle.remove()
