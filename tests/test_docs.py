@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from vitlib.reports import presets_markdown
+
+from .helpers import ROOT, load_module
+
+SYNC_DOCS = load_module(ROOT / "tools" / "sync_docs.py")
+TABLE_START = "<!-- presets-table:start -->\n"
+TABLE_END = "\n<!-- presets-table:end -->"
 
 
 def _python_blocks(path: Path) -> list[str]:
     """The document's python examples, except those marked ``# (network)`` (they download)."""
     blocks = re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
     return [block for block in blocks if not block.startswith("# (network)")]
-
-
-def _load_tool(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.filterwarnings("ignore::vitlib.AdaptedCheckpointWarning")
@@ -48,10 +44,62 @@ def test_readme_custom_variant_matches_the_closed_form_count() -> None:
     assert "model" in namespace
 
 
-@pytest.mark.parametrize("document", ["README.md", "docs/presets.md"])
-def test_generated_sections_are_current(document: str) -> None:
+@pytest.mark.parametrize("document", SYNC_DOCS.FILES)
+def test_the_presets_table_is_filled_and_current(document: str) -> None:
     text = (ROOT / document).read_text(encoding="utf-8")
-    assert _load_tool("sync_docs").render(text) == text, "run: python tools/sync_docs.py"
+    assert text.count(TABLE_START) == 1, f"{document} lost its presets-table:start marker"
+    assert text.count(TABLE_END) == 1, f"{document} lost its presets-table:end marker"
+    section = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
+    assert section == presets_markdown(), "run: python tools/sync_docs.py"
+    assert "| ViT-B/16 | 12 | 768 | 3072 | 12 | 86,567,656 |" in section
+    assert SYNC_DOCS.render(text, document) == text
+
+
+def _copy_docs(root: Path) -> None:
+    for relative in SYNC_DOCS.FILES:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / relative, root / relative)
+
+
+def test_the_check_fails_on_an_empty_stale_or_missing_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _copy_docs(tmp_path)
+    check = ["--check", "--root", str(tmp_path)]
+    readme = tmp_path / "README.md"
+    current = readme.read_text(encoding="utf-8")
+    assert SYNC_DOCS.main(check) == 0
+
+    section = current.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
+    readme.write_text(current.replace(section, ""), encoding="utf-8")  # the old, empty state
+    assert SYNC_DOCS.main(check) == 1
+    assert "README.md: a generated section is stale or empty" in capsys.readouterr().err
+    cli = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "sync_docs.py"), *check],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert cli.returncode == 1, cli.stderr
+    assert SYNC_DOCS.main(["--root", str(tmp_path)]) == 0  # fills it in
+    assert readme.read_text(encoding="utf-8") == current
+
+    readme.write_text(current.replace("86,567,656", "86,567,657"), encoding="utf-8")
+    assert SYNC_DOCS.main(check) == 1
+
+    capsys.readouterr()
+    for marker in (TABLE_START, TABLE_END):
+        broken = current.replace(marker, "\n")
+        readme.write_text(broken, encoding="utf-8")
+        assert SYNC_DOCS.main(check) == 1
+        assert "README.md: expected one line '<!-- presets-table:start -->'" in (
+            capsys.readouterr().err
+        )
+        assert SYNC_DOCS.main(["--root", str(tmp_path)]) == 1  # nothing to fill: an error
+        assert readme.read_text(encoding="utf-8") == broken
+        with pytest.raises(SYNC_DOCS.SectionError, match=r"found [01] start and [01] end"):
+            SYNC_DOCS.render(broken, "README.md")
 
 
 def test_readme_quickstart_has_exactly_two_commands() -> None:

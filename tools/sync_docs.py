@@ -1,37 +1,101 @@
 """Rewrite the generated sections of README.md and docs/ from the code.
 
-Each generated section sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; a test
-fails when one is stale. Run ``python tools/sync_docs.py`` after changing presets or counts.
+Each generated section sits between a ``<!-- NAME:start -->`` line and a ``<!-- NAME:end -->``
+line, and every file of ``FILES`` holds exactly one of each section of ``GENERATED``. Run
+``python tools/sync_docs.py`` after changing presets or counts; ``--check`` changes nothing and
+exits 1 when a section is stale, empty or missing (``tests/test_docs.py`` runs it).
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vitlib.reports import presets_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
-GENERATED = {"presets-table": presets_markdown}
+GENERATED: dict[str, Callable[[], str]] = {"presets-table": presets_markdown}
 FILES = ("README.md", "docs/presets.md")
 
 
-def render(text: str) -> str:
-    """Return ``text`` with every generated section replaced by its fresh content."""
+class SectionError(ValueError):
+    """A generated section's markers are missing, repeated or out of order."""
+
+
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def _find_section(text: str, name: str, where: str) -> tuple[int, int]:
+    """The span of the section's content: from after the start line to the end line's start."""
+    start, end = _markers(name)
+    starts = [m.end() for m in re.finditer(rf"^{re.escape(start)}[ \t]*\n", text, re.MULTILINE)]
+    ends = [m.start() for m in re.finditer(rf"^{re.escape(end)}[ \t]*$", text, re.MULTILINE)]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        order = " in the wrong order" if len(starts) == len(ends) == 1 else ""
+        raise SectionError(
+            f"{where}: expected one line {start!r} followed by one line {end!r}, found "
+            f"{len(starts)} start and {len(ends)} end marker line(s){order}; restore the "
+            "markers, then run python tools/sync_docs.py."
+        )
+    return starts[0], ends[0]
+
+
+def render(text: str, where: str = "text") -> str:
+    """Return ``text`` with every generated section replaced by its fresh content.
+
+    Raises:
+        SectionError: a section's markers are missing, repeated or out of order in ``text``.
+    """
     for name, make in GENERATED.items():
-        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)", re.DOTALL)
-        text = pattern.sub(lambda match, make=make: match.group(1) + make() + match.group(2), text)
+        content = make().strip("\n")
+        if not content.strip():
+            raise SectionError(f"the generator of {name!r} returned nothing")
+        begin, finish = _find_section(text, name, where)
+        text = text[:begin] + content + "\n" + text[finish:]
     return text
 
 
-def main() -> int:
+def problems(root: Path = ROOT) -> list[str]:
+    """One line per file of ``FILES`` under ``root`` whose generated sections are not current."""
+    found = []
     for relative in FILES:
-        path = ROOT / relative
-        text = path.read_text(encoding="utf-8")
-        fresh = render(text)
+        path = root / relative
+        try:
+            text = path.read_text(encoding="utf-8")
+            if render(text, relative) != text:
+                found.append(f"{relative}: a generated section is stale or empty")
+        except (OSError, SectionError) as error:
+            found.append(str(error))
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="report, change nothing")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the repository to work on")
+    args = parser.parse_args(argv)
+    if args.check:
+        found = problems(args.root)
+        for line in found:
+            print(line, file=sys.stderr)
+        if found:
+            print("run: python tools/sync_docs.py", file=sys.stderr)
+        return 1 if found else 0
+    rendered = {}
+    for relative in FILES:  # every file first: a broken one leaves all of them untouched
+        text = (args.root / relative).read_text(encoding="utf-8")
+        try:
+            rendered[relative] = (text, render(text, relative))
+        except SectionError as error:
+            print(error, file=sys.stderr)
+            return 1
+    for relative, (text, fresh) in rendered.items():
         if fresh != text:
-            path.write_text(fresh, encoding="utf-8")
+            (args.root / relative).write_text(fresh, encoding="utf-8")
             print(f"updated {relative}")
     return 0
 
