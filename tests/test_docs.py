@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
+import vitlib
 from vitlib.reports import presets_markdown
 
 from .helpers import ROOT, load_module
@@ -18,6 +21,9 @@ from .helpers import ROOT, load_module
 SYNC_DOCS = load_module(ROOT / "tools" / "sync_docs.py")
 TABLE_START = "<!-- presets-table:start -->\n"
 TABLE_END = "\n<!-- presets-table:end -->"
+#: The fixed directory docs/pretrained.md saves its examples under; the test runs them in a
+#: private temporary directory instead, so that concurrent runs cannot collide.
+DOCS_SCRATCH = "/tmp/vitlib-docs"
 
 
 def _python_blocks(path: Path) -> list[str]:
@@ -28,20 +34,33 @@ def _python_blocks(path: Path) -> list[str]:
 
 @pytest.mark.filterwarnings("ignore::vitlib.AdaptedCheckpointWarning")
 @pytest.mark.parametrize("document", ["README.md", "docs/index.md", "docs/pretrained.md"])
-def test_python_examples_run_as_written(document: str) -> None:
+def test_python_examples_run_as_written(
+    document: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocks = _python_blocks(ROOT / document)
     assert blocks, f"{document} has no python example"
+    monkeypatch.chdir(tmp_path)  # relative paths the examples write land here
     namespace: dict[str, object] = {"__name__": "__readme__"}
     for block in blocks:
-        exec(compile(block, document, "exec"), namespace)
+        code = block.replace(DOCS_SCRATCH, str(tmp_path / "vitlib-docs"))
+        exec(compile(code, document, "exec"), namespace)
 
 
 def test_readme_custom_variant_matches_the_closed_form_count() -> None:
     namespace: dict[str, object] = {"__name__": "__readme__"}
     custom = next(block for block in _python_blocks(ROOT / "README.md") if "MeanPooledViT" in block)
     exec(compile(custom, "README.md", "exec"), namespace)
-    assert "cfg" in namespace
-    assert "model" in namespace
+    cfg, model = namespace["cfg"], namespace["model"]
+    assert isinstance(cfg, vitlib.ViTConfig)
+    assert isinstance(model, nn.Module)
+    # the README asserts this itself; the test must not depend on that line staying there
+    assert vitlib.count_parameters(cfg) == sum(p.numel() for p in model.parameters())
+    # and the config describes the same tensors, not just the same total
+    library = vitlib.ViT.from_config(cfg)
+    assert sorted(tuple(p.shape) for p in model.parameters()) == sorted(
+        tuple(p.shape) for p in library.parameters()
+    )
+    assert model(torch.randn(4, 3, 32, 48)).shape == (4, 10)
 
 
 @pytest.mark.parametrize("document", SYNC_DOCS.FILES)
@@ -121,6 +140,23 @@ def test_build_custom_vit_example_proves_its_numbers(capsys: pytest.CaptureFixtu
     assert flops.group(1) == flops.group(2)
     assert "output shape: (4, 10)" in out
     assert "same logits: True" in out
+    # the printed FLOPs are rounded to 0.1 M: compare the exact counts too
+    example = load_module(ROOT / "examples" / "build_custom_vit.py", "build_custom_vit")
+    model = example.MeanPooledViT(
+        img_size=(32, 48), patch_size=8, depth=6, dim=192, heads=3, mlp_size=768, num_classes=10
+    ).eval()
+    cfg = vitlib.ViTConfig(
+        img_size=(32, 48),
+        patch_size=8,
+        num_transformer_layers=6,
+        embedding_dim=192,
+        mlp_size=768,
+        num_heads=3,
+        num_classes=10,
+        class_token=False,
+        pool="mean",
+    )
+    assert example.measured_flops(model, torch.randn(1, 3, 32, 48)) == vitlib.count_flops(cfg)
 
 
 def test_example_runs_as_a_script() -> None:
