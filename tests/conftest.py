@@ -1,9 +1,17 @@
-"""Shared test settings: deterministic torch, a small hypothesis budget that still explores."""
+"""Shared test settings: deterministic torch, a small hypothesis budget that still explores, and
+no silent skips in CI.
+
+``--fail-on-skip`` (``scripts/check.sh`` passes it) turns every skipped test or module into a
+failure: the dev requirements install every optional dependency, so a skip there means a broken
+import that would otherwise show as a green "s".
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -17,3 +25,38 @@ settings.register_profile(
 )
 settings.register_profile("thorough", parent=settings.get_profile("vitlib"), max_examples=300)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "vitlib"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fail-on-skip",
+        action="store_true",
+        help="report every skipped test or module as a failure (CI: nothing may be skipped)",
+    )
+
+
+def _fail_if_skipped(
+    config: pytest.Config, report: pytest.TestReport | pytest.CollectReport
+) -> None:
+    if report.skipped and config.getoption("--fail-on-skip"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under --fail-on-skip: {report.longrepr}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if not hasattr(report, "wasxfail"):  # an expected failure is not a skip
+        _fail_if_skipped(item.config, report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    _fail_if_skipped(collector.config, report)
+    return report

@@ -16,8 +16,8 @@ from vitlib import ViT, load_pretrained
 from vitlib.checkpoints import convert_state_dict, detect_family, export_state_dict
 
 from . import learnpytorch_reference as chapter
+from .helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "reference"
 STATE_DICT_FIXTURES = ["timm_token", "timm_nonsquare", "torchvision_plain", "torchvision_prelogits"]
 NPZ_FIXTURES = ["google_npz", "google_npz_prelogits"]
 
@@ -81,11 +81,16 @@ def test_timm_export_round_trips_exactly_and_matches_timm_names() -> None:
 
 
 # ---- Hugging Face transformers, live ------------------------------------------------------------
+# Imported by the tests that use it, so that a missing or broken transformers skips these alone and
+# never the timm, torchvision, npz and chapter tests above and below (CI fails on any skip).
 
-transformers = pytest.importorskip("transformers", reason="the dev requirements install it")
+
+@pytest.fixture(scope="module")
+def transformers() -> Any:
+    return pytest.importorskip("transformers", reason="the dev requirements install it")
 
 
-def _hf_config(**changes: Any) -> Any:
+def _hf_config(transformers: Any, **changes: Any) -> Any:
     values: dict[str, Any] = {
         "hidden_size": 48,
         "num_hidden_layers": 2,
@@ -112,8 +117,8 @@ def _randomise(module: torch.nn.Module) -> None:
 
 
 @pytest.fixture(scope="module")
-def hf_classifier() -> Any:
-    model = transformers.ViTForImageClassification(_hf_config()).eval()
+def hf_classifier(transformers: Any) -> Any:
+    model = transformers.ViTForImageClassification(_hf_config(transformers)).eval()
     _randomise(model)
     return model
 
@@ -140,8 +145,10 @@ def test_huggingface_in_memory_state_dict_loads_too(hf_classifier: Any) -> None:
         torch.testing.assert_close(model(images), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_huggingface_vit_model_pooler_is_the_pre_logits_layer(tmp_path: Path) -> None:
-    backbone = transformers.ViTModel(_hf_config()).eval()
+def test_huggingface_vit_model_pooler_is_the_pre_logits_layer(
+    transformers: Any, tmp_path: Path
+) -> None:
+    backbone = transformers.ViTModel(_hf_config(transformers)).eval()
     _randomise(backbone)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -158,7 +165,7 @@ def test_huggingface_vit_model_pooler_is_the_pre_logits_layer(tmp_path: Path) ->
         )
 
 
-def test_vitlib_saves_a_directory_transformers_loads(tmp_path: Path) -> None:
+def test_vitlib_saves_a_directory_transformers_loads(transformers: Any, tmp_path: Path) -> None:
     torch.manual_seed(1)
     model = vitlib.ViT(
         img_size=32,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -88,3 +89,46 @@ def test_wheel_and_sdist_build_and_the_wheel_installs_into_a_fresh_venv(tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "86567656"
+
+
+@pytest.mark.parametrize("flag", [[], ["--fail-on-skip"]])
+def test_fail_on_skip_turns_skipped_tests_and_modules_into_failures(
+    tmp_path: Path, flag: list[str]
+) -> None:
+    """scripts/check.sh passes --fail-on-skip: a missing dev dependency cannot pass as green."""
+    shutil.copyfile(ROOT / "tests" / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_module_skip.py").write_text(
+        'import pytest\npytest.importorskip("no_such_module_anywhere")\n'
+    )
+    (tmp_path / "test_test_skip.py").write_text(
+        "import pytest\n\n"
+        "def test_skipped():\n    pytest.skip('no')\n\n"
+        "@pytest.mark.xfail(strict=True)\ndef test_expected_failure():\n    raise ValueError\n\n"
+        "def test_passes():\n    pass\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--continue-on-collection-errors",
+            *flag,
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    summary = result.stdout.strip().splitlines()[-1]
+    if flag:
+        assert result.returncode == 1, result.stdout
+        assert "1 failed, 1 passed, 1 xfailed, 1 error" in summary
+        assert "skipped under --fail-on-skip" in result.stdout
+    else:
+        assert result.returncode == 0, result.stdout
+        assert "1 passed, 2 skipped, 1 xfailed" in summary
