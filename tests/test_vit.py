@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
 import vitlib
 from vitlib import ConfigError, InputShapeError, TransformerEncoderBlock, ViT, ViTConfig
 
+from .helpers import TINY, tiny_vit
 from .strategies import small_configs
-
-TINY: dict[str, Any] = {
-    "img_size": 16,
-    "in_channels": 3,
-    "patch_size": 4,
-    "num_transformer_layers": 2,
-    "embedding_dim": 12,
-    "mlp_size": 24,
-    "num_heads": 3,
-    "num_classes": 5,
-}
 
 
 @given(cfg=small_configs(), batch=st.integers(1, 3))
@@ -153,12 +142,28 @@ def test_wrong_inputs_raise_with_given_and_expected(shape: tuple[int, ...], mess
         ViT(**TINY)(torch.randn(*shape))
 
 
-def test_dynamic_img_size_resamples_position_embeddings() -> None:
-    model = ViT(**TINY, dynamic_img_size=True).eval()
-    images = torch.randn(2, 3, 16, 16)
-    assert model(torch.randn(2, 3, 24, 32)).shape == (2, 5)
-    static = ViT(**TINY).eval()
-    static.load_state_dict(model.state_dict())
+@pytest.mark.parametrize("size", [(16, 16), (24, 32), (8, 12), (20, 8)])
+def test_dynamic_img_size_interpolates_the_position_embeddings_as_torch_does(
+    size: tuple[int, int],
+) -> None:
+    """At run time, another size gives what a static model of that size gives when its grid is
+    torch's bicubic, antialiased interpolation of the 4x4 one (rows and columns kept apart)."""
+    model = tiny_vit(dynamic_img_size=True)
+    with torch.no_grad():  # large and random: every position matters to the output
+        model.position_embedding.normal_()
+    rows, cols = size[0] // 4, size[1] // 4
+    grid = model.position_embedding[:, 1:].detach().reshape(1, 4, 4, 12).permute(0, 3, 1, 2)
+    grid = F.interpolate(
+        grid, size=(rows, cols), mode="bicubic", align_corners=False, antialias=True
+    )
+    state = model.state_dict()
+    state["position_embedding"] = torch.cat(
+        [state["position_embedding"][:, :1], grid.permute(0, 2, 3, 1).reshape(1, rows * cols, 12)],
+        dim=1,
+    )
+    static = tiny_vit(img_size=size)
+    static.load_state_dict(state)
+    images = torch.randn(2, 3, *size)
     torch.testing.assert_close(model(images), static(images))
 
 
