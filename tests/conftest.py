@@ -1,5 +1,7 @@
-"""Shared test settings: deterministic torch, a small hypothesis budget that still explores, and
-no silent skips in CI.
+"""Shared test settings: deterministic torch, hypothesis budgets, and no silent skips in CI.
+
+Hypothesis profiles (``HYPOTHESIS_PROFILE``): ``vitlib`` (default, 25 examples per property, a
+quick local run), ``ci`` (what ``scripts/check.sh`` and ``.ci/run`` use) and ``thorough``.
 
 ``--fail-on-skip`` (``scripts/check.sh`` passes it) turns every skipped test or module into a
 failure: the dev requirements install every optional dependency, so a skip there means a broken
@@ -17,13 +19,17 @@ from hypothesis import HealthCheck, settings
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+#: Examples per property test in CI: what docs/presets.md states.
+CI_EXAMPLES = 200
+
 settings.register_profile(
     "vitlib",
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-settings.register_profile("thorough", parent=settings.get_profile("vitlib"), max_examples=300)
+settings.register_profile("ci", parent=settings.get_profile("vitlib"), max_examples=CI_EXAMPLES)
+settings.register_profile("thorough", parent=settings.get_profile("vitlib"), max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "vitlib"))
 
 

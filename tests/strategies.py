@@ -9,7 +9,12 @@ from vitlib import ViTConfig
 
 @st.composite
 def small_configs(draw: st.DrawFn, *, max_dim_per_head: int = 8) -> ViTConfig:
-    """A valid, small ``ViTConfig`` with random, often non-square, geometry and options."""
+    """A valid, small ``ViTConfig`` with random, often non-square, geometry and options.
+
+    Every field is drawn (but the name), the dropout and drop-path rates included: a test that
+    needs a deterministic forward pass puts the model in eval mode or zeroes the rates.
+    """
+    rates = st.sampled_from([0.0, 0.1, 0.5])
     patch_h = draw(st.integers(1, 4))
     patch_w = draw(st.sampled_from([patch_h, draw(st.integers(1, 4))]))
     rows, cols = draw(st.integers(1, 4)), draw(st.integers(1, 4))
@@ -23,14 +28,17 @@ def small_configs(draw: st.DrawFn, *, max_dim_per_head: int = 8) -> ViTConfig:
         embedding_dim=num_heads * draw(st.integers(2, max_dim_per_head)),  # LN of 1 dim is constant
         mlp_size=draw(st.integers(1, 24)),
         num_heads=num_heads,
-        attn_dropout=0.0,
-        mlp_dropout=0.0,
-        embedding_dropout=0.0,
+        attn_dropout=draw(rates),
+        mlp_dropout=draw(rates),
+        embedding_dropout=draw(rates),
         num_classes=draw(st.integers(0, 7)),
         qkv_bias=draw(st.booleans()),
+        layer_norm_eps=draw(st.sampled_from([1e-6, 1e-5, 1e-12])),
         pool="token" if class_token and draw(st.booleans()) else "mean",
         class_token=class_token,
         representation_size=draw(st.none() | st.integers(1, 9)),
         layer_scale_init=draw(st.none() | st.just(0.1)),
         num_register_tokens=draw(st.integers(0, 2)),
+        drop_path_rate=draw(rates),
+        dynamic_img_size=draw(st.booleans()),
     )

@@ -171,16 +171,27 @@ def test_drop_path_keeps_the_expectation_and_is_off_in_eval() -> None:
 
 
 @given(
-    depth_heads=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    depth=st.integers(1, 3),
+    heads=st.integers(1, 3),
+    head_dim=st.integers(2, 6),
+    mlp_size=st.integers(1, 12),
     drop_path=st.sampled_from([0.0, 0.3]),
+    qkv_bias=st.booleans(),
 )
-def test_gradients_reach_every_block_parameter(
-    depth_heads: tuple[int, int], drop_path: float
+def test_gradients_reach_every_block_parameter_through_a_stack(
+    depth: int, heads: int, head_dim: int, mlp_size: int, drop_path: float, qkv_bias: bool
 ) -> None:
-    _, heads = depth_heads
     torch.manual_seed(1)
-    block = TransformerEncoderBlock(4 * heads, heads, 8, drop_path=drop_path, layer_scale_init=0.5)
-    block(torch.randn(8, 5, 4 * heads)).square().sum().backward()
-    for name, parameter in block.named_parameters():
+    dim = heads * head_dim
+    stack = torch.nn.Sequential(
+        *(
+            TransformerEncoderBlock(
+                dim, heads, mlp_size, drop_path=drop_path, layer_scale_init=0.5, qkv_bias=qkv_bias
+            )
+            for _ in range(depth)
+        )
+    )
+    stack(torch.randn(16, 5, dim)).square().sum().backward()  # 16 samples: some path is kept
+    for name, parameter in stack.named_parameters():
         assert parameter.grad is not None, name
         assert parameter.grad.abs().sum() > 0, name
