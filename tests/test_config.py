@@ -46,22 +46,28 @@ def test_aliases_give_the_same_config() -> None:
     assert ViTConfig.from_preset("vit_base_patch16_224") == canonical
 
 
-@pytest.mark.parametrize("size", list(SIZES))
-def test_presets_follow_table_1(size: str) -> None:
-    spec = SIZES[size]
-    cfg = ViTConfig.from_preset(f"ViT-{size}/16")
-    assert (cfg.num_transformer_layers, cfg.embedding_dim, cfg.mlp_size, cfg.num_heads) == (
-        spec.num_transformer_layers,
-        spec.embedding_dim,
-        spec.mlp_size,
-        spec.num_heads,
-    )
+#: (layers, hidden size D, MLP size, heads), written out from Table 1 of Dosovitskiy et al.
+#: (B, L, H) and Table 1 of DeiT (Touvron et al., 2021) for Ti and S; never read from vitlib.
+TABLE_1 = {
+    "Ti": (12, 192, 768, 3),
+    "S": (12, 384, 1536, 6),
+    "B": (12, 768, 3072, 12),
+    "L": (24, 1024, 4096, 16),
+    "H": (32, 1280, 5120, 16),
+}
 
 
-def test_table_1_values() -> None:
-    assert SIZES["B"][1:] == (12, 768, 3072, 12)
-    assert SIZES["L"][1:] == (24, 1024, 4096, 16)
-    assert SIZES["H"][1:] == (32, 1280, 5120, 16)
+@pytest.mark.parametrize(("size", "expected"), TABLE_1.items())
+def test_presets_follow_table_1(size: str, expected: tuple[int, int, int, int]) -> None:
+    for name in (f"ViT-{size}/16", f"{size}/32", f"ViT-{size}/14@336"):
+        cfg = ViTConfig.from_preset(name)
+        shape = (cfg.num_transformer_layers, cfg.embedding_dim, cfg.mlp_size, cfg.num_heads)
+        assert shape == expected, name
+    assert SIZES[size][1:] == expected
+
+
+def test_table_1_has_exactly_the_five_sizes() -> None:
+    assert set(SIZES) == set(TABLE_1)
 
 
 def test_every_listed_preset_builds_a_config() -> None:

@@ -12,6 +12,7 @@ from torch.utils.data import (
     DistributedSampler,
     IterableDataset,
     SequentialSampler,
+    Subset,
     TensorDataset,
 )
 
@@ -62,15 +63,24 @@ def test_digits_batches_have_the_model_input_shape() -> None:
     assert sum(len(labels) for _, labels in test) == 355
 
 
-def test_worker_augmentations_repeat_for_the_same_seed() -> None:
-    """Workers seed torch from the loader's seeded generator, so augmented batches repeat."""
+def test_worker_augmentations_repeat_for_the_same_seed_and_only_for_it() -> None:
+    """Workers seed torch from the loader's seeded generator, so augmented batches repeat; each
+    worker, each sample and each seed draws its own augmentation."""
     pytest.importorskip("sklearn")
-    augmented = DigitsDataset("train", augment=True)
-    batches = []
-    for _ in range(2):
-        train, _ = make_dataloaders(augmented, DigitsDataset("test"), 32, num_workers=2, seed=1)
-        batches.append(next(iter(train))[0])
-    assert torch.equal(batches[0], batches[1])
+    clean = DigitsDataset("train")[0][0]
+    # one image, 64 times: what changes from sample to sample is the augmentation alone
+    same_image = Subset(DigitsDataset("train", augment=True), [0] * 64)
+
+    def epoch(seed: int) -> Tensor:  # two batches of 32, one from each worker
+        train, _ = make_dataloaders(same_image, indexed(4), 32, num_workers=2, seed=seed)
+        return torch.cat([images for images, _ in train])
+
+    first = epoch(1)
+    assert torch.equal(epoch(1), first)
+    other_seed = epoch(2)
+    assert all(not torch.equal(a, b) for a, b in zip(first, other_seed, strict=True))
+    assert all(not torch.equal(image, clean) for image in first)  # augmented in the workers
+    assert len({image.numpy().tobytes() for image in first}) == 64  # both workers, every sample
 
 
 def test_distributed_shards_the_train_set_and_not_the_test_set() -> None:
