@@ -37,6 +37,7 @@ from torch.utils.data import ConcatDataset
 import vitlib
 from vitlib.data import DigitsDataset, make_dataloaders
 from vitlib.training import fit, seed_everything
+from vitlib.training.recipe import spread_position_embeddings
 
 TARGET_ACCURACY = 0.99
 TIME_BUDGET_S = 180.0
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         num_classes=len(clean.classes),
         drop_path_rate=args.drop_path,
     )
-    model.reset_parameters(position_std=args.position_std)
+    spread_position_embeddings(model, args.position_std)
     history = fit(
         model,
         train_loader,
