@@ -9,6 +9,7 @@ float32 under onnxruntime (tested to 1e-4). Needs the ``onnx`` extra
 from __future__ import annotations
 
 import errno
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -72,11 +73,8 @@ def export_onnx(
             f"{target} already exists; nothing was written. Pass overwrite=True to replace it",
             str(target),
         )
-    try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as error:
-        raise missing_extra("onnx and onnxscript", "onnx", "export_onnx") from error
+    if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxscript")):
+        raise missing_extra("onnx and onnxscript", "onnx", "export_onnx")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
