@@ -13,7 +13,8 @@ import torch
 
 import vitlib
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT
+
 PUBLIC_NAMES = [
     "ViT",
     "ViTConfig",
