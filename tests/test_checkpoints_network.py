@@ -37,22 +37,23 @@ T = TypeVar("T")
 
 def _within(call: Callable[[], T], seconds: float = DEADLINE) -> T:
     """Run ``call`` in a thread; its result or exception, or a test failure if it hangs."""
-    outcome: dict[str, object] = {}
+    values: list[T] = []
+    errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            outcome["value"] = call()
+            values.append(call())
         except BaseException as error:  # handed to the test thread
-            outcome["error"] = error
+            errors.append(error)
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
         pytest.fail(f"still running after {seconds} s: the timeout does not work")
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["value"]  # type: ignore[return-value]
+    if errors:
+        raise errors[0]
+    return values[0]
 
 
 @contextmanager
