@@ -22,9 +22,12 @@ from .blocks import (
 )
 from .checkpoints import (
     AdaptedCheckpointWarning,
+    ModelMetadata,
     NonFiniteWeightsWarning,
+    attach_metadata,
     export_state_dict,
     load_pretrained,
+    model_metadata,
     save_pretrained,
 )
 from .config import SIZES, ViTConfig, list_presets
@@ -53,6 +56,7 @@ __all__ = [
     "InsufficientMemoryError",
     "LayerScale",
     "MLPBlock",
+    "ModelMetadata",
     "MultiheadSelfAttentionBlock",
     "NonFiniteWeightsWarning",
     "PatchEmbedding",
@@ -61,12 +65,14 @@ __all__ = [
     "ViTConfig",
     "VitlibError",
     "__version__",
+    "attach_metadata",
     "count_flops",
     "count_parameters",
     "create_model",
     "export_state_dict",
     "list_presets",
     "load_pretrained",
+    "model_metadata",
     "resample_position_embedding",
     "save_pretrained",
 ]

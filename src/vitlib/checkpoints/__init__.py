@@ -11,18 +11,22 @@ from __future__ import annotations
 from .adapt import AdaptedCheckpointWarning, adapt_input_channels
 from .families import FAMILIES, convert_state_dict, detect_family, export_state_dict
 from .files import read_weights
+from .metadata import ModelMetadata, attach_metadata, model_metadata
 from .pretrained import load_pretrained, save_pretrained
 from .sources import NonFiniteWeightsWarning
 
 __all__ = [
     "FAMILIES",
     "AdaptedCheckpointWarning",
+    "ModelMetadata",
     "NonFiniteWeightsWarning",
     "adapt_input_channels",
+    "attach_metadata",
     "convert_state_dict",
     "detect_family",
     "export_state_dict",
     "load_pretrained",
+    "model_metadata",
     "read_weights",
     "save_pretrained",
 ]

@@ -11,7 +11,7 @@ concatenated (q, k, v rows) on the way in and split on the way out. ``ViTModel``
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import torch
@@ -36,7 +36,9 @@ __all__ = [
     "config_from_hf",
     "config_to_hf",
     "from_vitlib",
+    "labels_from_hf",
     "matches",
+    "preprocessing_from_hf",
     "read_config",
     "to_vitlib",
 ]
@@ -190,8 +192,10 @@ def read_config(data: Mapping[str, Any]) -> dict[str, Any] | None:
     return checked_fields(config_from_hf(data))
 
 
-def config_to_hf(config: ViTConfig) -> dict[str, Any]:
-    """A Hugging Face ``ViTConfig`` dict for ``config`` (written by ``save_pretrained``)."""
+def config_to_hf(config: ViTConfig, labels: Sequence[str] | None = None) -> dict[str, Any]:
+    """A Hugging Face ``ViTConfig`` dict for ``config`` (written by ``save_pretrained``), with
+    ``labels`` as its ``id2label``/``label2id`` (``LABEL_<i>``, Hugging Face's default names,
+    where there are none)."""
     _check_exportable(config)
     data: dict[str, Any] = {
         "model_type": "vit",
@@ -213,9 +217,69 @@ def config_to_hf(config: ViTConfig) -> dict[str, Any]:
         "encoder_stride": config.patch_hw[0],
     }
     if config.num_classes:
-        data["id2label"] = {str(index): f"LABEL_{index}" for index in range(config.num_classes)}
-        data["label2id"] = {label: int(index) for index, label in data["id2label"].items()}
+        names = labels if labels is not None else _default_labels(config.num_classes)
+        data["id2label"] = {str(index): label for index, label in enumerate(names)}
+        data["label2id"] = {label: index for index, label in enumerate(names)}
     return data
+
+
+def _default_labels(count: int) -> list[str]:
+    return [f"LABEL_{index}" for index in range(count)]
+
+
+def labels_from_hf(data: Mapping[str, Any]) -> list[str] | None:
+    """The class names of a Hugging Face ``config.json``'s ``id2label``, in index order.
+
+    ``None`` without ``id2label`` or with Hugging Face's default names (``LABEL_0``...), which
+    name no class.
+
+    Raises:
+        CheckpointError: ``id2label`` is not an object of ``"index": name`` for indices
+            ``0..n-1``.
+    """
+    id2label = data.get("id2label")
+    if id2label is None:
+        return None
+    try:
+        indexed = {int(index): name for index, name in id2label.items()}
+    except (AttributeError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"its 'id2label' must map class indices to names, got {id2label!r:.80}"
+        ) from error
+    if sorted(indexed) != list(range(len(indexed))):
+        raise CheckpointError(
+            f"its 'id2label' has indices {sorted(indexed)[:10]}; expected 0 to {len(indexed) - 1}"
+        )
+    names = [indexed[index] for index in range(len(indexed))]
+    return None if names == _default_labels(len(names)) else names
+
+
+# Pillow's resampling filters by number, as preprocessor_config.json stores them.
+_RESAMPLE: Final = {0: "nearest-exact", 2: "bilinear", 3: "bicubic"}
+
+
+def preprocessing_from_hf(data: Mapping[str, Any], channels: int) -> dict[str, Any] | None:
+    """``Preprocessing`` fields from a ``ViTImageProcessor``'s ``preprocessor_config.json``:
+    the image is resized straight to ``size`` (no crop), then normalised. ``None`` when it does
+    not resize or normalise as vitlib can (``do_resize``/``do_normalize`` false, a centre crop,
+    an unknown filter)."""
+    if not data.get("do_resize", True) or not data.get("do_normalize", True):
+        return None
+    if data.get("do_center_crop", False):
+        return None
+    size = data.get("size", {"height": 224, "width": 224})
+    resample = _RESAMPLE.get(data.get("resample", 2))
+    if not isinstance(size, Mapping) or "height" not in size or resample is None:
+        return None
+    return {
+        "image_size": (size["height"], size["width"]),
+        "channels": channels,
+        "mean": data.get("image_mean", [0.5] * channels),
+        "std": data.get("image_std", [0.5] * channels),
+        "resize": "squash",
+        "crop_ratio": 1.0,
+        "interpolation": resample,
+    }
 
 
 FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib, read_config)

@@ -17,9 +17,17 @@ from .adapt import adapt_state, load_strict
 from .atomic import write_files_atomically
 from .families import convert_state_dict, export_state_dict
 from .files import write_checkpoint_files
+from .metadata import (
+    adapt_metadata,
+    attach_metadata,
+    metadata_to_json,
+    model_metadata,
+    read_metadata,
+)
 from .precedence import ConfigSources, resolve_configs
 from .shapes import ShapeFacts
 from .sources import check_tensors, read_source
+from .vitlib_layout import FORMAT_VERSION
 
 __all__ = ["checkpoint_contents", "load_pretrained", "save_pretrained"]
 
@@ -33,8 +41,11 @@ def save_pretrained(
 ) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into ``directory``.
 
-    ``format="huggingface"`` writes a directory that ``transformers``'
-    ``ViTForImageClassification.from_pretrained`` (or ``ViTModel``) reads as is.
+    ``config.json`` holds the architecture (``config``) and what
+    [`attach_metadata`][vitlib.attach_metadata] recorded: the class names (``labels``) and the
+    ``preprocessing`` of the input images. ``format="huggingface"`` writes a directory that
+    ``transformers``' ``ViTForImageClassification.from_pretrained`` (or ``ViTModel``) reads as
+    is, the class names as its ``id2label`` and ``label2id``.
 
     The two files replace their namesakes at once (see
     [`vitlib.checkpoints.atomic`][vitlib.checkpoints.atomic]): an interrupted save leaves the
@@ -64,16 +75,18 @@ def checkpoint_contents(
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """The tensors and the ``config.json`` content that
     [`save_pretrained`][vitlib.checkpoints.save_pretrained] writes."""
+    metadata = model_metadata(model)
     if format == "vitlib":
         config: dict[str, Any] = {
             "format": "vitlib",
-            "format_version": 1,
+            "format_version": FORMAT_VERSION,
             "vitlib_version": __version__,
             "config": model.config.to_dict(),
+            **metadata_to_json(metadata),
         }
         tensors = export_state_dict(model, "vitlib")
     else:
-        config = huggingface.config_to_hf(model.config)
+        config = huggingface.config_to_hf(model.config, metadata.labels)
         tensors = export_state_dict(model, "huggingface")
     return tensors, config
 
@@ -100,9 +113,17 @@ def load_pretrained(
             weights). Changing a shape-fixed field is an error. Which source gives each
             field is set out in "Which source wins" on the pretrained-weights page.
 
+    Returns:
+        The model in eval mode (as Hugging Face's ``from_pretrained`` returns it; call
+        ``.train()`` to train it), with the class names and preprocessing the checkpoint
+        records attached ([`model_metadata`][vitlib.model_metadata]). A new head
+        (``num_classes``) drops the names; a new ``img_size`` keeps the preprocessing at that
+        size; new ``in_channels`` drop it.
+
     Raises:
         CheckpointError: Unreadable or unrecognised files, missing or unexpected keys, shape
-            mismatches, conflicting overrides, refused pickles.
+            mismatches, conflicting overrides, refused pickles, or class names that are not
+            one per output of the checkpoint's head.
     """
     check_field_names(config_overrides, "load_pretrained")
     read = read_source(source)
@@ -116,8 +137,13 @@ def load_pretrained(
         overrides=config_overrides,
     )
     checkpoint, target = resolve_configs(sources)
+    metadata = read.metadata
+    if read.config_json is not None:
+        metadata = read_metadata(read.config_json, checkpoint, read.preprocessor_json)
     model = ViT.from_config(target)
     load_strict(
         model, adapt_state(dict(converted.state_dict), checkpoint, target), converted.family
     )
-    return model
+    adapted = adapt_metadata(metadata, checkpoint, target)
+    attach_metadata(model, labels=adapted.labels, preprocessing=adapted.preprocessing)
+    return model.eval()

@@ -19,10 +19,16 @@ from ..vit import ViT
 from .atomic import recover_interrupted_save
 from .families import read_config
 from .files import CONFIG_FILE, SUPPORTED_SUFFIXES, read_json, read_weights
+from .metadata import ModelMetadata, model_metadata
+from .vitlib_layout import check_format_version
 
 __all__ = ["NonFiniteWeightsWarning", "RawCheckpoint", "check_tensors", "read_source"]
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.npz")
+#: Hugging Face's image-processor settings, read beside a ``config.json`` when present.
+PREPROCESSOR_FILE = "preprocessor_config.json"
+# The folders of a run directory (vitlib.training.fit), the one to load first.
+_RUN_BEST, _RUN_LAST = "best", "last"
 
 
 class NonFiniteWeightsWarning(UserWarning):
@@ -41,11 +47,17 @@ class RawCheckpoint:
         stated: The ``ViTConfig`` fields its own config states (all of them for a vitlib
             checkpoint or a ``ViT``); empty without a config.
         hints: What its hub name implies (the image size of torchvision's weights).
+        config_json: Its ``config.json``, read for class names and preprocessing.
+        preprocessor_json: Hugging Face's ``preprocessor_config.json`` beside it, if any.
+        metadata: The class names and preprocessing of a ``ViT`` source.
     """
 
     state: dict[str, Tensor]
     stated: dict[str, Any] = field(default_factory=dict)
     hints: dict[str, Any] = field(default_factory=dict)
+    config_json: dict[str, Any] | None = None
+    preprocessor_json: dict[str, Any] | None = None
+    metadata: ModelMetadata = field(default_factory=ModelMetadata)
 
 
 def read_source(source: str | os.PathLike[str] | Mapping[str, Tensor] | ViT) -> RawCheckpoint:
@@ -61,7 +73,7 @@ def read_source(source: str | os.PathLike[str] | Mapping[str, Tensor] | ViT) -> 
     """
     if isinstance(source, ViT):
         state = {key: value.detach().clone() for key, value in source.state_dict().items()}
-        return RawCheckpoint(state, stated=source.config.to_dict())
+        return RawCheckpoint(state, stated=source.config.to_dict(), metadata=model_metadata(source))
     if isinstance(source, Mapping):
         return RawCheckpoint(dict(source))
     if isinstance(source, str) and (
@@ -89,10 +101,41 @@ def _read_path(path: Path) -> RawCheckpoint:
         raise FileNotFoundError(f"no checkpoint at {path}; check the path.")
     if not path.is_dir():
         return RawCheckpoint(read_weights(path))
+    path = _model_folder(path)
     recover_interrupted_save(path)
     config_path = path / CONFIG_FILE
-    stated = _stated_config(read_json(config_path), config_path) if config_path.exists() else {}
-    return RawCheckpoint(read_weights(_weights_file(path)), stated=stated)
+    if not config_path.exists():
+        return RawCheckpoint(read_weights(_weights_file(path)))
+    config_json = read_json(config_path)
+    preprocessor_path = path / PREPROCESSOR_FILE
+    preprocessor = read_json(preprocessor_path) if preprocessor_path.exists() else None
+    return RawCheckpoint(
+        read_weights(_weights_file(path)),
+        stated=_stated_config(config_json, config_path),
+        config_json=config_json,
+        preprocessor_json=preprocessor,
+    )
+
+
+def _model_folder(path: Path) -> Path:
+    """``path``, or its ``best/`` if it is the run directory of ``fit`` (no checkpoint of its
+    own, a ``best/`` checkpoint inside).
+
+    Raises:
+        CheckpointError: A run directory without ``best/``; the message names the folders to
+            load instead.
+    """
+    if (path / CONFIG_FILE).exists() or any((path / name).exists() for name in _WEIGHT_FILES):
+        return path
+    best, last = path / _RUN_BEST, path / _RUN_LAST
+    if (best / CONFIG_FILE).is_file() or (best / "model.safetensors").is_file():
+        return best
+    if last.is_dir():
+        raise CheckpointError(
+            f"{path} is a training run without a {_RUN_BEST}/ checkpoint (the model with the best "
+            f"test accuracy); load {last} (the latest epoch) by its path."
+        )
+    return path
 
 
 def _weights_file(folder: Path) -> Path:
@@ -118,6 +161,11 @@ def _weights_file(folder: Path) -> Path:
 
 def _stated_config(data: dict[str, Any], path: Path) -> dict[str, Any]:
     """The ``ViTConfig`` fields the ``config.json`` at ``path`` states (read by its family)."""
+    if data.get("format") == "vitlib":
+        try:
+            check_format_version(data.get("format_version", 1))
+        except CheckpointError as error:
+            raise CheckpointError(f"cannot load {path}: {error}.") from None
     try:
         stated = read_config(data)
     except (CheckpointError, TypeError, ValueError) as error:

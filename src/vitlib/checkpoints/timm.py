@@ -17,7 +17,15 @@ from ..errors import CheckpointError
 from . import _slots as slots
 from ._mapping import Converted, Family, Table, checked_fields, count_layers, key_pairs, rename
 
-__all__ = ["FAMILY", "from_vitlib", "matches", "read_config", "to_vitlib"]
+__all__ = [
+    "FAMILY",
+    "from_vitlib",
+    "labels_from_timm",
+    "matches",
+    "preprocessing_from_timm",
+    "read_config",
+    "to_vitlib",
+]
 
 NAME = "timm"
 
@@ -105,6 +113,44 @@ def read_config(data: Mapping[str, Any]) -> dict[str, Any] | None:
     elif img_size:
         stated["img_size"] = img_size
     return checked_fields(stated)
+
+
+def labels_from_timm(data: Mapping[str, Any]) -> list[str] | None:
+    """The ``label_names`` of a timm hub ``config.json``, if it has them."""
+    names = data.get("label_names")
+    if names is None:
+        return None
+    if not isinstance(names, list):
+        raise CheckpointError(f"its 'label_names' must be a list of names, got {names!r:.80}")
+    return names
+
+
+_INTERPOLATIONS: Final = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest-exact"}
+
+
+def preprocessing_from_timm(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``Preprocessing`` fields from a timm ``pretrained_cfg``: ``input_size``, ``mean``,
+    ``std``, ``crop_pct`` and ``interpolation`` (the shorter side to ``size / crop_pct``, then a
+    centre crop). ``None`` without an ``input_size``, or with a crop mode or filter vitlib does
+    not have."""
+    cfg = data.get("pretrained_cfg")
+    if not isinstance(cfg, Mapping) or not isinstance(cfg.get("input_size"), list):
+        return None
+    interpolation = _INTERPOLATIONS.get(cfg.get("interpolation", "bicubic"))
+    if interpolation is None or cfg.get("crop_mode", "center") != "center":
+        return None
+    channels, height, width = cfg["input_size"]
+    fields: dict[str, Any] = {
+        "image_size": (height, width),
+        "channels": channels,
+        "resize": "center_crop",
+        "crop_ratio": cfg.get("crop_pct", 0.875),
+        "interpolation": interpolation,
+    }
+    for name in ("mean", "std"):
+        if name in cfg:
+            fields[name] = cfg[name]
+    return fields
 
 
 FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib, read_config)

@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from torch import Tensor
 
+from .._version import __version__
 from ..config import ViTConfig
 from ..errors import CheckpointError
 from . import _slots as slots
@@ -15,6 +16,9 @@ from ._mapping import Converted, Family
 __all__ = ["FAMILY", "from_vitlib", "matches", "read_config", "to_vitlib"]
 
 NAME = "vitlib"
+#: The ``format_version`` that ``save_pretrained`` writes: 2 adds ``labels`` and
+#: ``preprocessing`` to version 1 (architecture only), which is still read.
+FORMAT_VERSION: Final = 2
 
 
 def matches(keys: set[str]) -> bool:
@@ -37,12 +41,31 @@ def read_config(data: Mapping[str, Any]) -> dict[str, Any] | None:
     any other JSON)."""
     if data.get("format") != "vitlib":
         return None
+    check_format_version(data.get("format_version", 1))
     saved = data.get("config")
     if not isinstance(saved, dict):
         raise CheckpointError(
             f"its 'config' must be a JSON object of ViTConfig fields, got {type(saved).__name__}"
         )
     return ViTConfig.from_dict(saved).to_dict()
+
+
+def check_format_version(version: object) -> None:
+    """Refuse a ``config.json`` of a newer (or no valid) vitlib format version.
+
+    Raises:
+        CheckpointError: ``version`` is not an int from 1 to ``FORMAT_VERSION``.
+    """
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(
+            f"its format_version is {version!r}; expected an integer from 1 to {FORMAT_VERSION}"
+        )
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"it has format_version {version}, written by a newer vitlib; this vitlib "
+            f"({__version__}) reads format_version 1 to {FORMAT_VERSION}. Upgrade vitlib "
+            "(pip install -U vitlib) to load it"
+        )
 
 
 FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib, read_config)

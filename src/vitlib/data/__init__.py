@@ -13,6 +13,7 @@ from vitlib.data.image_folder import (
     load_image_folders,
 )
 from vitlib.data.loaders import make_dataloaders
+from vitlib.data.preprocessing import Preprocessing
 from vitlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "DigitsDataset",
     "ImageFolderDataset",
+    "Preprocessing",
     "SkippedImagesWarning",
     "eval_transform",
     "load_image_folders",

@@ -1,0 +1,229 @@
+"""Class names and preprocessing travel with a model: config.json, Hugging Face, timm, runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import vitlib
+from vitlib.checkpoints import ModelMetadata, attach_metadata, model_metadata
+from vitlib.data import Preprocessing, eval_transform
+from vitlib.errors import CheckpointError, DataError
+
+from .helpers import tiny_vit
+
+LABELS = ["zebra", "apple", "mango", "kiwi", "fig"]  # deliberately not sorted
+
+
+def _labelled(**changes: object) -> vitlib.ViT:
+    model = tiny_vit(**changes)  # type: ignore[arg-type]
+    attach_metadata(model, labels=LABELS, preprocessing=Preprocessing.imagenet(16))
+    return model
+
+
+def _edit_config(folder: Path, **entries: object) -> None:
+    path = folder / "config.json"
+    data = json.loads(path.read_text())
+    data.update(entries)
+    path.write_text(json.dumps(data))
+
+
+def test_save_pretrained_writes_labels_and_preprocessing_as_format_2(tmp_path: Path) -> None:
+    vitlib.save_pretrained(_labelled(), tmp_path / "ck")
+    data = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert data["format_version"] == 2
+    assert data["labels"] == LABELS
+    assert data["preprocessing"] == {
+        "image_size": [16, 16],
+        "channels": 3,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "resize": "center_crop",
+        "crop_ratio": 0.875,
+        "interpolation": "bilinear",
+    }
+
+
+def test_label_order_survives_save_load_hf_export_load(tmp_path: Path) -> None:
+    vitlib.save_pretrained(_labelled(), tmp_path / "vitlib")
+    loaded = vitlib.load_pretrained(tmp_path / "vitlib")
+    assert model_metadata(loaded) == ModelMetadata(tuple(LABELS), Preprocessing.imagenet(16))
+    vitlib.save_pretrained(loaded, tmp_path / "hf", format="huggingface")
+    hf = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert hf["id2label"] == {str(index): name for index, name in enumerate(LABELS)}
+    assert hf["label2id"] == {name: index for index, name in enumerate(LABELS)}
+    assert model_metadata(vitlib.load_pretrained(tmp_path / "hf")).labels == tuple(LABELS)
+
+
+def test_load_pretrained_returns_the_model_in_eval_mode(tmp_path: Path) -> None:
+    vitlib.save_pretrained(tiny_vit().train(), tmp_path / "ck")
+    assert not vitlib.load_pretrained(tmp_path / "ck").training
+
+
+def test_a_format_1_checkpoint_without_metadata_still_loads(tmp_path: Path) -> None:
+    model = tiny_vit()
+    vitlib.save_pretrained(model, tmp_path / "old")
+    _edit_config(tmp_path / "old", format_version=1)
+    loaded = vitlib.load_pretrained(tmp_path / "old")
+    assert model_metadata(loaded) == ModelMetadata()
+    assert torch.equal(loaded(torch.ones(1, 3, 16, 16)), model(torch.ones(1, 3, 16, 16)))
+
+
+def test_a_newer_format_version_is_refused_with_the_upgrade(tmp_path: Path) -> None:
+    vitlib.save_pretrained(tiny_vit(), tmp_path / "new")
+    _edit_config(tmp_path / "new", format_version=3)
+    with pytest.raises(CheckpointError, match=r"format_version 3, written by a newer vitlib.*"):
+        vitlib.load_pretrained(tmp_path / "new")
+    with pytest.raises(CheckpointError, match="pip install -U vitlib"):
+        vitlib.load_pretrained(tmp_path / "new")
+
+
+@pytest.mark.parametrize("labels", [["a", "b"], ["a", "b", "c", "d", "e", "f"]])
+def test_a_checkpoint_whose_labels_count_differs_from_its_head_is_refused(
+    tmp_path: Path, labels: list[str]
+) -> None:
+    vitlib.save_pretrained(tiny_vit(), tmp_path / "ck")
+    _edit_config(tmp_path / "ck", labels=labels)
+    with pytest.raises(CheckpointError, match=f"name {len(labels)} classes but the model's head"):
+        vitlib.load_pretrained(tmp_path / "ck")
+
+
+def test_a_hugging_face_id2label_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
+    vitlib.save_pretrained(tiny_vit(), tmp_path / "hf", format="huggingface")
+    _edit_config(tmp_path / "hf", id2label={"0": "a", "1": "b"})
+    with pytest.raises(CheckpointError, match="name 2 classes but the model's head has 5"):
+        vitlib.load_pretrained(tmp_path / "hf")
+
+
+def test_hugging_face_default_names_are_no_labels(tmp_path: Path) -> None:
+    vitlib.save_pretrained(tiny_vit(), tmp_path / "hf", format="huggingface")
+    hf = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert hf["id2label"]["4"] == "LABEL_4"
+    assert model_metadata(vitlib.load_pretrained(tmp_path / "hf")).labels is None
+
+
+def test_hugging_face_preprocessor_config_is_read(tmp_path: Path) -> None:
+    vitlib.save_pretrained(tiny_vit(), tmp_path / "hf", format="huggingface")
+    processor = {"do_resize": True, "size": {"height": 16, "width": 16}, "resample": 3}
+    processor |= {"image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+    (tmp_path / "hf" / "preprocessor_config.json").write_text(json.dumps(processor))
+    spec = model_metadata(vitlib.load_pretrained(tmp_path / "hf")).preprocessing
+    assert spec == Preprocessing(
+        (16, 16), mean=(0.5,) * 3, std=(0.5,) * 3, resize="squash", crop_ratio=1.0,
+        interpolation="bicubic",
+    )  # fmt: skip
+
+
+def test_timm_label_names_and_pretrained_cfg_are_read(tmp_path: Path) -> None:
+    model = tiny_vit()
+    folder = tmp_path / "timm"
+    folder.mkdir()
+    from safetensors.torch import save_file
+
+    save_file(vitlib.export_state_dict(model, "timm"), str(folder / "model.safetensors"))
+    config = {
+        "architecture": "vit_tiny_patch4_16",
+        "num_classes": 5,
+        "label_names": LABELS,
+        "pretrained_cfg": {
+            "input_size": [3, 16, 16],
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.25, 0.25, 0.25],
+            "crop_pct": 0.9,
+            "interpolation": "bicubic",
+        },
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = vitlib.load_pretrained(folder)
+    assert model_metadata(loaded) == ModelMetadata(
+        tuple(LABELS),
+        Preprocessing((16, 16), mean=(0.5,) * 3, std=(0.25,) * 3, crop_ratio=0.9,
+                      interpolation="bicubic"),
+    )  # fmt: skip
+
+
+def test_a_new_head_drops_the_labels_and_a_new_size_keeps_the_preprocessing(
+    tmp_path: Path,
+) -> None:
+    vitlib.save_pretrained(_labelled(), tmp_path / "ck")
+    with pytest.warns(vitlib.AdaptedCheckpointWarning):
+        new_head = vitlib.load_pretrained(tmp_path / "ck", num_classes=2)
+    assert model_metadata(new_head).labels is None
+    resized = model_metadata(vitlib.load_pretrained(tmp_path / "ck", img_size=32))
+    assert resized.labels == tuple(LABELS)
+    assert resized.preprocessing == Preprocessing.imagenet(32)
+    grey = vitlib.load_pretrained(tmp_path / "ck", in_channels=1)
+    assert model_metadata(grey).preprocessing is None
+
+
+def test_load_pretrained_on_a_run_folder_loads_best(tmp_path: Path) -> None:
+    best, last = _labelled(seed=1), _labelled(seed=2)
+    vitlib.save_pretrained(best, tmp_path / "run" / "best")
+    vitlib.save_pretrained(last, tmp_path / "run" / "last")
+    loaded = vitlib.load_pretrained(tmp_path / "run")
+    images = torch.ones(1, 3, 16, 16)
+    assert torch.equal(loaded(images), best(images))
+
+
+def test_load_pretrained_on_a_run_folder_without_best_names_last(tmp_path: Path) -> None:
+    vitlib.save_pretrained(tiny_vit(), tmp_path / "run" / "last")
+    with pytest.raises(CheckpointError, match=r"without a best/ checkpoint.*load .*last"):
+        vitlib.load_pretrained(tmp_path / "run")
+
+
+def test_attach_metadata_refuses_labels_that_do_not_fit_the_head() -> None:
+    with pytest.raises(ValueError, match="name 2 classes but the model's head has 5 outputs"):
+        attach_metadata(tiny_vit(), labels=["a", "b"])
+    with pytest.raises(ValueError, match="repeat"):
+        attach_metadata(tiny_vit(), labels=["a", "a", "b", "c", "d"])
+    with pytest.raises(TypeError, match="list of class names"):
+        attach_metadata(tiny_vit(), labels="abcde")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"channels": 2}, "channels=2 is not supported"),
+        ({"mean": (0.5, 0.5)}, "2 value"),
+        ({"std": (1.0, 0.0, 1.0)}, "std"),
+        ({"crop_ratio": 1.5}, r"crop_ratio=1.5 is out of range"),
+        ({"resize": "stretch"}, "resize='stretch' is unknown"),
+        ({"interpolation": "lanczos"}, "interpolation='lanczos' is unknown"),
+        ({"image_size": 0}, "image_size=0 is invalid"),
+    ],
+)
+def test_preprocessing_refuses_invalid_fields(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        Preprocessing(**{"image_size": (16, 16), **changes})  # type: ignore[arg-type]
+
+
+def test_preprocessing_round_trips_through_json() -> None:
+    spec = Preprocessing((24, 16), channels=1, mean=(0.3,), std=(0.4,), resize="squash")
+    assert Preprocessing.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    height=st.integers(8, 40),
+    width=st.integers(8, 40),
+    side=st.integers(4, 24),
+    ratio=st.sampled_from([0.875, 1.0, 0.5]),
+    seed=st.integers(0, 2**16),
+)
+def test_the_rgb_centre_crop_transform_equals_eval_transform(
+    height: int, width: int, side: int, ratio: float, seed: int
+) -> None:
+    """Any RGB image prepared by Preprocessing equals the test loader's eval_transform."""
+    pixels = torch.randint(
+        0, 256, (height, width, 3), generator=torch.Generator().manual_seed(seed)
+    )
+    image = Image.fromarray(pixels.to(torch.uint8).numpy(), "RGB")
+    spec = Preprocessing((side, side), crop_ratio=ratio)
+    expected = eval_transform(side, resize_ratio=ratio)(image)
+    assert torch.equal(spec.transform()(image), expected)
