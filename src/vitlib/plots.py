@@ -146,6 +146,183 @@ def plot_predictions(
     return out
 
 
+def plot_image_predictions(
+    images: Tensor,
+    labels: Sequence[str],
+    probabilities: Sequence[float],
+    path: str | os.PathLike[str],
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Save each image titled with its predicted class and probability, as the chapter's
+    ``pred_and_plot_image`` does (``"basketball (93.1%)"``), in a grid.
+
+    Args:
+        images: Float tensor (B, C, H, W), C = 1 or 3, as the model received them.
+        labels: B predicted class names.
+        probabilities: B probabilities of those classes, in [0, 1].
+        path: Output file, ending in ``.png``; missing parent folders are created.
+        mean: Per-channel mean the images were normalised with (undone with ``std``).
+        std: Per-channel standard deviation, given together with ``mean``.
+        overwrite: Replace an existing file instead of raising ``FileExistsError``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
+        ValueError: On mismatched lengths or shapes, or a path not ending in ``.png``.
+        FileExistsError: If ``path`` exists and ``overwrite`` is false.
+    """
+    shown = _displayable(images, mean, std)
+    _check_count("labels", labels, len(shown))
+    _check_count("probabilities", probabilities, len(shown))
+    titles = [
+        f"{label} ({100 * float(p):.1f}%)" for label, p in zip(labels, probabilities, strict=True)
+    ]
+    return _image_grid(shown, titles, ["black"] * len(shown), path, "prediction", overwrite)
+
+
+def plot_mistakes(
+    images: Tensor,
+    labels: Sequence[int] | Tensor,
+    predictions: Sequence[int] | Tensor,
+    confidences: Sequence[float],
+    class_names: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Save a grid of misclassified images, each titled ``"predicted (p%) / true"`` in red.
+
+    [`vitlib.evaluate_model`][vitlib.evaluate_model] draws its most confident mistakes with it.
+
+    Args:
+        images: Float tensor (B, C, H, W), C = 1 or 3, as the model received them.
+        labels: B true class indices.
+        predictions: B predicted class indices.
+        confidences: B probabilities the model gave its predictions.
+        class_names: Name of each class index.
+        path: Output file, ending in ``.png``; missing parent folders are created.
+        mean: Per-channel mean the images were normalised with (undone with ``std``).
+        std: Per-channel standard deviation, given together with ``mean``.
+        overwrite: Replace an existing file instead of raising ``FileExistsError``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
+        ValueError: On mismatched lengths or shapes, a class index out of range, or a path not
+            ending in ``.png``.
+        FileExistsError: If ``path`` exists and ``overwrite`` is false.
+    """
+    shown = _displayable(images, mean, std)
+    true_labels = _check_labels("labels", labels, len(shown), len(class_names))
+    predicted = _check_labels("predictions", predictions, len(shown), len(class_names))
+    _check_count("confidences", confidences, len(shown))
+    titles = [
+        f"{class_names[guess]} ({100 * float(p):.0f}%) / {class_names[truth]}"
+        for guess, p, truth in zip(predicted, confidences, true_labels, strict=True)
+    ]
+    suptitle = "most confident mistakes: predicted (probability) / true"
+    return _image_grid(shown, titles, [_WRONG_COLOUR] * len(shown), path, suptitle, overwrite)
+
+
+def plot_confusion_matrix(
+    matrix: Tensor | Sequence[Sequence[int]],
+    class_names: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Save a confusion matrix as a PNG: rows are true classes, columns predicted ones.
+
+    Each cell shows its count; the colour is the fraction of its row (the recall of the
+    diagonal), so rare classes are as visible as common ones.
+
+    Args:
+        matrix: Square counts, ``matrix[true][predicted]``, one row per class.
+        class_names: Name of each class index.
+        path: Output file, ending in ``.png``; missing parent folders are created.
+        overwrite: Replace an existing file instead of raising ``FileExistsError``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
+        ValueError: A matrix that is not square, not one row per class name, or has negative
+            counts; a path not ending in ``.png``.
+        FileExistsError: If ``path`` exists and ``overwrite`` is false.
+    """
+    counts = torch.as_tensor(matrix, dtype=torch.float64)
+    classes = len(class_names)
+    if counts.shape != (classes, classes) or bool((counts < 0).any()):
+        raise ValueError(
+            f"matrix must be {classes} x {classes} non-negative counts (one row and column per "
+            f"class name), got shape {tuple(counts.shape)}"
+        )
+    out = _check_path(path, overwrite)
+    side = min(24.0, 2.0 + 0.6 * classes)
+    figure = _new_figure(width=side + 1.5, height=side)
+    axes = figure.add_subplot(1, 1, 1)
+    fractions = counts / counts.sum(dim=1, keepdim=True).clamp_min(1.0)
+    picture = axes.imshow(fractions.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(picture, ax=axes, fraction=0.046, pad=0.04, label="fraction of the true class")
+    axes.set_xticks(range(classes), labels=list(class_names), rotation=45, ha="right")
+    axes.set_yticks(range(classes), labels=list(class_names))
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    if classes <= 30:  # beyond that the numbers no longer fit their cells
+        for row in range(classes):
+            for column in range(classes):
+                colour = "white" if fractions[row, column] > 0.5 else "black"
+                count = f"{int(counts[row, column])}"
+                axes.text(column, row, count, ha="center", va="center", color=colour, fontsize=8)
+    axes.set_title("confusion matrix")
+    figure.tight_layout()
+    figure.savefig(out, format="png")
+    return out
+
+
+def _image_grid(
+    shown: Tensor,
+    titles: Sequence[str],
+    colours: Sequence[str],
+    path: str | os.PathLike[str],
+    suptitle: str,
+    overwrite: bool,
+) -> Path:
+    out = _check_path(path, overwrite)
+    count = len(shown)
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    figure = _new_figure(width=_CELL_INCHES * columns + 0.5, height=_CELL_INCHES * rows + 0.4)
+    for index in range(count):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        image = shown[index]
+        if image.shape[0] == 1:
+            axes.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+        else:
+            axes.imshow(image.permute(1, 2, 0).numpy())
+        axes.set_title(titles[index], color=colours[index], fontsize=8)
+        axes.axis("off")
+    figure.suptitle(suptitle)
+    figure.tight_layout()
+    figure.savefig(out, format="png")
+    return out
+
+
+def _check_count(name: str, values: Sequence[object], count: int) -> None:
+    if len(values) != count:
+        raise ValueError(f"{name} has {len(values)} entries for {count} images; give one per image")
+
+
 def _new_figure(*, width: float, height: float) -> Figure:
     try:
         from matplotlib.figure import Figure
