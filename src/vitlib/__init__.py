@@ -42,6 +42,7 @@ from .errors import (
     VitlibError,
 )
 from .position import resample_position_embedding
+from .prediction import Prediction, predict
 from .vit import ViT, create_model
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "MultiheadSelfAttentionBlock",
     "NonFiniteWeightsWarning",
     "PatchEmbedding",
+    "Prediction",
     "TransformerEncoderBlock",
     "ViT",
     "ViTConfig",
@@ -73,6 +75,7 @@ __all__ = [
     "list_presets",
     "load_pretrained",
     "model_metadata",
+    "predict",
     "resample_position_embedding",
     "save_pretrained",
 ]

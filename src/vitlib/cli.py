@@ -1,4 +1,5 @@
-"""The ``vitlib`` command: ``presets``, ``summary``, ``convert`` and ``train``.
+"""The ``vitlib`` command: ``presets``, ``summary``, ``convert``, ``train``, ``finetune``,
+``predict`` and ``evaluate``.
 
 Run ``vitlib --help`` or ``vitlib <command> --help``; ``python -m vitlib`` is the same.
 """
@@ -6,14 +7,29 @@ Run ``vitlib --help`` or ``vitlib <command> --help``; ``python -m vitlib`` is th
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from ._version import __version__
 from .config import ViTConfig
 from .errors import VitlibError
 
-__all__ = ["build_parser", "main"]
+__all__ = ["DefaultsHelpFormatter", "build_parser", "main"]
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows each option's default, where it has one that its text does not name."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        shown = default not in (None, False, argparse.SUPPRESS) and action.option_strings
+        if shown and "default" not in text and not isinstance(action, argparse._VersionAction):
+            text += f" (default: {default})" if text else f"default: {default}"
+        return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,29 +37,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitlib",
         description="Vision Transformer blocks: presets, summaries, checkpoints, training.",
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vitlib {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser(
         "presets",
+        formatter_class=DefaultsHelpFormatter,
         help="list the presets with exact parameters and FLOPs",
         description="The published presets beside Table 1 (224x224 RGB, 1000 classes).",
     )
 
     summary = commands.add_parser(
         "summary",
+        formatter_class=DefaultsHelpFormatter,
         help="per-layer table of a preset: output shapes, parameters, trainable",
         description="Summarise a preset without allocating its weights (meta device).",
     )
     summary.add_argument("preset", help="e.g. ViT-B/16, vit_b_16, vit_base_patch16_384")
-    summary.add_argument("--num-classes", type=int, default=None)
-    summary.add_argument("--img-size", type=int, default=None)
-    summary.add_argument("--in-channels", type=int, default=None)
+    summary.add_argument("--num-classes", type=int, default=None, help="default: the preset's")
+    summary.add_argument("--img-size", type=int, default=None, help="default: the preset's")
+    summary.add_argument("--in-channels", type=int, default=None, help="default: the preset's")
     summary.add_argument("--depth", type=int, default=2, help="module levels shown (default 2)")
 
     convert = commands.add_parser(
         "convert",
+        formatter_class=DefaultsHelpFormatter,
         help="convert any supported checkpoint to vitlib's (or Hugging Face's) format",
         description="Load a checkpoint of any family and save it as config.json + safetensors.",
     )
@@ -64,13 +84,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
+        formatter_class=DefaultsHelpFormatter,
         help="train a ViT from scratch (digits by default, or an image folder)",
         description="Train a ViT from scratch; see docs/training.md.",
     )
     from .training.recipe import add_train_arguments
 
     add_train_arguments(train)
+    _add_predict_parser(commands)
     return parser
+
+
+def _add_predict_parser(commands: Any) -> None:
+    predict = commands.add_parser(
+        "predict",
+        formatter_class=DefaultsHelpFormatter,
+        help="classify your own images with a trained model (its labels and preprocessing)",
+        description="Classify images with a run or checkpoint, prepared as its test set was.",
+    )
+    predict.add_argument(
+        "model",
+        metavar="RUN_OR_CHECKPOINT",
+        help="a run folder (its best/), a checkpoint folder or file, hf-hub:<repo>...",
+    )
+    predict.add_argument(
+        "images", metavar="IMAGE", nargs="+", type=Path, help="image files, or folders of them"
+    )
+    predict.add_argument("--top-k", type=int, default=5, help="classes shown per image")
+    predict.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    predict.add_argument(
+        "--plot",
+        type=Path,
+        metavar="OUT.png",
+        help="draw the images titled with their prediction (first 16)",
+    )
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
+    predict.add_argument(
+        "--strict", action="store_true", help="stop at an unreadable image instead of skipping it"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -113,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     model, args.output, overwrite=args.overwrite, format=args.format
                 )
             print(f"wrote {path} ({model.config.name or 'ViT'}, {args.format} format)")
+        elif args.command == "predict":
+            return _predict(args)
         else:
             from .training.recipe import run_from_args
 
@@ -121,6 +175,98 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vitlib {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     return 0
+
+
+_PLOTTED_IMAGES = 16
+
+
+def _image_paths(arguments: Sequence[Path]) -> list[Path]:
+    """The image paths: files as given, folders expanded to the images below them (sorted)."""
+    from .data.image_folder import IMAGE_EXTENSIONS
+
+    paths: list[Path] = []
+    for argument in arguments:
+        if argument.is_dir():
+            paths += sorted(
+                path
+                for path in argument.rglob("*")
+                if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
+            )
+        else:
+            paths.append(argument)
+    return paths
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .prediction import run_predictions
+
+    if args.plot is not None:  # before any work: refuse to replace a file silently
+        _check_plot_path(args.plot, args.overwrite)
+    run = run_predictions(
+        args.model,
+        _image_paths(args.images),
+        top_k=_positive("--top-k", args.top_k),
+        batch_size=_positive("--batch-size", args.batch_size),
+        strict=args.strict,
+        keep_inputs=_PLOTTED_IMAGES if args.plot is not None else 0,
+    )
+    for skipped in run.skipped:
+        print(f"vitlib predict: skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
+    if args.json:
+        report = {
+            "predictions": [prediction.to_dict() for prediction in run.predictions],
+            "skipped": [{"source": s.source, "reason": s.reason} for s in run.skipped],
+        }
+        print(json.dumps(report, indent=2))
+    else:
+        for prediction in run.predictions:
+            others = ", ".join(
+                f"{label} {probability:.1%}"
+                for label, probability in zip(
+                    prediction.labels[1:], prediction.probabilities[1:], strict=True
+                )
+            )
+            print(
+                f"{prediction.source}: {prediction.label} ({prediction.probability:.1%})"
+                + (f"  then {others}" if others else "")
+            )
+    if args.plot is not None and run.inputs and run.preprocessing is not None:
+        import torch
+
+        from .plots import plot_image_predictions
+
+        shown = run.predictions[: len(run.inputs)]
+        out = plot_image_predictions(
+            torch.stack(run.inputs),
+            [prediction.label for prediction in shown],
+            [prediction.probability for prediction in shown],
+            args.plot,
+            mean=run.preprocessing.mean,
+            std=run.preprocessing.std,
+            overwrite=args.overwrite,
+        )
+        print(f"plot: {out}", file=sys.stderr if args.json else sys.stdout)
+    if not run.predictions:
+        print("vitlib predict: error: no readable image among those given", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _positive(flag: str, value: int) -> int:
+    from .errors import ConfigError
+
+    if value < 1:
+        raise ConfigError(f"{flag} {value} is invalid; expected an integer >= 1.")
+    return value
+
+
+def _check_plot_path(path: Path, overwrite: bool) -> None:
+    from .errors import ConfigError
+
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"--plot {path} must end in .png; give e.g. --plot predictions.png")
+    if path.exists() and not overwrite:
+        raise ConfigError(f"--plot {path} already exists; pass --overwrite to replace it")
 
 
 def _one_line(error: Exception) -> str:

@@ -1,0 +1,409 @@
+"""`predict`: a saved model's top classes for your own images, prepared as its test set was.
+
+```python
+model = vitlib.load_pretrained("runs/sports")          # the run's best/ model, with its labels
+for prediction in vitlib.predict(model, ["my_photo.jpg"], top_k=3):
+    print(prediction.source, prediction.label, f"{prediction.probability:.1%}")
+```
+
+The images are prepared by the model's recorded [`Preprocessing`][vitlib.data.Preprocessing]
+(size, channels, resize and crop, normalisation) and classified in batches; each file is read
+once, and an unreadable one is skipped with a warning that names it (or refused, with
+``strict=True``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import torch
+from torch import Tensor
+
+from .checkpoints.metadata import default_preprocessing, model_metadata
+from .data.image_folder import SkippedImagesWarning
+from .data.preprocessing import Preprocessing, PreprocessTransform
+from .errors import DataError
+from .vit import ViT
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["ImageInput", "Prediction", "PredictionRun", "SkippedImage", "predict"]
+
+ImageInput = Union[str, os.PathLike[str], "Image.Image", Tensor]
+"""An image path, a PIL image, or a tensor: uint8 in 0..255 or float in [0, 1], (C, H, W) or a
+batch (B, C, H, W), with C = 1 or 3."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The ``top_k`` classes of one image, most probable first.
+
+    Attributes:
+        source: The image's path, or ``"image <i>"`` for a PIL image or tensor (its position).
+        labels: Class names.
+        probabilities: Softmax probabilities of those classes.
+        indices: Class indices of those classes.
+    """
+
+    source: str
+    labels: tuple[str, ...]
+    probabilities: tuple[float, ...]
+    indices: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        """The most probable class."""
+        return self.labels[0]
+
+    @property
+    def probability(self) -> float:
+        """The probability of the most probable class."""
+        return self.probabilities[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly: ``{"source", "top": [{"label", "index", "probability"}, ...]}``."""
+        return {
+            "source": self.source,
+            "top": [
+                {"label": label, "index": index, "probability": probability}
+                for label, index, probability in zip(
+                    self.labels, self.indices, self.probabilities, strict=True
+                )
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class SkippedImage:
+    """An input that could not be read as an image: its ``source`` and the ``reason``."""
+
+    source: str
+    reason: str
+
+
+@dataclass
+class PredictionRun:
+    """Everything one call of `run_predictions` found.
+
+    Attributes:
+        predictions: One per readable image, in input order.
+        skipped: The unreadable inputs, in input order.
+        inputs: The prepared tensors of the first ``keep_inputs`` images (for plots).
+        preprocessing: The preprocessing applied.
+    """
+
+    predictions: list[Prediction] = field(default_factory=list)
+    skipped: list[SkippedImage] = field(default_factory=list)
+    inputs: list[Tensor] = field(default_factory=list)
+    preprocessing: Preprocessing | None = None
+
+
+def predict(
+    model: ViT | str | os.PathLike[str],
+    images: ImageInput | Iterable[ImageInput],
+    *,
+    top_k: int = 5,
+    batch_size: int = 32,
+    strict: bool = False,
+    labels: Sequence[str] | None = None,
+    preprocessing: Preprocessing | None = None,
+    device: torch.device | str | None = None,
+) -> list[Prediction]:
+    """Classify images with a trained model, prepared as its checkpoint records.
+
+    Args:
+        model: A [`ViT`][vitlib.ViT], or anything
+            [`load_pretrained`][vitlib.load_pretrained] reads (a checkpoint folder, a run
+            directory, whose ``best/`` is used, a hub name).
+        images: One image or many: paths, PIL images, or tensors (uint8 in 0..255 or float in
+            [0, 1], (C, H, W) or (B, C, H, W)). Tensors are raw pixels: they are resized,
+            cropped and normalised like the rest.
+        top_k: How many classes per image (all of them if the model has fewer).
+        batch_size: Images per forward pass.
+        strict: Raise on the first unreadable image instead of skipping it.
+        labels: Class names, overriding the recorded ones (default: the checkpoint's, else the
+            class indices as strings).
+        preprocessing: Overrides the recorded preprocessing. Without either, ImageNet's at
+            the model's input size is assumed, with a warning.
+        device: Where to run; default the model's device.
+
+    Returns:
+        One [`Prediction`][vitlib.prediction.Prediction] per readable image, in input order.
+        The model's train/eval mode is restored afterwards.
+
+    Raises:
+        DataError: An unreadable image with ``strict=True`` (naming it), a tensor that is not
+            an image, or a model without a classification head.
+        TypeError: An input of another type; ``top_k`` or ``batch_size`` not an int >= 1.
+        ValueError: ``labels`` not one name per class.
+
+    Warns:
+        SkippedImagesWarning: Unreadable images were skipped; it names each with the reason.
+    """
+    run = run_predictions(
+        model,
+        images,
+        top_k=top_k,
+        batch_size=batch_size,
+        strict=strict,
+        labels=labels,
+        preprocessing=preprocessing,
+        device=device,
+    )
+    if run.skipped:
+        named = "; ".join(f"{image.source} ({image.reason})" for image in run.skipped)
+        warnings.warn(
+            f"skipped {len(run.skipped)} unreadable image(s): {named}; pass strict=True to "
+            "raise instead",
+            SkippedImagesWarning,
+            stacklevel=2,
+        )
+    return run.predictions
+
+
+def run_predictions(
+    model: ViT | str | os.PathLike[str],
+    images: ImageInput | Iterable[ImageInput],
+    *,
+    top_k: int = 5,
+    batch_size: int = 32,
+    strict: bool = False,
+    labels: Sequence[str] | None = None,
+    preprocessing: Preprocessing | None = None,
+    device: torch.device | str | None = None,
+    keep_inputs: int = 0,
+) -> PredictionRun:
+    """[`predict`][vitlib.predict], returning the skipped images and (for plots) the first
+    prepared inputs too; ``keep_inputs`` is how many prepared tensors to keep, the first ones.
+    The other arguments are those of ``predict``."""
+    vit = _resolve_model(model)
+    _check_count("top_k", top_k)
+    _check_count("batch_size", batch_size)
+    names = _labels(vit, labels)
+    spec = _preprocessing(vit, preprocessing)
+    transform = spec.transform()
+    run = PredictionRun(preprocessing=spec)
+    target = torch.device(device) if device is not None else _device(vit)
+    was_training = vit.training
+    vit.eval()
+    try:
+        batch: list[tuple[str, Tensor]] = []
+        for source, prepared in _prepared(images, transform, run, strict=strict):
+            if len(run.inputs) < keep_inputs:
+                run.inputs.append(prepared)
+            batch.append((source, prepared))
+            if len(batch) == batch_size:
+                run.predictions += _classify(vit, batch, names, top_k, target)
+                batch = []
+        if batch:
+            run.predictions += _classify(vit, batch, names, top_k, target)
+    finally:
+        vit.train(was_training)
+    return run
+
+
+def _resolve_model(model: ViT | str | os.PathLike[str]) -> ViT:
+    if isinstance(model, ViT):
+        vit = model
+    elif isinstance(model, (str, os.PathLike)):
+        from .checkpoints import load_pretrained
+
+        vit = load_pretrained(model)
+    else:
+        raise TypeError(
+            f"model must be a vitlib.ViT or a checkpoint path, got {type(model).__name__}."
+        )
+    if vit.config.num_classes == 0:
+        raise DataError(
+            "the model has no classification head (num_classes=0): it outputs features, not "
+            "classes; predict with a model trained for classification."
+        )
+    return vit
+
+
+def _check_count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TypeError(f"{name} must be an int >= 1, got {value!r}.")
+
+
+def _labels(model: ViT, labels: Sequence[str] | None) -> tuple[str, ...]:
+    from .checkpoints.metadata import check_labels
+
+    if labels is not None:
+        check_labels(labels, model.config.num_classes)
+        return tuple(labels)
+    recorded = model_metadata(model).labels
+    if recorded is not None:
+        return recorded
+    return tuple(str(index) for index in range(model.config.num_classes))
+
+
+def _preprocessing(model: ViT, given: Preprocessing | None) -> Preprocessing:
+    if given is not None:
+        if not isinstance(given, Preprocessing):
+            raise TypeError(
+                f"preprocessing must be a vitlib.data.Preprocessing, got {type(given).__name__}."
+            )
+        return given
+    recorded = model_metadata(model).preprocessing
+    if recorded is not None:
+        return recorded
+    assumed = default_preprocessing(model.config)
+    warnings.warn(
+        f"the model records no preprocessing (built in code, or a checkpoint of an older vitlib "
+        f"or another library); assuming {assumed}. Pass preprocessing=vitlib.data.Preprocessing(...) "
+        "with the values it was trained with.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return assumed
+
+
+def _device(model: ViT) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _inputs(images: ImageInput | Iterable[ImageInput]) -> Iterator[ImageInput]:
+    """The inputs one by one (a single path, image or tensor is one input)."""
+    if isinstance(images, (str, os.PathLike, Tensor)) or _is_pil(images):
+        yield images  # type: ignore[misc]
+        return
+    if not isinstance(images, Iterable):
+        raise TypeError(
+            f"images must be a path, a PIL image, a tensor or a list of them, got "
+            f"{type(images).__name__}."
+        )
+    yield from images
+
+
+def _is_pil(value: object) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:
+        return False
+    return isinstance(value, Image.Image)
+
+
+def _prepared(
+    images: ImageInput | Iterable[ImageInput],
+    transform: PreprocessTransform,
+    run: PredictionRun,
+    *,
+    strict: bool,
+) -> Iterator[tuple[str, Tensor]]:
+    """``(source, prepared tensor)`` per readable image; unreadable ones go to ``run.skipped``."""
+    position = 0
+    for item in _inputs(images):
+        if isinstance(item, Tensor):
+            batch = item[None] if item.dim() == 3 else item
+            if batch.dim() != 4:
+                raise DataError(
+                    f"image {position} is a tensor of shape {tuple(item.shape)}; expected "
+                    "(C, H, W) or (B, C, H, W) with C = 1 or 3."
+                )
+            for image in batch:
+                yield f"image {position}", transform.from_pixels(_unit_pixels(image, position))
+                position += 1
+            continue
+        if isinstance(item, (str, os.PathLike)):
+            source = str(item)
+            try:
+                pixels = _read_image(Path(item))
+            except DataError as error:
+                if strict:
+                    raise DataError(
+                        f"cannot read image {source}: {error}; fix or remove it, or drop "
+                        "strict=True (--strict) to skip unreadable images"
+                    ) from error
+                run.skipped.append(SkippedImage(source, str(error)))
+                position += 1
+                continue
+            yield source, transform(pixels)
+        elif _is_pil(item):
+            yield f"image {position}", transform(item)
+        else:
+            raise TypeError(
+                f"image {position} is a {type(item).__name__}; expected a path, a PIL image or "
+                "a tensor."
+            )
+        position += 1
+
+
+def _unit_pixels(image: Tensor, position: int) -> Tensor:
+    """A raw image tensor as float (C, H, W) in [0, 1]."""
+    if image.shape[0] not in (1, 3):
+        raise DataError(
+            f"image {position} has {image.shape[0]} channels (shape {tuple(image.shape)}); "
+            "expected (C, H, W) with C = 1 or 3."
+        )
+    if image.dtype == torch.uint8:
+        return image.float() / 255.0
+    if not image.is_floating_point():
+        raise DataError(
+            f"image {position} is a {image.dtype} tensor; expected uint8 in 0..255 or float in "
+            "[0, 1]."
+        )
+    pixels = image.detach().cpu().float()
+    if not bool(torch.isfinite(pixels).all()) or pixels.min() < 0.0 or pixels.max() > 1.0:
+        raise DataError(
+            f"image {position} is a float tensor with values outside [0, 1] (from "
+            f"{float(pixels.min()):g} to {float(pixels.max()):g}); predict takes raw pixels "
+            "in [0, 1] (or uint8), not normalised ones. Call the model itself on tensors that "
+            "are already prepared."
+        )
+    return pixels
+
+
+def _read_image(path: Path) -> Image.Image:
+    """Open and decode ``path`` once, upright; unreadable files raise ``DataError``."""
+    from .data.image_folder import (
+        _describe,
+        _import_pillow,
+        _refusing_decompression_bombs,
+        _unreadable_errors,
+    )
+    from .data.transforms import apply_exif_orientation
+
+    _import_pillow()
+    from PIL import Image
+
+    if not path.is_file():
+        raise DataError("no such file" if not path.exists() else "not a regular file")
+    try:
+        with _refusing_decompression_bombs(), Image.open(path) as image:
+            upright = apply_exif_orientation(image)
+            upright.load()
+            return upright if upright is not image else image.copy()
+    except _unreadable_errors() as error:
+        raise DataError(_describe(error, path)) from error
+
+
+@torch.inference_mode()
+def _classify(
+    model: ViT,
+    batch: list[tuple[str, Tensor]],
+    names: tuple[str, ...],
+    top_k: int,
+    device: torch.device,
+) -> list[Prediction]:
+    images = torch.stack([tensor for _, tensor in batch]).to(device)
+    probabilities = model(images).float().softmax(dim=-1).cpu()
+    top = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
+    return [
+        Prediction(
+            source,
+            tuple(names[index] for index in indices),
+            tuple(values),
+            tuple(indices),
+        )
+        for (source, _), values, indices in zip(
+            batch, top.values.tolist(), top.indices.tolist(), strict=True
+        )
+    ]

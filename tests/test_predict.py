@@ -1,0 +1,147 @@
+"""vitlib.predict: a saved model's classes for paths, PIL images and tensors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vitlib
+from vitlib.checkpoints import attach_metadata
+from vitlib.data import Preprocessing, SkippedImagesWarning
+from vitlib.errors import DataError
+
+from .helpers import tiny_vit
+from .image_helpers import COLOURS, write_image, write_image_folder
+
+LABELS = ["zebra", "apple", "mango", "kiwi", "fig"]
+
+
+def _model() -> vitlib.ViT:
+    model = tiny_vit()
+    attach_metadata(model, labels=LABELS, preprocessing=Preprocessing.imagenet(16))
+    return model
+
+
+def _expected(model: vitlib.ViT, images: list[Image.Image]) -> torch.Tensor:
+    transform = Preprocessing.imagenet(16).transform()
+    with torch.no_grad():
+        logits: torch.Tensor = model(torch.stack([transform(image) for image in images]))
+    return logits.softmax(dim=-1)
+
+
+def test_predictions_equal_the_models_forward_on_the_preprocessed_images(tmp_path: Path) -> None:
+    paths = sorted(write_image_folder(tmp_path / "images", per_class=2).rglob("*.png"))
+    model = _model()
+    expected = _expected(model, [Image.open(path).convert("RGB") for path in paths])
+    predictions = vitlib.predict(model, paths, top_k=3, batch_size=4)
+    assert [prediction.source for prediction in predictions] == [str(path) for path in paths]
+    for prediction, probabilities in zip(predictions, expected, strict=True):
+        top = probabilities.topk(3)
+        assert prediction.indices == tuple(top.indices.tolist())
+        assert prediction.labels == tuple(LABELS[index] for index in top.indices.tolist())
+        torch.testing.assert_close(torch.tensor(prediction.probabilities), top.values)
+
+
+def test_paths_pil_images_and_tensors_give_the_same_predictions(tmp_path: Path) -> None:
+    path = write_image(tmp_path / "a.png", COLOURS["green"], (24, 20), seed=1)
+    image = Image.open(path).convert("RGB")
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)
+    model = _model()
+    by_path, by_image, by_uint8, by_float = vitlib.predict(
+        model, [path, image, pixels, pixels.float() / 255]
+    )
+    assert by_path.indices == by_image.indices == by_uint8.indices == by_float.indices
+    assert by_path.probabilities == by_image.probabilities
+    torch.testing.assert_close(
+        torch.tensor(by_path.probabilities), torch.tensor(by_float.probabilities)
+    )
+    assert [p.source for p in (by_image, by_uint8)] == ["image 1", "image 2"]
+
+
+def test_batching_does_not_change_the_predictions(tmp_path: Path) -> None:
+    paths = sorted(write_image_folder(tmp_path / "images", per_class=3).rglob("*.png"))
+    model = _model()
+    one_by_one = vitlib.predict(model, paths, batch_size=1)
+    together = vitlib.predict(model, paths, batch_size=64)
+    assert [p.indices for p in one_by_one] == [p.indices for p in together]
+    for first, second in zip(one_by_one, together, strict=True):
+        torch.testing.assert_close(
+            torch.tensor(first.probabilities), torch.tensor(second.probabilities)
+        )
+
+
+def test_each_image_file_is_opened_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = sorted(write_image_folder(tmp_path / "images", per_class=2).rglob("*.png"))
+    opened: list[str] = []
+    real_open = Image.open
+
+    def counting_open(path: object, *args: object, **kwargs: object) -> Image.Image:
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    vitlib.predict(_model(), paths, batch_size=4)
+    assert sorted(opened) == sorted(map(str, paths))
+
+
+def test_unreadable_images_are_named_and_skipped_or_refused_with_strict(tmp_path: Path) -> None:
+    good = write_image(tmp_path / "good.png", COLOURS["red"], (20, 20), seed=0)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    missing = tmp_path / "missing.png"
+    with pytest.warns(SkippedImagesWarning, match=r"skipped 2 unreadable .*broken\.jpg.*missing"):
+        predictions = vitlib.predict(_model(), [broken, good, missing])
+    assert [p.source for p in predictions] == [str(good)]
+    with pytest.raises(DataError, match=r"cannot read image .*broken\.jpg.*--strict"):
+        vitlib.predict(_model(), [good, broken], strict=True)
+
+
+def test_top_k_larger_than_the_classes_gives_every_class(tmp_path: Path) -> None:
+    (prediction,) = vitlib.predict(_model(), torch.rand(3, 16, 16), top_k=50)
+    assert sorted(prediction.labels) == sorted(LABELS)
+    assert sum(prediction.probabilities) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_saved_run_predicts_with_its_labels_and_restores_the_mode(tmp_path: Path) -> None:
+    model = _model()
+    vitlib.save_pretrained(model, tmp_path / "run" / "best")
+    path = write_image(tmp_path / "a.png", COLOURS["blue"], (20, 20), seed=0)
+    assert vitlib.predict(tmp_path / "run", path) == vitlib.predict(model, path)
+    model.train()
+    vitlib.predict(model, path)
+    assert model.training
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (torch.full((3, 8, 8), 2.0), r"values outside \[0, 1\]"),
+        (torch.zeros(4, 8, 8), "4 channels"),
+        (torch.zeros(8, 8), "expected .C, H, W. or .B, C, H, W."),
+        (torch.zeros(3, 8, 8, dtype=torch.int32), "torch.int32"),
+    ],
+)
+def test_tensors_that_are_not_images_are_refused(image: torch.Tensor, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        vitlib.predict(_model(), image)
+
+
+def test_bad_arguments_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="top_k must be an int >= 1, got 0"):
+        vitlib.predict(_model(), torch.rand(3, 8, 8), top_k=0)
+    with pytest.raises(TypeError, match="expected a path, a PIL image or a tensor"):
+        vitlib.predict(_model(), [3.5])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="name 2 classes"):
+        vitlib.predict(_model(), torch.rand(3, 8, 8), labels=["a", "b"])
+    with pytest.raises(DataError, match="no classification head"):
+        vitlib.predict(tiny_vit(num_classes=0), torch.rand(3, 8, 8))
+
+
+def test_a_model_without_recorded_preprocessing_warns_what_it_assumes() -> None:
+    with pytest.warns(UserWarning, match=r"records no preprocessing .*; assuming"):
+        (prediction,) = vitlib.predict(tiny_vit(), torch.rand(3, 16, 16))
+    assert prediction.labels[0] in {"0", "1", "2", "3", "4"}
