@@ -41,6 +41,7 @@ from .errors import (
     InsufficientMemoryError,
     VitlibError,
 )
+from .evaluation import EvaluationReport, evaluate_model
 from .position import resample_position_embedding
 from .prediction import Prediction, predict
 from .vit import ViT, create_model
@@ -52,6 +53,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DropPath",
+    "EvaluationReport",
     "InputShapeError",
     "InputTypeError",
     "InsufficientMemoryError",
@@ -71,6 +73,7 @@ __all__ = [
     "count_flops",
     "count_parameters",
     "create_model",
+    "evaluate_model",
     "export_state_dict",
     "list_presets",
     "load_pretrained",

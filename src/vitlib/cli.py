@@ -92,7 +92,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_arguments(train)
     _add_predict_parser(commands)
+    _add_evaluate_parser(commands)
     return parser
+
+
+def _add_evaluate_parser(commands: Any) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        formatter_class=DefaultsHelpFormatter,
+        help="accuracy, top-5, per-class P/R/F1, confusion matrix and mistakes of a model",
+        description="Evaluate a run or checkpoint on labelled images; write a JSON report, "
+        "confusion_matrix.png and mistakes.png.",
+    )
+    evaluate.add_argument(
+        "model",
+        metavar="RUN_OR_CHECKPOINT",
+        help="a run folder (its best/), a checkpoint folder or file, hf-hub:<repo>...",
+    )
+    evaluate.add_argument(
+        "--data",
+        required=True,
+        help="'digits', or a folder of class folders (DIR/<class>/<images>, or DIR/test/...)",
+    )
+    evaluate.add_argument(
+        "--output-dir", type=Path, default=Path("evaluation"), help="where the report goes"
+    )
+    evaluate.add_argument("--overwrite", action="store_true", help="replace --output-dir's report")
+    evaluate.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    evaluate.add_argument("--mistakes", type=int, default=16, help="most confident mistakes drawn")
+    evaluate.add_argument("--json", action="store_true", help="print the JSON report")
+    evaluate.add_argument(
+        "--strict", action="store_true", help="stop at an unreadable image instead of skipping it"
+    )
 
 
 def _add_predict_parser(commands: Any) -> None:
@@ -167,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {path} ({model.config.name or 'ViT'}, {args.format} format)")
         elif args.command == "predict":
             return _predict(args)
+        elif args.command == "evaluate":
+            return _evaluate(args)
         else:
             from .training.recipe import run_from_args
 
@@ -249,6 +282,37 @@ def _predict(args: argparse.Namespace) -> int:
     if not run.predictions:
         print("vitlib predict: error: no readable image among those given", file=sys.stderr)
         return 2
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .checkpoints.atomic import recover_interrupted_save
+    from .errors import ConfigError
+    from .evaluation import evaluate_model
+
+    out: Path = args.output_dir
+    if out.is_dir():
+        recover_interrupted_save(out)
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:  # before the work
+        raise ConfigError(
+            f"--output-dir {out} is not empty; pass --overwrite to replace its report, or "
+            "choose another --output-dir"
+        )
+    data = args.data if args.data == "digits" else Path(args.data)
+    report = evaluate_model(
+        args.model,
+        data,
+        batch_size=_positive("--batch-size", args.batch_size),
+        max_mistakes=max(0, args.mistakes),
+        strict=args.strict,
+    )
+    folder = report.save(out, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.summary())
+    written = ", ".join(sorted(entry.name for entry in folder.iterdir()))
+    print(f"report in {folder}: {written}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -182,7 +182,7 @@ def run_predictions(
     """[`predict`][vitlib.predict], returning the skipped images and (for plots) the first
     prepared inputs too; ``keep_inputs`` is how many prepared tensors to keep, the first ones.
     The other arguments are those of ``predict``."""
-    vit = _resolve_model(model)
+    vit = resolve_model(model)
     _check_count("top_k", top_k)
     _check_count("batch_size", batch_size)
     names = _labels(vit, labels)
@@ -208,7 +208,8 @@ def run_predictions(
     return run
 
 
-def _resolve_model(model: ViT | str | os.PathLike[str]) -> ViT:
+def resolve_model(model: ViT | str | os.PathLike[str]) -> ViT:
+    """``model``, or the model ``load_pretrained`` reads from it; refused without a head."""
     if isinstance(model, ViT):
         vit = model
     elif isinstance(model, (str, os.PathLike)):
@@ -257,8 +258,8 @@ def _preprocessing(model: ViT, given: Preprocessing | None) -> Preprocessing:
     assumed = default_preprocessing(model.config)
     warnings.warn(
         f"the model records no preprocessing (built in code, or a checkpoint of an older vitlib "
-        f"or another library); assuming {assumed}. Pass preprocessing=vitlib.data.Preprocessing(...) "
-        "with the values it was trained with.",
+        f"or another library); assuming {assumed}. Pass "
+        "preprocessing=vitlib.data.Preprocessing(...) with the values it was trained with.",
         UserWarning,
         stacklevel=4,
     )

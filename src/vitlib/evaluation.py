@@ -1,0 +1,405 @@
+"""`evaluate_model`: how well a saved model does on labelled data, class by class.
+
+```python
+report = vitlib.evaluate_model("runs/sports", "data/my_photos")   # a folder of class folders
+report.accuracy, report.top_k_accuracy, report.per_class[0].f1
+report.save("runs/sports/evaluation")   # report.json, confusion_matrix.png, mistakes.png
+```
+
+Loss and accuracy are computed batch by batch exactly as
+[`vitlib.training.evaluate`][vitlib.training.evaluate] computes them, so on the same loader the
+numbers are the same; this adds top-k accuracy, per-class precision, recall and F1, the
+confusion matrix and the most confident mistakes. (``vitlib.training.evaluate`` is the cheap
+per-epoch check of ``fit``; this is the report on a finished model.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from .checkpoints.atomic import write_files_atomically
+from .checkpoints.metadata import default_preprocessing, model_metadata
+from .data.preprocessing import Preprocessing
+from .errors import DataError
+from .prediction import resolve_model
+from .vit import ViT
+
+__all__ = ["ClassMetrics", "EvaluationReport", "Mistake", "evaluate_model"]
+
+REPORT_FILE: Final = "report.json"
+CONFUSION_FILE: Final = "confusion_matrix.png"
+MISTAKES_FILE: Final = "mistakes.png"
+_TOP_K: Final = 5
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """Precision, recall and F1 of one class (0.0 where undefined: nothing predicted or true).
+
+    Attributes:
+        label: The class name.
+        precision: Correct predictions of the class / all predictions of it.
+        recall: Correct predictions of the class / its true samples.
+        f1: Harmonic mean of precision and recall.
+        support: Its true samples.
+    """
+
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A misclassified sample: ``source`` (a path, or ``"sample <i>"``), true and predicted
+    class names, and the probability the model gave its prediction."""
+
+    source: str
+    true: str
+    predicted: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """The evaluation of a model on labelled data.
+
+    Attributes:
+        labels: The model's class names, in head order (the matrix's rows and columns).
+        samples: Samples evaluated.
+        loss: Per-sample mean cross-entropy (as ``vitlib.training.evaluate``).
+        accuracy: Fraction classified correctly.
+        top_k: The k of ``top_k_accuracy``: 5, or the number of classes if fewer.
+        top_k_accuracy: Fraction whose true class is among the k most probable.
+        per_class: Precision, recall and F1 of each class.
+        confusion_matrix: ``confusion_matrix[true][predicted]`` counts.
+        mistakes: The most confident mistakes, most confident first.
+        mistake_images: Their prepared images (N, C, H, W), for the picture.
+        preprocessing: How the images were prepared (to draw them).
+    """
+
+    labels: tuple[str, ...]
+    samples: int
+    loss: float
+    accuracy: float
+    top_k: int
+    top_k_accuracy: float
+    per_class: tuple[ClassMetrics, ...]
+    confusion_matrix: tuple[tuple[int, ...], ...]
+    mistakes: tuple[Mistake, ...]
+    mistake_images: Tensor
+    preprocessing: Preprocessing | None
+
+    @property
+    def macro_f1(self) -> float:
+        """The mean F1 over the classes with samples."""
+        present = [metrics.f1 for metrics in self.per_class if metrics.support]
+        return sum(present) / len(present) if present else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON values (without the images)."""
+        return {
+            "samples": self.samples,
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "top_k": self.top_k,
+            "top_k_accuracy": self.top_k_accuracy,
+            "macro_f1": self.macro_f1,
+            "labels": list(self.labels),
+            "per_class": [asdict(metrics) for metrics in self.per_class],
+            "confusion_matrix": [list(row) for row in self.confusion_matrix],
+            "most_confident_mistakes": [asdict(mistake) for mistake in self.mistakes],
+        }
+
+    def save(self, directory: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write ``report.json``, ``confusion_matrix.png`` and (if there are mistakes)
+        ``mistakes.png`` into ``directory``, all at once (the writer of ``save_pretrained``).
+
+        Raises:
+            FileExistsError: ``directory`` is not empty and ``overwrite`` is false.
+            ImportError: matplotlib is missing (``pip install "vitlib[plots]"``).
+        """
+        from .plots import plot_confusion_matrix, plot_mistakes
+
+        def write(staging: Path) -> None:
+            report = self.to_dict()
+            plot_confusion_matrix(self.confusion_matrix, self.labels, staging / CONFUSION_FILE)
+            report["confusion_matrix_png"] = CONFUSION_FILE
+            if self.mistakes:
+                spec = self.preprocessing
+                index = {label: position for position, label in enumerate(self.labels)}
+                plot_mistakes(
+                    self.mistake_images,
+                    [index[mistake.true] for mistake in self.mistakes],
+                    [index[mistake.predicted] for mistake in self.mistakes],
+                    [mistake.confidence for mistake in self.mistakes],
+                    self.labels,
+                    staging / MISTAKES_FILE,
+                    mean=spec.mean if spec is not None else None,
+                    std=spec.std if spec is not None else None,
+                )
+                report["mistakes_png"] = MISTAKES_FILE
+            text = json.dumps(report, indent=2) + "\n"
+            (staging / REPORT_FILE).write_text(text, encoding="utf-8")
+
+        return write_files_atomically(directory, write, overwrite=overwrite, what="evaluate")
+
+    def summary(self) -> str:
+        """A table for people: the headline numbers, then precision, recall and F1 per class."""
+        width = max(len("class"), *(len(label) for label in self.labels))
+        lines = [
+            f"{self.samples} samples: accuracy {self.accuracy:.4f}, top-{self.top_k} "
+            f"{self.top_k_accuracy:.4f}, loss {self.loss:.4f}, macro F1 {self.macro_f1:.4f}",
+            f"{'class':<{width}}  precision  recall  f1      support",
+        ]
+        for metrics in self.per_class:
+            lines.append(
+                f"{metrics.label:<{width}}  {metrics.precision:9.4f}  {metrics.recall:6.4f}  "
+                f"{metrics.f1:6.4f}  {metrics.support:7d}"
+            )
+        return "\n".join(lines)
+
+
+def evaluate_model(
+    model: ViT | str | os.PathLike[str],
+    data: str | os.PathLike[str] | DataLoader[Any] | Iterable[Any],
+    *,
+    batch_size: int = 64,
+    max_mistakes: int = 16,
+    strict: bool = False,
+    device: torch.device | str | None = None,
+) -> EvaluationReport:
+    """Evaluate a trained model on labelled data: accuracy, top-5, per-class P/R/F1, confusion.
+
+    Args:
+        model: A [`ViT`][vitlib.ViT], or anything [`load_pretrained`][vitlib.load_pretrained]
+            reads (a run directory evaluates its ``best/``).
+        data: ``"digits"`` (the digits test split, at the model's input size); a folder of class
+            folders (``DIR/<class>/<images>``, or ``DIR/test/<class>/...``), whose class names
+            are matched to the model's labels by name and whose images are prepared by the
+            model's recorded preprocessing; or a loader of ``(images, labels)`` batches,
+            already prepared, with the model's class indices.
+        batch_size: Images per forward pass (folders and digits).
+        max_mistakes: How many of the most confident mistakes to keep.
+        strict: Refuse a folder with unreadable images instead of skipping them (with a
+            warning).
+        device: Where to run; default the model's device.
+
+    Returns:
+        The [`EvaluationReport`][vitlib.evaluation.EvaluationReport]; ``.save(folder)`` writes
+        it with its pictures.
+
+    Raises:
+        DataError: A folder class the model does not know, labels out of range, or no
+            samples.
+        FileNotFoundError: The folder does not exist.
+    """
+    vit = resolve_model(model)
+    if isinstance(max_mistakes, bool) or not isinstance(max_mistakes, int) or max_mistakes < 0:
+        raise TypeError(f"max_mistakes must be an int >= 0, got {max_mistakes!r}.")
+    labels, loader, sources, spec = _data(vit, data, batch_size=batch_size, strict=strict)
+    target = torch.device(device) if device is not None else _model_device(vit)
+    classes = vit.config.num_classes
+    top_k = min(_TOP_K, classes)
+    confusion = torch.zeros(classes, classes, dtype=torch.int64)
+    loss_sum, correct, in_top_k, samples = 0.0, 0, 0, 0
+    kept: list[tuple[float, int, int, int, Tensor]] = []  # confidence, index, true, predicted
+    was_training = vit.training
+    vit.eval()
+    try:
+        with torch.no_grad():
+            for batch_index, batch in enumerate(loader):
+                images, targets = _batch(batch, batch_index, classes)
+                logits = vit(images.to(target))
+                targets = targets.to(target)
+                loss_sum += F.cross_entropy(logits, targets).item() * len(targets)
+                probabilities = logits.float().softmax(dim=-1)
+                confidence, predicted = probabilities.max(dim=-1)
+                correct += int((predicted == targets).sum().item())
+                top = probabilities.topk(top_k, dim=-1).indices
+                in_top_k += int((top == targets[:, None]).any(dim=-1).sum().item())
+                pairs = targets.cpu() * classes + predicted.cpu()
+                confusion += torch.bincount(pairs, minlength=classes * classes).view(
+                    classes, classes
+                )
+                wrong = (predicted != targets).nonzero().flatten().tolist()
+                for position in wrong:
+                    kept.append(
+                        (
+                            float(confidence[position]),
+                            samples + position,
+                            int(targets[position]),
+                            int(predicted[position]),
+                            images[position].detach().cpu(),
+                        )
+                    )
+                kept = sorted(kept, key=lambda item: (-item[0], item[1]))[:max_mistakes]
+                samples += len(targets)
+    finally:
+        vit.train(was_training)
+    if samples == 0:
+        raise DataError("the data holds no samples; expected at least one labelled image.")
+    mistakes = tuple(
+        Mistake(_source(sources, index), labels[true], labels[guess], confidence)
+        for confidence, index, true, guess, _ in kept
+    )
+    images_kept = torch.stack([item[4] for item in kept]) if kept else torch.empty(0)
+    return EvaluationReport(
+        labels=labels,
+        samples=samples,
+        loss=loss_sum / samples,
+        accuracy=correct / samples,
+        top_k=top_k,
+        top_k_accuracy=in_top_k / samples,
+        per_class=_per_class(confusion, labels),
+        confusion_matrix=tuple(tuple(row) for row in confusion.tolist()),
+        mistakes=mistakes,
+        mistake_images=images_kept,
+        preprocessing=spec,
+    )
+
+
+def _model_device(model: ViT) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _source(sources: Sequence[str] | None, index: int) -> str:
+    return sources[index] if sources is not None else f"sample {index}"
+
+
+def _batch(batch: object, batch_index: int, classes: int) -> tuple[Tensor, Tensor]:
+    if (
+        not isinstance(batch, (tuple, list))
+        or len(batch) != 2
+        or not all(isinstance(part, Tensor) for part in batch)
+    ):
+        raise TypeError(
+            f"batch {batch_index} of the data is a {type(batch).__name__}; expected "
+            "(images, labels) tensor pairs."
+        )
+    images, targets = batch
+    if targets.is_floating_point() or targets.dtype == torch.bool:
+        raise DataError(
+            f"batch {batch_index} has labels of dtype {targets.dtype}; expected int64 class "
+            "indices."
+        )
+    targets = targets.long()
+    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= classes):
+        raise DataError(
+            f"batch {batch_index} has labels from {int(targets.min())} to {int(targets.max())}; "
+            f"expected class indices in [0, {classes}) of the model's head."
+        )
+    return images, targets
+
+
+def _per_class(confusion: Tensor, labels: Sequence[str]) -> tuple[ClassMetrics, ...]:
+    counts = confusion.double()
+    true_positives = counts.diag()
+    predicted = counts.sum(dim=0)
+    support = counts.sum(dim=1)
+    metrics = []
+    for index, label in enumerate(labels):
+        hits = float(true_positives[index])
+        precision = hits / float(predicted[index]) if predicted[index] else 0.0
+        recall = hits / float(support[index]) if support[index] else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        metrics.append(ClassMetrics(label, precision, recall, f1, int(support[index])))
+    return tuple(metrics)
+
+
+def _data(
+    model: ViT,
+    data: str | os.PathLike[str] | DataLoader[Any] | Iterable[Any],
+    *,
+    batch_size: int,
+    strict: bool,
+) -> tuple[tuple[str, ...], Iterable[Any], list[str] | None, Preprocessing | None]:
+    """``(labels, loader, sample sources, preprocessing)`` for ``data``."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise TypeError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    recorded = model_metadata(model)
+    classes = model.config.num_classes
+    if data == "digits":
+        return _digits(model, batch_size)
+    if isinstance(data, (str, os.PathLike)):
+        return _folder(model, Path(data), batch_size=batch_size, strict=strict)
+    labels = recorded.labels or tuple(str(index) for index in range(classes))
+    return labels, data, None, recorded.preprocessing
+
+
+def _digits(
+    model: ViT, batch_size: int
+) -> tuple[tuple[str, ...], Iterable[Any], list[str] | None, Preprocessing | None]:
+    from .data.digits import DIGITS_MEAN, DIGITS_STD, DigitsDataset
+
+    config = model.config
+    if config.in_channels != 1 or config.num_classes != 10:
+        raise DataError(
+            f"data='digits' needs a model of 1-channel images and 10 classes, got "
+            f"{config.in_channels} channel(s) and {config.num_classes} classes; evaluate it on "
+            "an image folder instead."
+        )
+    test = DigitsDataset("test", image_size=config.image_hw[0])
+    spec = Preprocessing(config.image_hw, channels=1, mean=(DIGITS_MEAN,), std=(DIGITS_STD,))
+    loader = DataLoader(test, batch_size=batch_size, shuffle=False)
+    sources = [f"digits test #{index}" for index in range(len(test))]
+    return tuple(test.classes), loader, sources, spec
+
+
+class _Relabelled(Dataset[tuple[Tensor, int]]):
+    """An image folder whose labels are the model's class indices of its class names."""
+
+    def __init__(self, folder: Any, mapping: list[int]) -> None:
+        self.folder = folder
+        self.mapping = mapping
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image, label = self.folder[index]
+        return image, self.mapping[label]
+
+
+def _folder(
+    model: ViT, root: Path, *, batch_size: int, strict: bool
+) -> tuple[tuple[str, ...], Iterable[Any], list[str] | None, Preprocessing | None]:
+    from .data.image_folder import ImageFolderDataset
+
+    if (root / "test").is_dir() and (root / "train").is_dir():
+        root = root / "test"  # the layout vitlib train reads: evaluate on its test split
+    metadata = model_metadata(model)
+    spec = metadata.preprocessing or default_preprocessing(model.config)
+    folder = ImageFolderDataset(root, spec.transform(), strict=strict)
+    labels = metadata.labels
+    if labels is None:
+        if len(folder.classes) != model.config.num_classes:
+            raise DataError(
+                f"the model records no class names and {root} has {len(folder.classes)} class "
+                f"folders for its {model.config.num_classes} outputs; expected one folder per "
+                "output, in the order the model was trained with (sorted names)."
+            )
+        labels = tuple(folder.classes)
+    unknown = [name for name in folder.classes if name not in labels]
+    if unknown:
+        raise DataError(
+            f"{root} has class folders {unknown} that the model does not know; expected "
+            f"folders named after its classes {list(labels)}. Rename or remove them."
+        )
+    mapping = [labels.index(name) for name in folder.classes]
+    loader = DataLoader(_Relabelled(folder, mapping), batch_size=batch_size, shuffle=False)
+    sources = [str(path) for path, _ in folder.samples]
+    return tuple(labels), loader, sources, spec
