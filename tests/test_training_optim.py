@@ -198,3 +198,26 @@ def test_the_config_round_trips_through_a_plain_dict() -> None:
     assert TrainConfig.from_dict(data) == config
     with pytest.raises(TypeError, match="did you mean 'lr'"):
         TrainConfig.from_dict({"lrr": 1e-3})
+
+
+@given(warmup=st.integers(0, 500), total=st.integers(2, 300))
+def test_warmup_never_takes_more_than_half_the_run_so_the_rate_also_decays(
+    warmup: int, total: int
+) -> None:
+    factors = [
+        lr_factor(step, warmup_steps=warmup, total_steps=total, schedule="cosine")
+        for step in range(total + 1)  # the factor after the last step ends the decay
+    ]
+    peak = factors.index(max(factors))
+    assert peak <= total // 2
+    assert factors[-1] < factors[peak]
+
+
+def test_a_warmup_longer_than_the_run_is_shortened_with_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    optimizer = build_optimizer(tiny_net(), TrainConfig(lr=1.0))
+    with caplog.at_level("WARNING", logger="vitlib.training"):
+        build_scheduler(optimizer, schedule="cosine", warmup_steps=50, total_steps=20)
+    assert "warmup_steps=50 (--warmup-steps) is more than half of this 20-step run" in caplog.text
+    assert "warming up for 10 steps" in caplog.text

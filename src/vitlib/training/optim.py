@@ -8,6 +8,7 @@ optimiser step.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -17,6 +18,17 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from vitlib.training.config import TrainConfig, check_option
 from vitlib.training.errors import TrainingConfigError
+
+logger = logging.getLogger("vitlib.training")
+
+
+def effective_warmup(warmup_steps: int, total_steps: int) -> int:
+    """The warmup steps a run of ``total_steps`` uses: at most half of the run.
+
+    A warmup as long as the run (a fixed 50 steps on a 20-step fine-tune) would only ever raise
+    the learning rate; capped at ``total_steps // 2``, the run warms up, then decays.
+    """
+    return min(warmup_steps, total_steps // 2)
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:
@@ -78,9 +90,11 @@ def lr_factor(
 
     Warmup rises linearly, ``(step + 1) / (warmup_steps + 1)``, so the first step already learns;
     after it the factor decays from 1 to ``min_lr_ratio`` at ``total_steps`` (cosine: ``0.5 * (1 +
-    cos(pi * progress))``). Steps beyond ``total_steps`` keep the final value.
+    cos(pi * progress))``). Steps beyond ``total_steps`` keep the final value. The warmup takes at
+    most half of the run (`effective_warmup`), so the rate always decays too.
     """
     check_option("schedule", schedule)
+    warmup_steps = effective_warmup(warmup_steps, total_steps)
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
     if schedule == "constant":
@@ -98,10 +112,23 @@ def build_scheduler(
     total_steps: int,
     min_lr_ratio: float = 0.0,
 ) -> LambdaLR:
-    """A ``LambdaLR`` following `lr_factor`; step it after every optimiser step."""
+    """A ``LambdaLR`` following `lr_factor`; step it after every optimiser step.
+
+    A ``warmup_steps`` longer than half the run is shortened to half of it, with a log line that
+    says so (`effective_warmup`).
+    """
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise TrainingConfigError(
             f"total_steps={total_steps!r} is invalid; expected an integer >= 1."
+        )
+    used = effective_warmup(warmup_steps, total_steps)
+    if used < warmup_steps:
+        logger.warning(
+            "warmup_steps=%d (--warmup-steps) is more than half of this %d-step run; warming "
+            "up for %d steps, so that the learning rate also decays",
+            warmup_steps,
+            total_steps,
+            used,
         )
 
     def factor(step: int) -> float:
