@@ -72,9 +72,39 @@ def test_best_holds_the_weights_of_the_best_test_accuracy(tmp_path: Path) -> Non
         on_epoch_end=snapshot,
         progress=False,
     )
-    best_epoch = history.test_acc.index(max(history.test_acc))
+    best_epoch = history.best_epoch() - 1
     best = safetensors.torch.load_file(tmp_path / "best" / "model.safetensors")
     assert all(torch.equal(best[k], v) for k, v in snapshots[best_epoch].items())
+
+
+def test_best_breaks_accuracy_ties_by_the_lower_test_loss(tmp_path: Path) -> None:
+    """Separable blobs: every epoch reaches the same accuracy, and the loss keeps falling."""
+    snapshots: list[dict[str, torch.Tensor]] = []
+    model = tiny_net()
+    train_loader, test_loader = loaders()
+
+    def snapshot(epoch: int, history: History) -> None:
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    history = fit(
+        model, train_loader, test_loader, epochs=4, lr=0.05, output_dir=tmp_path,
+        on_epoch_end=snapshot, progress=False,
+    )  # fmt: skip
+    tied = [epoch for epoch, acc in enumerate(history.test_acc) if acc == max(history.test_acc)]
+    assert len(tied) > 1, f"the run was meant to tie: {history.test_acc}"
+    expected = min(tied, key=lambda epoch: history.test_loss[epoch])
+    assert expected != tied[0], f"the loss was meant to fall: {history.test_loss}"
+    best = safetensors.torch.load_file(tmp_path / "best" / "model.safetensors")
+    assert all(torch.equal(best[k], v) for k, v in snapshots[expected].items())
+
+
+def test_best_epoch_ranks_accuracy_then_loss_then_the_earlier_epoch() -> None:
+    history = History()
+    for acc, loss in [(0.5, 1.0), (0.9, 0.8), (0.9, 0.6), (0.9, 0.6), (0.7, 0.1)]:
+        history.append(train_loss=1.0, train_acc=0.5, test_loss=loss, test_acc=acc, lr=0.1)
+    assert history.best_epoch() == 3
+    with pytest.raises(ValueError, match="empty"):
+        History().best_epoch()
 
 
 def test_resuming_an_interrupted_run_reaches_the_same_weights(tmp_path: Path) -> None:

@@ -37,6 +37,19 @@ class History:
     def __len__(self) -> int:
         return len(self.train_loss)
 
+    def best_epoch(self) -> int:
+        """The 1-based epoch with the best test accuracy; ties go to the lower test loss, then
+        to the earlier epoch. ``fit`` keeps that epoch's model in ``best/``.
+
+        Raises:
+            ValueError: The history is empty.
+        """
+        if not self.test_acc:
+            raise ValueError("the history is empty; best_epoch needs at least one epoch.")
+        ranked = zip(self.test_acc, self.test_loss, range(len(self.test_acc)), strict=True)
+        best = max(ranked, key=lambda epoch: (epoch[0], -epoch[1], -epoch[2]))
+        return best[2] + 1
+
     def as_dict(self) -> dict[str, list[float]]:
         """The five lists by name: JSON-ready and accepted by
         [`plot_history`][vitlib.plots.plot_history]."""

@@ -256,7 +256,7 @@ def fit(
             test_acc=test.accuracy,
             lr=lr,
         )
-        improved = test.accuracy > run.best_accuracy
+        improved = run.history.best_epoch() == epoch  # ties: the lower test loss
         run = _RunPosition(
             run.history, epoch, run.global_step + train.steps, max(run.best_accuracy, test.accuracy)
         )
