@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Final, Literal, NamedTuple
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -16,7 +18,38 @@ from .counting import parameter_breakdown
 from .errors import InputShapeError, InsufficientMemoryError
 from .position import resample_position_embedding
 
-__all__ = ["ClassTokenPool", "MeanPool", "ViT", "create_model"]
+__all__ = [
+    "ClassTokenPool",
+    "IntermediateFormat",
+    "Intermediates",
+    "MeanPool",
+    "ViT",
+    "create_model",
+]
+
+IntermediateFormat = Literal["tokens", "nchw"]
+"""How [`forward_intermediates`][vitlib.ViT.forward_intermediates] shapes each block's output."""
+_INTERMEDIATE_FORMATS: Final = ("tokens", "nchw")
+
+
+class Intermediates(NamedTuple):
+    """What [`forward_intermediates`][vitlib.ViT.forward_intermediates] returns.
+
+    Attributes:
+        features: The output of [`forward_features`][vitlib.ViT.forward_features] (every block,
+            then the final norm), ``(B, prefix + N, D)``; ``None`` with ``stop_early=True``.
+        intermediates: One tensor per requested block, in the order of ``indices``: with
+            ``output="tokens"`` the block's whole output ``(B, prefix + N, D)``; with
+            ``output="nchw"`` its patch tokens as a map ``(B, D, H / P, W / P)``.
+        prefix_tokens: One ``(B, prefix, D)`` tensor per requested block: the class and
+            register tokens of that block's output (``(B, 0, D)`` without them).
+        indices: The blocks taken, counted from 0, in the order of ``intermediates``.
+    """
+
+    features: Tensor | None
+    intermediates: list[Tensor]
+    prefix_tokens: list[Tensor]
+    indices: tuple[int, ...]
 
 
 class ViT(nn.Module):
@@ -239,6 +272,83 @@ class ViT(nn.Module):
         normed: Tensor = self.norm(tokens)
         return normed
 
+    def forward_intermediates(
+        self,
+        images: Tensor,
+        indices: int | Sequence[int] | None = None,
+        *,
+        norm: bool = False,
+        output: IntermediateFormat = "tokens",
+        stop_early: bool = False,
+    ) -> Intermediates:
+        """The outputs of chosen encoder blocks, for probing and dense tasks, and the features.
+
+        The names follow timm's ``forward_intermediates`` (``indices``, ``norm``,
+        ``stop_early``) and DINOv2's ``get_intermediate_layers`` (an int means the last blocks).
+        Non-square images (with ``dynamic_img_size``), register tokens and mean pooling work as
+        in [`forward_features`][vitlib.ViT.forward_features]; so does gradient checkpointing.
+
+        Args:
+            images: ``(B, C, H, W)``, as for ``forward``.
+            indices: Which blocks (0 is the first): ``None`` for all, an int ``n`` for the last
+                ``n``, or a sequence of indices (negative ones count from the end, as in Python).
+            norm: Apply the final layer norm (eq. 4's ``LN``) to each intermediate output, as
+                ``forward_features`` does to the last one.
+            output: ``"tokens"`` for each block's whole output ``(B, prefix + N, D)``;
+                ``"nchw"`` for its patch tokens as a feature map ``(B, D, H / P, W / P)``.
+            stop_early: Run no block after the last one requested; ``features`` is then None.
+
+        Returns:
+            An [`Intermediates`][vitlib.vit.Intermediates]: ``features``, ``intermediates``,
+            ``prefix_tokens`` and ``indices``.
+
+        Raises:
+            TypeError: ``indices`` is not None, an int or a sequence of ints, or ``norm`` or
+                ``stop_early`` is not a bool.
+            ValueError: An index is out of range, ``indices`` is empty, or ``output`` is unknown.
+            InputShapeError: ``images`` does not fit the model, as for ``forward``.
+
+        Examples:
+            >>> model = vitlib.create_model("ViT-B/16", num_classes=0).eval()
+            >>> images = torch.randn(2, 3, 224, 224)
+            >>> maps = model.forward_intermediates(images, [3, 7, 11], output="nchw")
+            >>> [tuple(m.shape) for m in maps.intermediates]
+            [(2, 768, 14, 14), (2, 768, 14, 14), (2, 768, 14, 14)]
+            >>> torch.equal(maps.features, model.forward_features(images))
+            True
+        """
+        take = _block_indices(self.config.num_transformer_layers, indices, "indices")
+        check_bool("norm", norm)
+        check_bool("stop_early", stop_early)
+        if output not in _INTERMEDIATE_FORMATS:
+            raise ValueError(
+                f"output must be one of {list(_INTERMEDIATE_FORMATS)}, got {output!r}; use "
+                f"'tokens' for (B, prefix + N, D) or 'nchw' for (B, D, H / P, W / P) maps."
+            )
+        tokens = self.embed(images)
+        rows, cols = self.patch_embedding.grid_size(images.shape[-2], images.shape[-1])
+        last = max(take) if stop_early else self.config.num_transformer_layers - 1
+        taken: dict[int, Tensor] = {}
+        for index, block in enumerate(self.transformer_encoder):
+            if index > last:
+                break
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                tokens = checkpoint(block, tokens, use_reentrant=False)
+            else:
+                tokens = block(tokens)
+            if index in take:
+                taken[index] = self.norm(tokens) if norm else tokens
+        prefix = self.config.num_prefix_tokens
+        chosen = [taken[index] for index in take]
+        if output == "nchw":
+            chosen = [
+                rearrange(t[:, prefix:], "b (rows cols) d -> b d rows cols", rows=rows, cols=cols)
+                for t in chosen
+            ]
+        prefix_tokens = [taken[index][:, :prefix] for index in take]
+        features = None if stop_early else self.norm(tokens)
+        return Intermediates(features, chosen, prefix_tokens, take)
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each encoder block in the backward pass instead of keeping its activations.
 
@@ -332,6 +442,38 @@ class MeanPool(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         """Average the tokens after the prefix."""
         return tokens[:, self.num_prefix_tokens :].mean(dim=1)
+
+
+def _block_indices(depth: int, indices: int | Sequence[int] | None, name: str) -> tuple[int, ...]:
+    """``indices`` as block numbers in ``[0, depth)``: None is every block, an int ``n`` the
+    last ``n`` blocks, a sequence its entries (negative ones counted from the end)."""
+    if indices is None:
+        return tuple(range(depth))
+    if isinstance(indices, int) and not isinstance(indices, bool):
+        if not 1 <= indices <= depth:
+            raise ValueError(
+                f"{name}={indices} asks for the last {indices} blocks of a model with {depth}; "
+                f"give an int from 1 to {depth}, a list of block indices (e.g. [-1] for the "
+                f"last block alone), or None for all."
+            )
+        return tuple(range(depth - indices, depth))
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence):
+        raise TypeError(
+            f"{name} must be None, an int or a sequence of ints, got {indices!r} "
+            f"({type(indices).__name__}); e.g. [3, 7, 11], or 1 for the last block."
+        )
+    bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, int)]
+    if bad:
+        raise TypeError(f"{name} must hold ints (block indices), got {bad[0]!r} in {indices!r}.")
+    if not indices:
+        raise ValueError(f"{name} is empty; give at least one block index, or None for all.")
+    outside = [i for i in indices if not -depth <= i < depth]
+    if outside:
+        raise ValueError(
+            f"{name} {list(indices)} holds {outside}, outside the {depth} blocks of this model; "
+            f"use indices from 0 to {depth - 1} (or -{depth} to -1 from the end)."
+        )
+    return tuple(i % depth for i in indices)
 
 
 def _pre_logits_or_identity(embedding_dim: int, representation_size: int | None) -> nn.Module:
