@@ -30,6 +30,7 @@ from vitlib.training.engine import (
 from vitlib.training.errors import TrainingConfigError, damaged_run_error
 from vitlib.training.history import History
 from vitlib.training.optim import build_optimizer, build_scheduler
+from vitlib.training.progress import report
 from vitlib.training.rng import capture_rng_state, restore_rng_state, seed_everything
 from vitlib.training.run_dir import (
     BEST,
@@ -267,7 +268,7 @@ def fit(
             save_checkpoint(model, run_dir / LAST, training_state=state)
             write_json(run_dir / HISTORY_FILE, run.history.as_dict())
         if context.is_main:
-            logger.info(
+            report(
                 "epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  lr %.3g%s",
                 *(epoch, epochs, train.loss, train.accuracy, test.loss, test.accuracy, lr),
                 "  (best)" if improved else "",
@@ -428,5 +429,5 @@ def _restore(
             f"restored ({type(error).__name__}: {error})",
         ) from error
     run = _RunPosition(history, state["epoch"], state["global_step"], float(state["best_accuracy"]))
-    logger.info("resumed %s after epoch %d (global step %d)", run_dir, run.epoch, run.global_step)
+    report("resumed %s after epoch %d (global step %d)", run_dir, run.epoch, run.global_step)
     return run

@@ -1,14 +1,40 @@
-"""Progress: a tqdm bar when tqdm is installed (``vitlib[progress]``), else log lines."""
+"""Progress: a tqdm bar when tqdm is installed (``vitlib[progress]``), else log lines.
+
+The lines (per-epoch results, and the per-batch lines without tqdm) go through the
+``vitlib.training`` logger when the program has configured logging, so it decides what shows and
+where; a program that has not (where Python would drop them) gets them printed on stdout, above
+any progress bar.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 from types import TracebackType
 from typing import Any
 
 logger = logging.getLogger("vitlib.training")
 
 _LOG_LINES_PER_EPOCH = 5
+
+
+def report(message: str, *args: object) -> None:
+    """Show one progress line: ``message % args``.
+
+    Logged at INFO on ``vitlib.training`` if any handler is configured (``logging.basicConfig``,
+    a framework's setup, pytest's capture); otherwise printed to stdout, through ``tqdm.write``
+    when tqdm is installed so that a bar on the terminal is not broken.
+    """
+    if logger.hasHandlers():
+        logger.info(message, *args)
+        return
+    line = message % args if args else message
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        print(line, file=sys.stdout, flush=True)
+    else:
+        tqdm.write(line, file=sys.stdout)
 
 
 class Progress:
@@ -49,7 +75,7 @@ class Progress:
         if self.done % every == 0 or self.done == self.total:
             of_total = f"/{self.total}" if self.total is not None else ""
             details = " ".join(f"{name}={value}" for name, value in shown.items())
-            logger.info("%s %d%s %s", self.description, self.done, of_total, details)
+            report("%s %d%s %s", self.description, self.done, of_total, details)
 
     def close(self) -> None:
         """Remove the bar (log lines need no closing)."""
