@@ -24,6 +24,7 @@ from vitlib.data import (
 from vitlib.data.transforms import EvalTransform, TrainTransform
 from vitlib.errors import DataError
 
+from .image_helpers import write_image_folder
 from .test_data_transforms import oriented_jpeg
 
 CLASSES = ["basketball", "cricket", "tennis"]
@@ -440,3 +441,12 @@ def test_the_skip_warning_says_why_each_named_file_is_unreadable(split_root: Pat
     message = str(record[0].message)
     for name in ("empty.png", "text.jpg"):
         assert f"{name} (UnidentifiedImageError: cannot identify image file)" in message
+
+
+def test_load_image_folders_normalise_with_the_mean_and_std_given(tmp_path: Path) -> None:
+    for split in ("train", "test"):
+        write_image_folder(tmp_path / split, per_class=1)
+    train, test = load_image_folders(tmp_path, image_size=8, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert test.transform == eval_transform(8, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert isinstance(train.transform, TrainTransform)
+    assert (train.transform.mean, train.transform.std) == ((0.5,) * 3, (0.25,) * 3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -15,6 +15,8 @@ from torch.utils.data import Dataset
 from vitlib._optional import missing_extra
 from vitlib.data.transforms import (
     HIGH_PRECISION_MODES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     apply_exif_orientation,
     eval_transform,
     pil_to_tensor,
@@ -163,17 +165,22 @@ def load_image_folders(
     *,
     image_size: int = 224,
     strict: bool = False,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """Load ``data_dir/train`` and ``data_dir/test`` with the train and eval transforms.
 
     The train set uses [`train_transform`][vitlib.data.train_transform] and the test set
-    [`eval_transform`][vitlib.data.eval_transform], both at ``image_size`` with ImageNet
-    normalisation.
+    [`eval_transform`][vitlib.data.eval_transform], both at ``image_size`` and normalised with
+    ``mean`` and ``std``: ImageNet's by default; a pretrained checkpoint's own when fine-tuning
+    (its recorded [`Preprocessing`][vitlib.data.Preprocessing]).
 
     Args:
         data_dir: The folder holding ``train/`` and ``test/``, each with one sub-folder per class.
         image_size: Side of the square images the transforms produce.
         strict: Passed to [`ImageFolderDataset`][vitlib.data.ImageFolderDataset].
+        mean: Per-channel RGB mean subtracted after scaling to [0, 1].
+        std: Per-channel RGB standard deviation divided by.
 
     Returns:
         ``(train_dataset, test_dataset)``, with identical ``classes``.
@@ -191,8 +198,10 @@ def load_image_folders(
             raise FileNotFoundError(
                 f"no {split}/ folder in {data_dir}; expected the layout {_LAYOUT}"
             )
-    train = ImageFolderDataset(data_dir / "train", train_transform(image_size), strict=strict)
-    test = ImageFolderDataset(data_dir / "test", eval_transform(image_size), strict=strict)
+    train_images = train_transform(image_size, mean=mean, std=std)
+    test_images = eval_transform(image_size, mean=mean, std=std)
+    train = ImageFolderDataset(data_dir / "train", train_images, strict=strict)
+    test = ImageFolderDataset(data_dir / "test", test_images, strict=strict)
     if train.classes != test.classes:
         only_train = sorted(set(train.classes) - set(test.classes))
         only_test = sorted(set(test.classes) - set(train.classes))
