@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 import weakref
 from pathlib import Path
@@ -14,7 +15,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import Tensor
 
-from vitlib import MultiheadSelfAttentionBlock, TransformerEncoderBlock, ViT, load_pretrained
+from vitlib import (
+    MultiheadSelfAttentionBlock,
+    TransformerEncoderBlock,
+    ViT,
+    load_pretrained,
+    save_pretrained,
+)
 from vitlib.analysis import (
     attention_maps,
     attention_rollout,
@@ -23,8 +30,15 @@ from vitlib.analysis import (
     position_embedding_similarity,
     rollout_map,
 )
+from vitlib.analysis_plots import (
+    plot_attention_distance,
+    plot_attention_rollout,
+    plot_embedding_filters,
+    plot_position_similarity,
+    similarity_mosaic,
+)
 
-from .helpers import tiny_vit
+from .helpers import ROOT, load_module, tiny_vit
 
 
 class FixedAttention(MultiheadSelfAttentionBlock):
@@ -363,3 +377,144 @@ def test_maps_and_intermediates_match_huggingface_transformers(tmp_path: Path) -
     hidden = list(expected.hidden_states[1:])
     torch.testing.assert_close(result.intermediates, hidden, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(result.features, expected.last_hidden_state, atol=1e-4, rtol=1e-4)
+
+
+# ---- pictures (vitlib[plots]) --------------------------------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+NOT_A_TENSOR: Any = "map"
+
+
+@pytest.fixture
+def matplotlib() -> Any:
+    return pytest.importorskip("matplotlib", reason="the dev requirements install it")
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _pictures(model: ViT, images: Tensor) -> dict[str, Any]:
+    """Each plot function with the analysis result it draws."""
+    return {
+        "filters": lambda path, **kw: plot_embedding_filters(
+            embedding_filters(model, 5), path, **kw
+        ),
+        "similarity": lambda path, **kw: plot_position_similarity(
+            position_embedding_similarity(model), path, **kw
+        ),
+        "distance": lambda path, **kw: plot_attention_distance(
+            mean_attention_distance(model, images), path, **kw
+        ),
+        "rollout": lambda path, **kw: plot_attention_rollout(
+            images[0], rollout_map(model, images)[0], path, **kw
+        ),
+    }
+
+
+@pytest.mark.parametrize("picture", ["filters", "similarity", "distance", "rollout"])
+def test_each_picture_is_a_png_that_is_never_silently_replaced(
+    matplotlib: Any, picture: str, tmp_path: Path
+) -> None:
+    draw = _pictures(tiny_vit(), torch.randn(2, 3, 16, 16))[picture]
+    out = draw(tmp_path / "new" / "folder" / f"{picture}.png")
+    assert out == tmp_path / "new" / "folder" / f"{picture}.png"
+    width, height = _png_size(out)
+    assert width > 200
+    assert height > 100
+    before = out.read_bytes()
+    with pytest.raises(FileExistsError, match=r"already exists; pass overwrite=True"):
+        draw(out)
+    assert out.read_bytes() == before
+    draw(out, overwrite=True)
+    with pytest.raises(ValueError, match=r"saved as PNG, got path .*\.jpg"):
+        draw(tmp_path / f"{picture}.jpg")
+
+
+def test_the_similarity_mosaic_puts_tile_r_c_at_row_r_column_c() -> None:
+    similarity = torch.rand(2, 3, 2, 3)
+    mosaic = similarity_mosaic(similarity)
+    assert mosaic.shape == (2 * 3 - 1, 3 * 4 - 1)
+    for row in range(2):
+        for col in range(3):
+            tile = mosaic[3 * row : 3 * row + 2, 4 * col : 4 * col + 3]
+            assert (tile == similarity[row, col].numpy()).all()
+    assert torch.isnan(torch.from_numpy(mosaic[2])).all()  # the gap between the tile rows
+    assert torch.isnan(torch.from_numpy(mosaic[:, 3])).all()  # and between the columns
+
+
+@pytest.mark.parametrize(
+    ("draw", "message"),
+    [
+        (lambda p: plot_embedding_filters(torch.rand(4, 2, 3, 3), p), r"C = 1 or 3, got shape"),
+        (lambda p: plot_embedding_filters(torch.rand(0, 1, 3, 3), p), r"filters is empty"),
+        (lambda p: plot_embedding_filters(torch.rand(4, 1, 3, 3), p, columns=0), r"columns must"),
+        (
+            lambda p: plot_position_similarity(torch.rand(2, 3, 3, 2), p),
+            r"got shape \(2, 3, 3, 2\)",
+        ),
+        (
+            lambda p: plot_attention_distance(torch.rand(4), p),
+            r"\(layers, heads\), got shape \(4,\)",
+        ),
+        (
+            lambda p: plot_attention_rollout(torch.rand(1, 3, 8, 8), torch.rand(2, 2), p),
+            r"images\[0\]",
+        ),
+        (lambda p: plot_attention_rollout(torch.rand(3, 8, 8), torch.rand(1, 2, 2), p), r"\[0\]$"),
+        (lambda p: plot_attention_rollout(torch.rand(3, 8, 8), NOT_A_TENSOR, p), r"got str"),
+    ],
+)
+def test_tensors_of_other_shapes_are_refused_with_the_fix(
+    matplotlib: Any, draw: Any, message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        draw(tmp_path / "p.png")
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_missing_matplotlib_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r'pip install "vitlib\[plots\]"'):
+        plot_attention_distance(torch.rand(2, 3), tmp_path / "d.png")
+
+
+# ---- examples/inspect_model.py -------------------------------------------------------------------
+
+EXAMPLE_PICTURES = [
+    "filters.png",
+    "position_similarity.png",
+    "attention_distance.png",
+    "attention_rollout.png",
+]
+
+
+@pytest.mark.slow
+def test_the_example_draws_every_picture_of_a_random_model_and_keeps_them(
+    matplotlib: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("sklearn", reason="the digits need scikit-learn")
+    example = load_module(ROOT / "examples" / "inspect_model.py")
+    arguments = ["--preset", "ViT-Ti/4", "--image-size", "16", "--num-images", "3"]
+    assert example.main([*arguments, "--output-dir", str(tmp_path)]) == 0
+    for name in EXAMPLE_PICTURES:
+        _png_size(tmp_path / name)
+    assert "mean attention distance per layer" in capsys.readouterr().out
+    assert example.main([*arguments, "--output-dir", str(tmp_path)]) == 2
+    assert "already exists; pass overwrite=True" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_example_reads_a_checkpoint_and_an_image_file(matplotlib: Any, tmp_path: Path) -> None:
+    image = pytest.importorskip("PIL.Image", reason="the dev requirements install Pillow")
+    example = load_module(ROOT / "examples" / "inspect_model.py")
+    save_pretrained(tiny_vit(num_register_tokens=1), tmp_path / "model")
+    image.new("RGB", (30, 20), color=(200, 30, 30)).save(tmp_path / "photo.png")
+    arguments = ["--checkpoint", str(tmp_path / "model"), "--image", str(tmp_path / "photo.png")]
+    assert example.main([*arguments, "--output-dir", str(tmp_path / "out")]) == 0
+    for name in EXAMPLE_PICTURES:
+        _png_size(tmp_path / "out" / name)

@@ -1,0 +1,183 @@
+"""Look inside a ViT: the paper's Figure 6 and 7 analyses as PNGs, for any model and image.
+
+The model is a random one (``--preset``, ``--image-size``), or any checkpoint
+``vitlib.load_pretrained`` reads (``--checkpoint``: a saved run, a Hugging Face directory, a
+weights file, ``torchvision:vit_b_16``...). The input is a handwritten digit from the embedded
+test set by default, or ``--image`` (needs Pillow, ``vitlib[data]``). Writes to ``--output-dir``:
+
+- ``filters.png``: the principal components of the patch filters (Fig. 7 left);
+- ``position_similarity.png``: cosine similarity of the position embeddings (Fig. 7 centre);
+- ``attention_distance.png``: mean attention distance per head and layer (Fig. 7 right),
+  averaged over ``--num-images`` digits (or the one ``--image``);
+- ``attention_rollout.png``: the output's attention over the input by rollout (Fig. 6).
+
+Examples::
+
+    python examples/inspect_model.py                                  # a random ViT-Ti/4
+    python examples/train_from_scratch.py --image-size 32 && \\
+        python examples/inspect_model.py --checkpoint runs/from_scratch/best
+    python examples/inspect_model.py --checkpoint torchvision:vit_b_16 --image cat.jpg
+
+Needs matplotlib (``vitlib[plots]``) and, for the digits, scikit-learn (``vitlib[data]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+import vitlib
+from vitlib.analysis import (
+    embedding_filters,
+    mean_attention_distance,
+    position_embedding_similarity,
+    rollout_map,
+)
+from vitlib.analysis_plots import (
+    plot_attention_distance,
+    plot_attention_rollout,
+    plot_embedding_filters,
+    plot_position_similarity,
+)
+from vitlib.data import DIGITS_MEAN, DIGITS_STD, IMAGENET_MEAN, IMAGENET_STD, DigitsDataset
+from vitlib.errors import VitlibError
+
+PAPER_FILTERS = 28
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Write the paper's Fig. 6 and 7 analyses of a ViT as PNGs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", help="anything load_pretrained reads; default: random")
+    parser.add_argument("--preset", default="ViT-Ti/4", help="the random model's preset")
+    parser.add_argument("--image-size", type=int, default=32, help="the random model's")
+    parser.add_argument("--seed", type=int, default=0, help="the random model's weights")
+    parser.add_argument("--image", type=Path, help="an image file; default: a digit")
+    parser.add_argument("--digit", type=int, default=0, help="which test digit to show")
+    parser.add_argument(
+        "--num-images", type=int, default=32, help="test digits the distance is averaged over"
+    )
+    parser.add_argument("--discard-ratio", type=float, default=0.0, help="of attention_rollout")
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/inspect"))
+    parser.add_argument("--overwrite", action="store_true", help="replace existing PNGs")
+    return parser.parse_args(argv)
+
+
+def load_model(args: argparse.Namespace) -> vitlib.ViT:
+    """The checkpoint, or a random model of ``--preset`` for ``--image-size`` digits."""
+    if args.checkpoint is not None:
+        return vitlib.load_pretrained(args.checkpoint).eval()
+    torch.manual_seed(args.seed)
+    return vitlib.create_model(
+        args.preset, img_size=args.image_size, in_channels=1, num_classes=10
+    ).eval()
+
+
+def load_images(
+    args: argparse.Namespace, model: vitlib.ViT
+) -> tuple[Tensor, list[float], list[float]]:
+    """``(images, mean, std)``: the input first, then the other digits (if any) for averaging,
+    sized and coloured for the model, with the normalisation to undo for drawing."""
+    channels = model.config.in_channels
+    height, width = model.config.image_hw
+    if args.image is not None:
+        from PIL import Image
+
+        from vitlib.data import eval_transform
+
+        with Image.open(args.image) as opened:
+            image = eval_transform(max(height, width), resize_ratio=1.0)(opened.convert("RGB"))
+        mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+        images = image.unsqueeze(0)
+        if channels == 1:  # a grey model: the luminance, normalised as the channel mean
+            images = images.mean(dim=1, keepdim=True)
+            mean, std = [sum(mean) / 3], [sum(std) / 3]
+    else:
+        digits = DigitsDataset("test", image_size=max(height, width, 8))
+        count = max(1, args.num_images)
+        others = [index for index in range(len(digits)) if index != args.digit]
+        order = [args.digit, *others[: count - 1]]
+        images = torch.stack([digits[i][0] for i in order])
+        mean, std = [DIGITS_MEAN], [DIGITS_STD]
+    if images.shape[-2:] != (height, width):
+        images = F.interpolate(images, size=(height, width), mode="bilinear", antialias=True)
+    if images.shape[1] != channels:
+        images = images.expand(-1, channels, -1, -1)
+        mean, std = mean * channels, std * channels
+    return images.to(model.position_embedding.dtype), mean, std
+
+
+def write_pictures(
+    model: vitlib.ViT,
+    images: Tensor,
+    mean: list[float],
+    std: list[float],
+    args: argparse.Namespace,
+) -> list[Path]:
+    """Run the analyses and write their PNGs; return the paths written."""
+    out, overwrite = args.output_dir, args.overwrite
+    config = model.config
+    patch_h, patch_w = config.patch_hw
+    written = []
+    if config.in_channels in (1, 3):  # drawable as grey or RGB
+        available = min(config.embedding_dim - 1, config.in_channels * patch_h * patch_w)
+        filters = embedding_filters(model, k=min(PAPER_FILTERS, available))
+        written.append(plot_embedding_filters(filters, out / "filters.png", overwrite=overwrite))
+    similarity = position_embedding_similarity(model)
+    written.append(
+        plot_position_similarity(similarity, out / "position_similarity.png", overwrite=overwrite)
+    )
+    distances = mean_attention_distance(model, images)
+    written.append(
+        plot_attention_distance(distances, out / "attention_distance.png", overwrite=overwrite)
+    )
+    attention = rollout_map(model, images[:1], discard_ratio=args.discard_ratio)[0]
+    written.append(
+        plot_attention_rollout(
+            images[0],
+            attention,
+            out / "attention_rollout.png",
+            mean=mean,
+            std=std,
+            overwrite=overwrite,
+        )
+    )
+    if config.num_classes:
+        with torch.no_grad():
+            probabilities = model(images[:1]).softmax(dim=-1)[0]
+        print(
+            f"the model's class for the image: {int(probabilities.argmax())} "
+            f"(probability {float(probabilities.max()):.2f})"
+        )
+    print(
+        "mean attention distance per layer (pixels, heads averaged): "
+        + " ".join(f"{float(d):.1f}" for d in distances.mean(dim=1))
+    )
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the example; return the exit status (2 and one line for an expected failure)."""
+    args = parse_args(argv)
+    try:
+        model = load_model(args)
+        images, mean, std = load_images(args, model)
+        paths = write_pictures(model, images, mean, std, args)
+    except (VitlibError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
