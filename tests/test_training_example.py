@@ -38,7 +38,11 @@ def test_a_quick_digits_run_saves_the_run_and_the_plots(
         "history.png",
         "last",
         "predictions.png",
+        "settings.json",
     ]
+    saved = json.loads((run / "best" / "config.json").read_text())
+    assert saved["labels"] == [str(digit) for digit in range(10)]
+    assert saved["preprocessing"]["channels"] == 1
     # 4 of the first epoch's 46 steps (2,884 images in batches of 64), then the run stops
     assert len(json.loads((run / "history.json").read_text())["test_acc"]) == 1
     state = torch.load(run / "last" / "training_state.pt", weights_only=True)
@@ -54,8 +58,12 @@ def test_an_existing_run_is_kept_unless_resumed_or_overwritten(
     capsys.readouterr()
     assert example.main([*QUICK, *run]) == 2
     error = capsys.readouterr().err
-    assert "resume=True" in error
-    assert "overwrite=True" in error
+    assert "Pass --resume to continue" in error
+    assert "--overwrite to replace it" in error
+    assert "resume=True" not in error, "the command names its flags, not fit's keywords"
+    assert example.main([*QUICK, *run, "--resume", "--batch-size", "32"]) == 2
+    error = capsys.readouterr().err
+    assert "--batch-size saved 64, given 32" in error
     assert example.main([*QUICK, *run, "--resume"]) == 0  # 2 more steps, in the next epoch
     assert len(json.loads((tmp_path / "history.json").read_text())["test_acc"]) == 2
     assert example.main([*QUICK, *run, "--overwrite"]) == 0
@@ -70,7 +78,28 @@ def test_without_matplotlib_the_run_is_saved_and_the_plots_skipped(
     assert 'matplotlib is not installed; no plots (pip install "vitlib[plots]")' in (
         capsys.readouterr().out
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "history.json", "last"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "best",
+        "history.json",
+        "last",
+        "settings.json",
+    ]
+
+
+def test_the_predictions_grid_samples_every_class() -> None:
+    from vitlib.data import DigitsDataset
+
+    images, labels = recipe.sample_every_class(DigitsDataset("test", image_size=8), count=16)
+    assert labels.tolist() == [*range(10), *range(6)]
+    assert images.shape == (16, 1, 8, 8)
+
+
+def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default: 15)", "(default: 64)", "(default: 0.002)", "(default: 50)"):
+        assert shown in text
 
 
 def test_the_defaults_follow_the_data() -> None:

@@ -14,21 +14,21 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Sized
+from collections.abc import Callable, Sequence, Sized
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import torch
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from vitlib.checkpoints.metadata import attach_metadata, model_metadata
 from vitlib.counting import count_parameters
 from vitlib.data import (
     DIGITS_MEAN,
     DIGITS_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     DigitsDataset,
+    Preprocessing,
     load_image_folders,
     make_dataloaders,
 )
@@ -38,6 +38,12 @@ from vitlib.training.errors import TrainingConfigError
 from vitlib.training.history import History
 from vitlib.training.loop import fit
 from vitlib.training.rng import seed_everything
+from vitlib.training.run_dir import (
+    SETTINGS_FILE,
+    check_output_dir,
+    check_resumed_settings,
+    write_json,
+)
 from vitlib.vit import ViT, create_model
 
 DIGITS_DEFAULTS: dict[str, Any] = {"preset": "ViT-Ti/4", "image_size": 16, "layers": 4}
@@ -53,12 +59,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="model preset; default ViT-Ti/4 (digits), ViT-Ti/16")
     parser.add_argument("--layers", type=int, help="override the preset's encoder depth")
     parser.add_argument("--image-size", type=int, help="default 16 (digits) or 224 (folders)")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=15, help="epochs of the whole run")
     parser.add_argument("--batch-size", type=int, default=64, help="per process")
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--warmup-steps", type=int, default=50)
-    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=0.05, help="AdamW's, on weights")
+    parser.add_argument(
+        "--warmup-steps", type=int, default=50, help="linear warmup; at most half of the run"
+    )
+    parser.add_argument("--label-smoothing", type=float, default=0.1, help="of the train loss")
     parser.add_argument("--dropout", type=float, default=0.0, help="MLP and embedding dropout")
     parser.add_argument(
         "--position-std",
@@ -74,9 +82,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-workers", type=int, default=0)
-    parser.add_argument("--output-dir", type=Path, default=Path("runs/from_scratch"))
+    parser.add_argument("--seed", type=int, default=0, help="weights, order, augmentation")
+    parser.add_argument(
+        "--num-workers", type=int, default=0, help="loader processes; 0 loads in this one"
+    )
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("runs/from_scratch"), help="the run directory"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace the run in --output-dir")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
     parser.add_argument("--no-progress", action="store_true", help="no per-batch progress")
@@ -154,6 +166,69 @@ def check_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+#: The options that make a run what it is: --resume refuses to change them.
+RUN_SETTINGS: Final = (
+    "data",
+    "preset",
+    "layers",
+    "image_size",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "warmup_steps",
+    "label_smoothing",
+    "dropout",
+    "position_std",
+    "clean_copies",
+    "bf16",
+    "seed",
+    "num_workers",
+)
+
+
+def run_settings(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """``{"--flag": value}`` of the options ``names``, as JSON values, for ``settings.json``."""
+    return {
+        "--" + name.replace("_", "-"): str(value) if isinstance(value, Path) else value
+        for name, value in ((name, getattr(args, name)) for name in names)
+    }
+
+
+def check_run_options(args: argparse.Namespace, names: Sequence[str]) -> None:
+    """Refuse, before any data is loaded, an --output-dir that would be overwritten silently, a
+    --resume without a run, or a --resume that changes the run's options; in flag names."""
+    check_output_dir(args.output_dir, resume=args.resume, overwrite=args.overwrite, cli=True)
+    if args.resume:
+        check_resumed_settings(args.output_dir, run_settings(args, names))
+
+
+def save_settings_each_epoch(
+    args: argparse.Namespace, names: Sequence[str], context: DistributedContext
+) -> Callable[[int, History], None]:
+    """An ``on_epoch_end`` callback writing ``settings.json`` into the run (rank 0)."""
+    settings = run_settings(args, names)
+
+    def save(epoch: int, history: History) -> None:
+        if context.is_main:
+            write_json(args.output_dir / SETTINGS_FILE, settings)
+
+    return save
+
+
+def digits_preprocessing(image_size: int) -> Preprocessing:
+    """How ``DigitsDataset`` makes its images, for photos of digits: grey, squashed to the size
+    (nearest-exact, as the 8x8 digits are enlarged), normalised by the digits' statistics."""
+    return Preprocessing(
+        (image_size, image_size),
+        channels=1,
+        mean=(DIGITS_MEAN,),
+        std=(DIGITS_STD,),
+        resize="squash",
+        crop_ratio=1.0,
+        interpolation="nearest-exact",
+    )
+
+
 def load_data(args: argparse.Namespace) -> tuple[Dataset[Any], Dataset[Any], list[str], int]:
     """``(train_set, test_set, class_names, channels)`` for digits or the image folders."""
     if args.data is None:
@@ -191,7 +266,11 @@ def save_plots(
     class_names: list[str],
     args: argparse.Namespace,
 ) -> None:
-    """Write ``history.png`` and ``predictions.png`` into the run directory (needs matplotlib)."""
+    """Write ``history.png`` and ``predictions.png`` into the run directory (needs matplotlib).
+
+    The predictions grid shows test images of every class in turn (the test set is sorted by
+    class, so its first batch would show one class only).
+    """
     if importlib.util.find_spec("matplotlib") is None:
         print('matplotlib is not installed; no plots (pip install "vitlib[plots]")')
         return
@@ -200,14 +279,12 @@ def save_plots(
     replace = args.overwrite or args.resume  # the plots belong to the run being replaced
     out = args.output_dir
     print(f"curves: {plot_history(history.as_dict(), out / 'history.png', overwrite=replace)}")
-    images, labels = next(iter(test_loader))
-    images, labels = images[:16], labels[:16]
+    images, labels = sample_every_class(test_loader.dataset, count=16)
     model.eval()
     with torch.no_grad():
         predictions = model(images.to(next(model.parameters()).device)).argmax(dim=-1).cpu()
-    mean, std = (
-        ((DIGITS_MEAN,), (DIGITS_STD,)) if args.data is None else (IMAGENET_MEAN, IMAGENET_STD)
-    )
+    spec = model_metadata(model).preprocessing  # how the images were normalised
+    mean, std = (spec.mean, spec.std) if spec is not None else (None, None)
     grid = plot_predictions(
         images,
         labels,
@@ -221,9 +298,32 @@ def save_plots(
     print(f"predictions: {grid}")
 
 
+def sample_every_class(dataset: Any, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` samples of ``dataset`` taking each class in turn: ``(images, labels)``.
+
+    Uses ``dataset.targets`` where the data set has it; otherwise its first ``count`` samples.
+    """
+    targets = getattr(dataset, "targets", None)
+    if not isinstance(targets, list):
+        indices = list(range(min(count, len(dataset))))
+    else:
+        by_class: dict[int, list[int]] = {}
+        for index, target in enumerate(targets):
+            by_class.setdefault(int(target), []).append(index)
+        queues = [by_class[label] for label in sorted(by_class)]
+        indices = []
+        for rank in range(max(len(queue) for queue in queues)):
+            indices += [queue[rank] for queue in queues if rank < len(queue)]
+        indices = indices[:count]
+    samples = [dataset[index] for index in indices]
+    images = torch.stack([image for image, _ in samples])
+    return images, torch.tensor([int(label) for _, label in samples])
+
+
 def train_from_args(args: argparse.Namespace, context: DistributedContext) -> History:
     """Build the data and the model from ``args``, then [`fit`][vitlib.training.fit] them."""
     config = check_args(args)  # before the data and the model, which take a while
+    check_run_options(args, RUN_SETTINGS)
     train_set, test_set, class_names, channels = load_data(args)
     train_loader, test_loader = make_dataloaders(
         train_set,
@@ -245,6 +345,12 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
         **overrides,
     )
     spread_position_embeddings(model, args.position_std)
+    preprocessing = (
+        digits_preprocessing(args.image_size)
+        if args.data is None
+        else Preprocessing.imagenet(args.image_size)
+    )
+    attach_metadata(model, labels=class_names, preprocessing=preprocessing)  # saved with it
     model.to(context.device())
     if context.is_main:
         train_size, test_size = len(cast("Sized", train_set)), len(cast("Sized", test_set))
@@ -265,6 +371,7 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
         progress=not args.no_progress,
         grad_checkpointing=args.grad_checkpointing,
         config=config,
+        on_epoch_end=save_settings_each_epoch(args, RUN_SETTINGS, context),
     )
     if context.is_main:
         save_plots(model, history, test_loader, class_names, args)

@@ -6,6 +6,7 @@ Layout of ``output_dir``:
 last/          the model after the latest epoch, plus training_state.pt (resume from here)
 best/          the model with the best test accuracy so far
 history.json   per-epoch metrics (History.as_dict())
+settings.json  the options of vitlib train / vitlib finetune (checked on --resume)
 ```
 
 ``last/`` and ``best/`` are ``vitlib.save_pretrained`` directories (``config.json`` +
@@ -46,15 +47,26 @@ BEST: Final = "best"
 HISTORY_FILE: Final = "history.json"
 STATE_FILE: Final = "training_state.pt"
 WEIGHTS_FILE: Final = "model.safetensors"
-RUN_ENTRIES: Final = (LAST, BEST, HISTORY_FILE)
+SETTINGS_FILE: Final = "settings.json"
+RUN_ENTRIES: Final = (LAST, BEST, HISTORY_FILE, SETTINGS_FILE)
+# How check_output_dir names its settings: as fit's keywords, or as the command's flags.
+_PYTHON_WORDS: Final = {
+    "resume": "resume=True",
+    "overwrite": "overwrite=True",
+    "output_dir": "output_dir",
+}
+_CLI_WORDS: Final = {"resume": "--resume", "overwrite": "--overwrite", "output_dir": "--output-dir"}
 
 
 def _partial_json(path: Path) -> Path:
     return path.parent / f".{path.name}.partial"
 
 
-def check_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:
+def check_output_dir(output_dir: Path, *, resume: bool, overwrite: bool, cli: bool = False) -> None:
     """Refuse to overwrite a run silently, or to resume where there is no run.
+
+    With ``cli=True`` the messages name the command's flags (``--resume``, ``--overwrite``,
+    ``--output-dir``) instead of ``fit``'s keywords.
 
     Raises:
         TrainingConfigError: ``resume`` and ``overwrite`` are both true.
@@ -62,28 +74,30 @@ def check_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None
         NoRunToResumeError: ``resume=True`` but ``output_dir/last/training_state.pt`` is missing.
         NotADirectoryError: ``output_dir`` is a file.
     """
+    word = _CLI_WORDS if cli else _PYTHON_WORDS
+    resume_word, overwrite_word, dir_word = word["resume"], word["overwrite"], word["output_dir"]
     if resume and overwrite:
         raise TrainingConfigError(
-            "resume=True and overwrite=True contradict each other; pass resume=True to continue "
-            f"the run in {output_dir}, or overwrite=True to replace it."
+            f"{resume_word} and {overwrite_word} contradict each other; pass {resume_word} to "
+            f"continue the run in {output_dir}, or {overwrite_word} to replace it."
         )
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(
-            f"output_dir {output_dir} is a file; expected a directory. Pick another path."
+            f"{dir_word} {output_dir} is a file; expected a directory. Pick another path."
         )
     if resume:
         last = output_dir / LAST
         if not (last / STATE_FILE).is_file() and not (last / COMPLETE / STATE_FILE).is_file():
             raise NoRunToResumeError(
-                f"resume=True, but {output_dir} holds no run to resume (no {LAST}/{STATE_FILE}); "
-                "drop resume=True to start a new run there."
+                f"{resume_word}, but {output_dir} holds no run to resume (no {LAST}/"
+                f"{STATE_FILE}); drop {resume_word} to start a new run there."
             )
         return
     if not overwrite and output_dir.is_dir() and any(output_dir.iterdir()):
         raise RunExistsError(
-            f"output_dir {output_dir} is not empty (it holds a run or other files); expected an "
-            "empty or new directory. Pass resume=True to continue the run saved there, "
-            "overwrite=True to replace it, or choose another output_dir."
+            f"{dir_word} {output_dir} is not empty (it holds a run or other files); expected an "
+            f"empty or new directory. Pass {resume_word} to continue the run saved there, "
+            f"{overwrite_word} to replace it, or choose another {dir_word}."
         )
 
 
@@ -104,8 +118,40 @@ def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool, write
         clear_run(output_dir)
 
 
+def check_resumed_settings(output_dir: Path, settings: Mapping[str, Any]) -> None:
+    """Refuse to resume a run with command options that change it.
+
+    ``settings`` maps each flag that shapes the run (``--batch-size``, ``--lr``...) to its value;
+    those saved in ``output_dir/settings.json`` by the run's first epochs must be the same.
+    A run without the file (saved by ``fit`` directly, or an older vitlib) is not checked here
+    (``fit`` still compares its own recipe).
+
+    Raises:
+        TrainingConfigError: A setting differs; the message names each flag, saved and given.
+    """
+    path = output_dir / SETTINGS_FILE
+    if not path.is_file():
+        return
+    from vitlib.checkpoints.files import read_json
+
+    saved = read_json(path)
+    changed = sorted(
+        name for name in set(saved) | set(settings) if saved.get(name) != settings.get(name)
+    )
+    if changed:
+        differences = "; ".join(
+            f"{name} saved {saved.get(name)!r}, given {settings.get(name)!r}" for name in changed
+        )
+        raise TrainingConfigError(
+            f"--resume with options that change the run saved in {output_dir} ({differences}); "
+            "give the saved values to resume it, or start a new run (--overwrite or another "
+            "--output-dir). Only --epochs, --max-steps and the output options may change."
+        )
+
+
 def clear_run(output_dir: Path) -> None:
-    """Delete ``last/``, ``best/``, ``history.json`` and its temporary (``overwrite=True``).
+    """Delete ``last/``, ``best/``, ``history.json``, ``settings.json`` and the history's
+    temporary (``overwrite=True``).
 
     Other files in ``output_dir`` are left alone: vitlib only deletes what a run writes.
     """
