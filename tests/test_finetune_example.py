@@ -1,4 +1,4 @@
-"""examples/finetune.py: the chapter's recipe (frozen backbone, new head) on any checkpoint."""
+"""vitlib finetune (and examples/finetune.py): the chapter's recipe (frozen backbone, new head)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,12 @@ import pytest
 import torch
 
 import vitlib
+from vitlib.cli import main
+from vitlib.data import Preprocessing
+from vitlib.training import finetune
 
 from .helpers import ROOT, load_module
+from .image_helpers import write_image_folder
 
 
 def _example() -> ModuleType:
@@ -50,13 +54,13 @@ def test_finetune_trains_only_a_new_head_on_an_adapted_checkpoint(
     ]
     example = _example()
     heads_before_training: list[dict[str, torch.Tensor]] = []
-    real_fit = example.fit
+    real_fit = finetune.fit
 
     def fit(model: vitlib.ViT, *args: Any, **kwargs: Any) -> Any:
         heads_before_training.append({k: v.clone() for k, v in model.head.state_dict().items()})
         return real_fit(model, *args, **kwargs)
 
-    monkeypatch.setattr(example, "fit", fit)
+    monkeypatch.setattr(finetune, "fit", fit)
     assert example.main(argv) == 0
     out = capsys.readouterr().out
     assert "10 classes, 16px" in out
@@ -71,3 +75,50 @@ def test_finetune_trains_only_a_new_head_on_an_adapted_checkpoint(
         assert not torch.equal(value, initial_head[name]), name
     assert len(json.loads((output / "history.json").read_text())["test_acc"]) == 1
     assert _example().main(argv) == 2, "an existing run is never overwritten silently"
+    assert vitlib.model_metadata(vitlib.load_pretrained(output)).labels == tuple("0123456789")
+
+
+def _write_rgb_checkpoint(folder: Path, mean: list[float] | None) -> Path:
+    torch.manual_seed(0)
+    model = vitlib.ViT(
+        img_size=16, patch_size=4, num_transformer_layers=1, embedding_dim=12, mlp_size=24,
+        num_heads=3, num_classes=4,
+    )  # fmt: skip
+    if mean is not None:
+        spec = Preprocessing((16, 16), mean=tuple(mean), std=(0.2, 0.2, 0.2))
+        vitlib.attach_metadata(model, preprocessing=spec)
+    return vitlib.save_pretrained(model, folder)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::vitlib.AdaptedCheckpointWarning")
+def test_finetune_command_normalises_with_the_checkpoints_mean_and_std(tmp_path: Path) -> None:
+    for split in ("train", "test"):
+        write_image_folder(tmp_path / "data" / split, per_class=2)
+    checkpoint = _write_rgb_checkpoint(tmp_path / "pretrained", mean=[0.1, 0.2, 0.3])
+    out = tmp_path / "run"
+    argv = ["finetune", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "data")]
+    assert main([*argv, "--epochs", "1", "--batch-size", "4", "--output-dir", str(out)]) == 0
+    spec = vitlib.model_metadata(vitlib.load_pretrained(out)).preprocessing
+    assert spec is not None
+    assert (spec.mean, spec.std) == ((0.1, 0.2, 0.3), (0.2, 0.2, 0.2))
+    assert vitlib.model_metadata(vitlib.load_pretrained(out)).labels == ("blue", "green", "red")
+    assert vitlib.predict(out, sorted((tmp_path / "data" / "test").rglob("*.png")))
+
+
+def test_a_checkpoint_that_does_not_tell_num_heads_is_one_line_naming_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(0)
+    odd = vitlib.ViT(
+        img_size=16, patch_size=4, num_transformer_layers=1, embedding_dim=20, mlp_size=24,
+        num_heads=5, num_classes=3,
+    )  # fmt: skip
+    weights = tmp_path / "timm_style.pth"
+    torch.save(vitlib.export_state_dict(odd, "timm"), weights)
+    assert (
+        main(["finetune", "--checkpoint", str(weights), "--output-dir", str(tmp_path / "r")]) == 2
+    )
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "--num-heads" in error

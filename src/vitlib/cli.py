@@ -91,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.recipe import add_train_arguments
 
     add_train_arguments(train)
+    finetune = commands.add_parser(
+        "finetune",
+        formatter_class=DefaultsHelpFormatter,
+        help="fine-tune a pretrained ViT's new head on your images (the chapter's recipe)",
+        description="Fine-tune a pretrained ViT: frozen backbone, new head; see "
+        "docs/finetuning.md.",
+    )
+    from .training.finetune import add_finetune_arguments
+
+    add_finetune_arguments(finetune)
     _add_predict_parser(commands)
     _add_evaluate_parser(commands)
     return parser
@@ -200,6 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _predict(args)
         elif args.command == "evaluate":
             return _evaluate(args)
+        elif args.command == "finetune":
+            from .training.finetune import run_finetune
+
+            return run_finetune(args)
         else:
             from .training.recipe import run_from_args
 

@@ -215,7 +215,7 @@ def _heads_from_presets(tensors: ShapeFacts) -> int:
         raise CheckpointError(
             f"cannot tell num_heads for a checkpoint with embedding_dim={dim}, "
             f"{tensors.num_transformer_layers} layers and mlp_size={tensors.mlp_size}: it "
-            f"matches no preset and has no config. Pass num_heads=... (for head widths 64/32/16: "
-            f"{options or 'a divisor of embedding_dim'})."
+            f"matches no preset and has no config. Pass num_heads=... (the commands' --num-heads; "
+            f"for head widths 64/32/16: {options or 'a divisor of embedding_dim'})."
         )
     return heads

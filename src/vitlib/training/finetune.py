@@ -1,0 +1,177 @@
+"""The ``vitlib finetune`` recipe (also ``examples/finetune.py``): frozen backbone, new head.
+
+The learnpytorch.io chapter's recipe: any checkpoint that
+[`load_pretrained`][vitlib.load_pretrained] reads, its head replaced for the data's classes and
+trained with Adam at 1e-3 while the backbone stays frozen. The image size and channels are
+adapted at load time; the images are normalised with the checkpoint's recorded mean and std
+(ImageNet's where it records none). The run directory gets ``last/``, ``best/`` (with the class
+names and preprocessing, ready for ``vitlib predict``), ``history.json``, ``settings.json`` and,
+with matplotlib, ``history.png`` and ``predictions.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+import torch
+from torch.utils.data import Dataset
+
+from vitlib.checkpoints import load_pretrained
+from vitlib.checkpoints.metadata import attach_metadata, model_metadata
+from vitlib.counting import count_parameters
+from vitlib.data import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DigitsDataset,
+    Preprocessing,
+    load_image_folders,
+    make_dataloaders,
+)
+from vitlib.training.config import TrainConfig
+from vitlib.training.distributed import DistributedContext
+from vitlib.training.loop import fit
+from vitlib.training.recipe import (
+    check_run_options,
+    digits_preprocessing,
+    save_plots,
+    save_settings_each_epoch,
+)
+from vitlib.vit import ViT
+
+__all__ = ["add_finetune_arguments", "freeze_backbone", "run_finetune"]
+
+#: The options that make a fine-tuning run what it is: --resume refuses to change them.
+FINETUNE_SETTINGS: Final = (
+    "checkpoint",
+    "data",
+    "image_size",
+    "num_heads",
+    "unfreeze_last",
+    "batch_size",
+    "lr",
+    "warmup_steps",
+    "bf16",
+    "seed",
+)
+
+
+def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``vitlib finetune`` / ``examples/finetune.py`` to ``parser``."""
+    parser.add_argument(
+        "--checkpoint", required=True, help="path, run folder, hf-hub:<repo> or torchvision:<name>"
+    )
+    parser.add_argument("--data", type=Path, help="folder with train/ and test/; default: digits")
+    parser.add_argument("--image-size", type=int, help="default: the checkpoint's")
+    parser.add_argument("--num-heads", type=int, help="only if nothing else tells it")
+    parser.add_argument(
+        "--unfreeze-last", type=int, default=0, help="also train the last N encoder blocks"
+    )
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the whole run")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per step")
+    parser.add_argument("--lr", type=float, default=1e-3, help="the chapter's Adam learning rate")
+    parser.add_argument(
+        "--warmup-steps", type=int, default=0, help="linear warmup; at most half of the run"
+    )
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    parser.add_argument("--seed", type=int, default=42, help="head, order and augmentation")
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path("runs/finetune"), help="the run directory"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in --output-dir")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+    parser.add_argument("--no-progress", action="store_true", help="no per-batch progress")
+
+
+def freeze_backbone(model: ViT, unfreeze_last: int) -> None:
+    """Train only the head (and the last ``unfreeze_last`` encoder blocks and the final norm)."""
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    trainable = [model.head]
+    if unfreeze_last:
+        trainable += [model.norm, *list(model.transformer_encoder)[-unfreeze_last:]]
+    for module in trainable:
+        for parameter in module.parameters():
+            parameter.requires_grad = True
+
+
+def _data(
+    data: Path | None, image_size: int, mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[Dataset[Any], Dataset[Any], list[str], Preprocessing]:
+    """``(train, test, class_names, preprocessing)``: the image folders, or the digits."""
+    if data is None:
+        train = DigitsDataset("train", image_size=image_size)
+        test = DigitsDataset("test", image_size=image_size)
+        return train, test, train.classes, digits_preprocessing(image_size)
+    train_folder, test_folder = load_image_folders(data, image_size=image_size, mean=mean, std=std)
+    spec = Preprocessing((image_size, image_size), mean=mean, std=std)
+    return train_folder, test_folder, train_folder.classes, spec
+
+
+def _checkpoint_statistics(model: ViT) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std the checkpoint records for RGB images, else ImageNet's."""
+    spec = model_metadata(model).preprocessing
+    if spec is not None and spec.channels == 3:
+        return spec.mean, spec.std
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    """Load the checkpoint, adapt it to the data, train the head; return 0.
+
+    Raises:
+        CheckpointError, TrainingConfigError, DataError: As the functions it calls; the
+            messages name the command's flags where they are about them.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    check_run_options(args, FINETUNE_SETTINGS)  # before loading anything
+    torch.manual_seed(args.seed)
+    heads = {} if args.num_heads is None else {"num_heads": args.num_heads}
+    pretrained = load_pretrained(args.checkpoint, **heads)
+    image_size = args.image_size or pretrained.config.image_hw[0]
+    mean, std = _checkpoint_statistics(pretrained)
+    train_set, test_set, class_names, preprocessing = _data(args.data, image_size, mean, std)
+    model = load_pretrained(  # a copy of the pretrained model, adapted to the data:
+        pretrained,
+        num_classes=len(class_names),  # a new head (a warning says it is untrained)
+        img_size=image_size,  # position embeddings resampled if the size differs
+        in_channels=preprocessing.channels,  # patch kernel adapted, e.g. RGB -> grey
+    )
+    attach_metadata(model, labels=class_names, preprocessing=preprocessing)
+    freeze_backbone(model, args.unfreeze_last)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(
+        f"{args.checkpoint}: {count_parameters(model.config):,} parameters, "
+        f"{trainable:,} trainable; {len(class_names)} classes, {image_size}px"
+    )
+    train_loader, test_loader = make_dataloaders(
+        train_set, test_set, args.batch_size, seed=args.seed
+    )
+    config = TrainConfig(  # the chapter: Adam, lr 1e-3, no weight decay on a frozen backbone
+        optimizer="adam",
+        lr=args.lr,
+        weight_decay=0.0,
+        warmup_steps=args.warmup_steps,
+        amp_dtype=torch.bfloat16 if args.bf16 else None,
+    )
+    history = fit(
+        model,
+        train_loader,
+        test_loader,
+        epochs=args.epochs,
+        output_dir=args.output_dir,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        seed=args.seed,
+        progress=not args.no_progress,
+        config=config,
+        on_epoch_end=save_settings_each_epoch(args, FINETUNE_SETTINGS, DistributedContext()),
+    )
+    save_plots(model, history, test_loader, class_names, args)
+    best = max(history.test_acc)
+    print(f"final test accuracy: {history.test_acc[-1]:.4f} (best {best:.4f})")
+    print(f"run saved in {args.output_dir}; predict with: vitlib predict {args.output_dir} IMAGE")
+    return 0
