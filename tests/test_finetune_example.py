@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import vitlib
+from vitlib import training
 from vitlib.cli import main
 from vitlib.data import Preprocessing
-from vitlib.training import finetune
 
 from .helpers import ROOT, load_module
 from .image_helpers import write_image_folder
@@ -54,13 +54,13 @@ def test_finetune_trains_only_a_new_head_on_an_adapted_checkpoint(
     ]
     example = _example()
     heads_before_training: list[dict[str, torch.Tensor]] = []
-    real_fit = finetune.fit
+    real_fit = training.fit
 
     def fit(model: vitlib.ViT, *args: Any, **kwargs: Any) -> Any:
         heads_before_training.append({k: v.clone() for k, v in model.head.state_dict().items()})
         return real_fit(model, *args, **kwargs)
 
-    monkeypatch.setattr(finetune, "fit", fit)
+    monkeypatch.setattr("vitlib.training.finetune.fit", fit)
     assert example.main(argv) == 0
     out = capsys.readouterr().out
     assert "10 classes, 16px" in out
