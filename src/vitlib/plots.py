@@ -302,7 +302,9 @@ def _image_grid(
     count = len(shown)
     columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
-    figure = _new_figure(width=_CELL_INCHES * columns + 0.5, height=_CELL_INCHES * rows + 0.4)
+    # At least 5 inches wide, so that the title fits above one or two images.
+    width = max(5.0, _CELL_INCHES * columns + 0.5)
+    figure = _new_figure(width=width, height=_CELL_INCHES * rows + 0.4)
     for index in range(count):
         axes = figure.add_subplot(rows, columns, index + 1)
         image = shown[index]
@@ -312,7 +314,7 @@ def _image_grid(
             axes.imshow(image.permute(1, 2, 0).numpy())
         axes.set_title(titles[index], color=colours[index], fontsize=8)
         axes.axis("off")
-    figure.suptitle(suptitle)
+    figure.suptitle(suptitle, fontsize=11)
     figure.tight_layout()
     figure.savefig(out, format="png")
     return out
