@@ -16,7 +16,8 @@ pytest.importorskip("matplotlib")
 def _png_size(path: Path) -> tuple[int, int]:
     with Image.open(path) as image:
         assert image.format == "PNG"
-        return image.size
+        width, height = image.size
+        return int(width), int(height)
 
 
 def test_confusion_matrix_is_a_png_and_refuses_a_matrix_that_is_not_square(
