@@ -46,6 +46,7 @@ from vitlib.analysis_plots import (
     plot_position_similarity,
 )
 from vitlib.data import DIGITS_MEAN, DIGITS_STD, IMAGENET_MEAN, IMAGENET_STD, DigitsDataset
+from vitlib.data.digits import DIGITS_TEST_SIZE
 from vitlib.errors import VitlibError
 
 PAPER_FILTERS = 28
@@ -68,7 +69,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--discard-ratio", type=float, default=0.0, help="of attention_rollout")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/inspect"))
     parser.add_argument("--overwrite", action="store_true", help="replace existing PNGs")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0 <= args.digit < DIGITS_TEST_SIZE:
+        parser.error(f"--digit must be from 0 to {DIGITS_TEST_SIZE - 1}, got {args.digit}")
+    if not 1 <= args.num_images <= DIGITS_TEST_SIZE:
+        parser.error(f"--num-images must be from 1 to {DIGITS_TEST_SIZE}, got {args.num_images}")
+    if not 0.0 <= args.discard_ratio < 1.0:
+        parser.error(f"--discard-ratio must be in [0, 1), got {args.discard_ratio}")
+    return args
 
 
 def load_model(args: argparse.Namespace) -> vitlib.ViT:
@@ -102,9 +110,8 @@ def load_images(
             mean, std = [sum(mean) / 3], [sum(std) / 3]
     else:
         digits = DigitsDataset("test", image_size=max(height, width, 8))
-        count = max(1, args.num_images)
         others = [index for index in range(len(digits)) if index != args.digit]
-        order = [args.digit, *others[: count - 1]]
+        order = [args.digit, *others[: args.num_images - 1]]
         images = torch.stack([digits[i][0] for i in order])
         mean, std = [DIGITS_MEAN], [DIGITS_STD]
     if images.shape[-2:] != (height, width):
@@ -165,13 +172,14 @@ def write_pictures(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the example; return the exit status (2 and one line for an expected failure)."""
+    """Run the example; return the exit status (2 and one line for an expected failure: a bad
+    option or checkpoint, an unreadable image, a picture in the way...)."""
     args = parse_args(argv)
     try:
         model = load_model(args)
         images, mean, std = load_images(args, model)
         paths = write_pictures(model, images, mean, std, args)
-    except (VitlibError, OSError, ValueError) as error:
+    except (VitlibError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for path in paths:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 import warnings
 import weakref
@@ -518,3 +519,20 @@ def test_the_example_reads_a_checkpoint_and_an_image_file(matplotlib: Any, tmp_p
     assert example.main([*arguments, "--output-dir", str(tmp_path / "out")]) == 0
     for name in EXAMPLE_PICTURES:
         _png_size(tmp_path / "out" / name)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--digit", "355"], r"--digit must be from 0 to 354, got 355"),
+        (["--num-images", "0"], r"--num-images must be from 1 to 355, got 0"),
+        (["--discard-ratio", "1"], r"--discard-ratio must be in \[0, 1\), got 1.0"),
+    ],
+)
+def test_the_example_refuses_options_out_of_range(
+    option: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = load_module(ROOT / "examples" / "inspect_model.py")
+    with pytest.raises(SystemExit):
+        example.parse_args(option)
+    assert re.search(message, capsys.readouterr().err)

@@ -1,9 +1,9 @@
-"""PNG pictures of the [`vitlib.analysis`][vitlib.analysis] results, in the style of the paper.
+"""PNG pictures of the ``vitlib.analysis`` results, in the style of the paper.
 
 One function per figure panel of Dosovitskiy et al. (2020): the embedding filters (Fig. 7 left),
 the position-embedding similarity (Fig. 7 centre), the mean attention distance by depth (Fig. 7
 right) and the attention rollout over the input image (Fig. 6). Each takes the tensor the
-analysis returned and a path, and draws as [`vitlib.plots`][vitlib.plots] does: matplotlib (the
+analysis returned and a path, and draws as ``vitlib.plots`` does: matplotlib (the
 ``vitlib[plots]`` extra) imported on use, a bare ``Figure`` without pyplot, no display needed, and
 an existing file replaced only with ``overwrite=True``.
 """
@@ -240,8 +240,9 @@ def plot_attention_rollout(
         std: Per-channel standard deviation, given together with ``mean``.
         overwrite: Replace an existing file instead of raising ``FileExistsError``.
 
-    Without ``mean``/``std`` the image is drawn as [`plot_predictions`][vitlib.plots]
-    draws one: as it is when in [0, 1], else min-max scaled.
+    Without ``mean``/``std`` the image is drawn as
+    [`plot_predictions`][vitlib.plots.plot_predictions] draws one: as it is when in [0, 1], else
+    min-max scaled.
 
     Returns:
         The path written.
