@@ -751,7 +751,7 @@ CLI_FAILURES = [
     ),
     pytest.param(
         lambda tmp, mp: ["train", "--output-dir", "/dev/null"],
-        r"output_dir /dev/null is a file",
+        r"--output-dir /dev/null is a file",
         id="L08p",
     ),
     pytest.param(
