@@ -103,7 +103,7 @@ def attention_rollout(
 
     Returns:
         ``(B, T, T)`` in float32: row ``i`` is token ``i``'s output's share of every input token
-        (each row sums to 1). Row 0 is the class token's; see
+        (each row sums to 1). With a class token, row 0 is its; see
         [`rollout_map`][vitlib.analysis.rollout_map] for the output's map over the patches.
 
     Raises:
