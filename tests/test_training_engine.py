@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import sys
+from typing import Any
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ from vitlib.errors import DataError
 from vitlib.training import (
     NonFiniteLossError,
     TrainingConfigError,
+    engine,
     evaluate,
     train_one_epoch,
 )
@@ -100,6 +102,71 @@ def test_a_nan_loss_stops_training_naming_the_epoch_and_global_step() -> None:
     assert caught.value.global_step == 14
     assert isinstance(caught.value, RuntimeError)
     assert "nan" in str(caught.value)
+
+
+class _CountingSGD(torch.optim.SGD):
+    """SGD that counts its steps."""
+
+    steps = 0
+
+    def step(self, closure: Any = None) -> Any:
+        self.steps += 1
+        return super().step(closure)
+
+
+@pytest.mark.parametrize(("deferred", "steps_taken"), [(False, 4), (True, 5)])
+def test_a_nan_loss_stops_training_within_one_optimizer_step(
+    monkeypatch: pytest.MonkeyPatch, deferred: bool, steps_taken: int
+) -> None:
+    # Deferred is how CUDA runs (the flag is read one batch later, without a host sync); here it
+    # runs on the CPU through the same bookkeeping. Either way the error names the NaN batch.
+    if deferred:
+        monkeypatch.setattr(engine, "_DEFERRED_DEVICES", {"cpu"})
+    inputs, labels = blobs(12).tensors
+    inputs = inputs.clone()
+    inputs[9] = float("nan")  # batch 4 of six batches of two
+    model = tiny_net()
+    optimizer = _CountingSGD(model.parameters(), lr=0.01)
+    loader = DataLoader(TensorDataset(inputs, labels), batch_size=2)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 3, global step 14 \(batch 4 "):
+        train_one_epoch(model, loader, optimizer, epoch=3, step_offset=10, progress=False)
+    assert optimizer.steps == steps_taken
+
+
+def test_a_nan_loss_in_the_last_batch_is_caught_by_a_deferred_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine, "_DEFERRED_DEVICES", {"cpu"})
+    inputs, labels = blobs(6).tensors
+    inputs = inputs.clone()
+    inputs[5] = float("inf")
+    loader = DataLoader(TensorDataset(inputs, labels), batch_size=2)
+    model = tiny_net()
+    with pytest.raises(NonFiniteLossError, match=r"global step 2 \(batch 2 "):
+        train_one_epoch(model, loader, torch.optim.SGD(model.parameters()), progress=False)
+    with pytest.raises(NonFiniteEvalLossError, match="batch 2"):
+        evaluate(tiny_net(), loader)  # a fresh one: the NaN batch's step has been taken
+
+
+def test_metrics_stay_on_the_device_until_the_end_of_the_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[int] = []
+    original = engine._Tally.read
+
+    def counting_read(self: engine._Tally) -> tuple[float, int]:
+        reads.append(self.samples)
+        return original(self)
+
+    monkeypatch.setattr(engine._Tally, "read", counting_read)
+    model = tiny_net()
+    loader = DataLoader(blobs(40), batch_size=4)  # ten batches
+    result = train_one_epoch(model, loader, torch.optim.SGD(model.parameters()), progress=False)
+    assert reads == [40]
+    assert result.samples == 40
+    reads.clear()
+    evaluate(model, loader)
+    assert reads == [40]
 
 
 @pytest.mark.parametrize("accumulation_steps", [0, -2])

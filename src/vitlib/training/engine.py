@@ -7,6 +7,7 @@ over-weights it).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import AbstractContextManager, nullcontext
@@ -27,6 +28,8 @@ from vitlib.training.progress import Progress
 from vitlib.vit import ViT
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+_ErrorFor = Callable[[float], Exception]
+_DEFERRED_DEVICES = {"cuda"}  # device types whose loss checks do not wait for the device
 _Item = TypeVar("_Item")
 
 
@@ -199,6 +202,95 @@ def check_classification_head(model: nn.Module) -> None:
         )
 
 
+class _Tally:
+    """Running loss and accuracy sums, kept on the device: adding a batch never makes the host
+    wait for the device; `read` does, once."""
+
+    def __init__(self, device: torch.device) -> None:
+        # float64 as the host's float would be (MPS has no float64).
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.loss_sum = torch.zeros((), dtype=dtype, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.samples = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add a batch's mean loss (times its size) and its correct predictions."""
+        batch_size = labels.shape[0]
+        self.loss_sum += loss.detach().to(self.loss_sum.dtype) * batch_size
+        self.correct += (logits.detach().argmax(dim=-1) == labels).sum()
+        self.samples += batch_size
+
+    def read(self) -> tuple[float, int]:
+        """The loss sum and the correct count, as host numbers."""
+        loss_sum, correct = torch.stack([self.loss_sum, self.correct.to(self.loss_sum.dtype)])
+        return float(loss_sum.item()), round(correct.item())
+
+    def means(self) -> dict[str, float]:
+        """Running per-sample loss and accuracy, for the progress display."""
+        loss_sum, correct = self.read()
+        samples = max(self.samples, 1)
+        return {"loss": loss_sum / samples, "acc": correct / samples}
+
+
+def _non_finite_loss(
+    loss: float, *, epoch: int, global_step: int, batch_index: int, lr: float
+) -> Exception:
+    return NonFiniteLossError(
+        loss, epoch=epoch, global_step=global_step, batch_index=batch_index, lr=lr
+    )
+
+
+class _FiniteWatch:
+    """Stops on a NaN or infinite loss without making the host wait for the device each batch.
+
+    On the CPU, which is synchronous anyway, each loss is checked at once. On CUDA (the device
+    types in ``_DEFERRED_DEVICES``) a batch's "finite" flag is copied to pinned host memory
+    asynchronously and read when the next batch is checked (by then the device has long computed
+    it) or at the end of the pass: a non-finite loss stops the run at most one optimiser step
+    after the batch that produced it, and the error names that batch. Other accelerators check
+    at once.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.deferred = device.type in _DEFERRED_DEVICES
+        self.cuda = device.type == "cuda"
+        self.pending: tuple[torch.Tensor, torch.Tensor, Any, _ErrorFor] | None = None
+
+    def watch(self, loss: torch.Tensor, error: _ErrorFor) -> None:
+        """Check the previous batch's flag (deferred mode), then ``loss``, at once or later.
+
+        ``error(value)`` builds the exception for this batch, naming where it is.
+        """
+        self.finish()
+        if not self.deferred:
+            value = loss.item()
+            if not math.isfinite(value):
+                raise error(value)
+            return
+        loss = loss.detach()
+        event: Any = None
+        if self.cuda:
+            flag = torch.empty((), dtype=torch.bool, pin_memory=True)
+            flag.copy_(torch.isfinite(loss), non_blocking=True)
+            make_event: Callable[[], Any] = torch.cuda.Event  # untyped in torch
+            event = make_event()
+            event.record()
+        else:  # the same bookkeeping on a synchronous device (the tests use it)
+            flag = torch.isfinite(loss).cpu()
+        self.pending = (loss, flag, event, error)
+
+    def finish(self) -> None:
+        """Check the flag still pending, if any."""
+        if self.pending is None:
+            return
+        loss, flag, event, error = self.pending
+        self.pending = None
+        if event is not None:
+            event.synchronize()
+        if not bool(flag.item()):
+            raise error(loss.item())
+
+
 def _with_last(items: Iterable[_Item]) -> Iterator[tuple[_Item, bool]]:
     """Yield ``(item, is_last)`` pairs, looking one item ahead."""
     iterator = iter(items)
@@ -287,7 +379,7 @@ def train_one_epoch(
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    loss_sum, correct, samples, steps = 0.0, 0, 0, 0
+    tally, watch, steps = _Tally(device), _FiniteWatch(device), 0
     group_samples, group_batches = 0, 0
     with Progress(_safe_len(loader), f"epoch {epoch} train", enabled=progress) as bar:
         for batch_index, (batch, is_last) in enumerate(_with_last(loader)):
@@ -310,22 +402,21 @@ def train_one_epoch(
                         epoch=epoch,
                     )
                     loss = loss_fn(logits, labels)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise NonFiniteLossError(
-                        loss_value,
+                watch.watch(
+                    loss,
+                    functools.partial(
+                        _non_finite_loss,
                         epoch=epoch,
                         global_step=step_offset + steps,
                         batch_index=batch_index,
                         lr=float(optimizer.param_groups[0]["lr"]),
-                    )
+                    ),
+                )
                 (loss * batch_size).backward()
-            loss_sum += loss_value * batch_size
-            correct += int((logits.argmax(dim=-1) == labels).sum().item())
-            samples += batch_size
+            tally.add(loss, logits, labels)
             group_samples += batch_size
             group_batches += 1
-            bar.update(loss=loss_sum / samples, acc=correct / samples)
+            bar.update(tally.means)
             if not steps_now:
                 continue
             for parameter in parameters:
@@ -341,6 +432,9 @@ def train_one_epoch(
             group_samples, group_batches = 0, 0
             if max_steps is not None and steps >= max_steps:
                 break
+        watch.finish()
+    loss_sum, correct = tally.read()
+    samples = tally.samples
     if is_sharded(loader):
         loss_sum, correct_sum, samples_sum = all_reduce_sums([loss_sum, correct, samples])
         correct, samples = round(correct_sum), round(samples_sum)
@@ -387,7 +481,7 @@ def evaluate(
     device = resolve_device(model, device)
     loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
     model.eval()
-    loss_sum, correct, samples = 0.0, 0, 0
+    tally, watch = _Tally(device), _FiniteWatch(device)
     with Progress(_safe_len(loader), "evaluate", enabled=progress) as bar:
         for batch_index, batch in enumerate(loader):
             unpacked = _unpack(
@@ -405,14 +499,15 @@ def evaluate(
                     epoch=epoch,
                 )
                 loss = loss_fn(logits, labels)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise NonFiniteEvalLossError(loss_value, batch_index=batch_index, epoch=epoch)
-            batch_size = labels.shape[0]
-            loss_sum += loss_value * batch_size
-            correct += int((logits.argmax(dim=-1) == labels).sum().item())
-            samples += batch_size
-            bar.update(loss=loss_sum / samples, acc=correct / samples)
+            watch.watch(
+                loss,
+                functools.partial(NonFiniteEvalLossError, batch_index=batch_index, epoch=epoch),
+            )
+            tally.add(loss, logits, labels)
+            bar.update(tally.means)
+        watch.finish()
+    loss_sum, correct = tally.read()
+    samples = tally.samples
     if is_sharded(loader):
         loss_sum, correct_sum, samples_sum = all_reduce_sums([loss_sum, correct, samples])
         correct, samples = round(correct_sum), round(samples_sum)

@@ -9,13 +9,17 @@ any progress bar.
 from __future__ import annotations
 
 import logging
+import math
 import sys
+import time
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 logger = logging.getLogger("vitlib.training")
 
 _LOG_LINES_PER_EPOCH = 5
+_BAR_REFRESH_S = 0.5
 
 
 def report(message: str, *args: object) -> None:
@@ -53,6 +57,7 @@ class Progress:
         self.enabled = enabled
         self.done = 0
         self._bar: Any = None
+        self._shown_at = -math.inf
         if enabled:
             try:
                 from tqdm.auto import tqdm
@@ -61,19 +66,28 @@ class Progress:
             else:
                 self._bar = tqdm(total=total, desc=description, leave=False, dynamic_ncols=True)
 
-    def update(self, **metrics: float) -> None:
-        """Advance by one batch and show the running metrics."""
+    def update(self, read: Callable[[], Mapping[str, float]] | None = None) -> None:
+        """Advance by one batch; ``read()`` returns the running metrics to show.
+
+        ``read`` is called only when the metrics are shown (a log line, or the bar's postfix at
+        most every ``_BAR_REFRESH_S`` seconds and at the last batch), because reading metrics
+        kept on an accelerator makes the host wait for it.
+        """
         self.done += 1
         if not self.enabled:
             return
-        shown = {name: f"{value:.4g}" for name, value in metrics.items()}
         if self._bar is not None:
             self._bar.update(1)
-            self._bar.set_postfix(shown, refresh=False)
+            now = time.monotonic()
+            due = now - self._shown_at >= _BAR_REFRESH_S or self.done == self.total
+            if read is not None and due:
+                self._shown_at = now
+                self._bar.set_postfix(_shown(read()), refresh=False)
             return
         every = max(1, (self.total or 50) // _LOG_LINES_PER_EPOCH)
         if self.done % every == 0 or self.done == self.total:
             of_total = f"/{self.total}" if self.total is not None else ""
+            shown = _shown(read()) if read is not None else {}
             details = " ".join(f"{name}={value}" for name, value in shown.items())
             report("%s %d%s %s", self.description, self.done, of_total, details)
 
@@ -93,3 +107,7 @@ class Progress:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _shown(metrics: Mapping[str, float]) -> dict[str, str]:
+    return {name: f"{value:.4g}" for name, value in metrics.items()}
