@@ -37,7 +37,6 @@ from torch.utils.data import ConcatDataset
 import vitlib
 from vitlib.data import DigitsDataset, make_dataloaders
 from vitlib.training import fit, seed_everything
-from vitlib.training.recipe import spread_position_embeddings
 
 TARGET_ACCURACY = 0.99
 TIME_BUDGET_S = 180.0
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         num_classes=len(clean.classes),
         drop_path_rate=args.drop_path,
     )
-    spread_position_embeddings(model, args.position_std)
+    model.reset_parameters(position_std=args.position_std)
     history = fit(
         model,
         train_loader,

@@ -14,8 +14,9 @@ import torch
 from tests.helpers import ROOT, load_module
 from tests.training_helpers import digits_vit
 from vitlib.cli import main as cli_main
+from vitlib.errors import ConfigError
 from vitlib.training import TrainingConfigError, recipe
-from vitlib.training.recipe import check_position_std, spread_position_embeddings
+from vitlib.training.recipe import check_position_std
 
 QUICK = ["--layers", "1", "--epochs", "2", "--max-steps", "4", "--no-progress"]
 
@@ -117,8 +118,8 @@ def test_a_position_std_that_is_not_a_positive_finite_number_is_refused(std: Any
         check_position_std(std)
     model = digits_vit()
     before = model.position_embedding.detach().clone()
-    with pytest.raises(TrainingConfigError, match="position_std"):
-        spread_position_embeddings(model, std)
+    with pytest.raises((ConfigError, TypeError), match="position_std"):
+        model.reset_parameters(position_std=std)
     assert torch.equal(model.position_embedding, before)
     check_position_std(0.02)
 
