@@ -7,9 +7,19 @@
 Inference: img/s under ``torch.inference_mode`` for float32 eager and for
 ``optimize_for_inference(model, "int8" | "bf16")``, measured interleaved (the order rotates each
 round) so the machine's drift hits every variant alike; medians and minima of the rounds, and the
-ratio to float32. Training: one subprocess per setting (so each starts from a clean heap) runs
-forward, cross-entropy, backward and an AdamW step with and without gradient checkpointing and
-reports its peak resident memory (``ru_maxrss``) and img/s.
+ratio to float32. Training (forward, cross-entropy, backward, AdamW step), with and without
+gradient checkpointing, each setting in subprocesses of its own:
+
+* speed: img/s over ``--train-steps`` steps after two warm-up steps, glibc's malloc thresholds
+  fixed as in ``peers.py`` (mmap 32 MiB, trim 1 GiB) so freed memory is reused;
+* memory: a second subprocess in which glibc serves every block over 64 KiB with ``mmap`` and
+  hands it back on ``free`` (``mallopt`` mmap threshold 64 KiB, trim threshold 0), so the resident
+  set follows the live tensors instead of the allocator's cache. It reports the steady state (the
+  growth of the resident set over two warm-up steps: AdamW's state and what the kernels keep)
+  and the step's peak on top of it (``VmHWM`` after ``/proc/self/clear_refs`` minus ``VmRSS``
+  before one more step: gradients, activations and temporaries); their sum is the training
+  memory on top of the built model and the batch. That mode is slow (every large allocation
+  faults its pages in afresh), hence the separate process for the speed.
 """
 
 from __future__ import annotations
@@ -31,8 +41,13 @@ import vitlib
 from vitlib.inference import cpu_has_bf16_units, optimize_for_inference
 
 _TRAIN_CHILD = """
-import json, resource, sys, time, torch, vitlib
-preset, batch, size, steps, checkpointing, threads = sys.argv[1:7]
+import ctypes, json, re, sys, time, torch, vitlib
+preset, batch, size, steps, checkpointing, threads, mode = sys.argv[1:8]
+libc = ctypes.CDLL("libc.so.6")
+if mode == "memory":  # every block > 64 KiB mmap-ed and unmapped on free: RSS = live memory
+    libc.mallopt(-3, 64 * 1024); libc.mallopt(-1, 0)
+else:  # as peers.py: freed memory stays in the heap and is reused
+    libc.mallopt(-3, 32 * 2**20); libc.mallopt(-1, 2**30)
 torch.set_num_threads(int(threads))
 torch.manual_seed(0)
 model = vitlib.create_model(preset, img_size=int(size), mlp_dropout=0.0, embedding_dropout=0.0)
@@ -40,17 +55,27 @@ model.set_grad_checkpointing(checkpointing == "1")
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 images = torch.randn(int(batch), 3, int(size), int(size))
 labels = torch.randint(0, 1000, (int(batch),))
+def kib(field):
+    with open("/proc/self/status") as status:
+        return int(re.search(field + r":\\s+(\\d+)", status.read()).group(1))
 def step():
-    optimizer.zero_grad(set_to_none=True)
     torch.nn.functional.cross_entropy(model(images), labels).backward()
     optimizer.step()
-step()  # allocates the optimiser state
-start = time.perf_counter()
-for _ in range(int(steps)):
+    optimizer.zero_grad(set_to_none=True)
+built = kib("VmRSS")
+step(); step()  # AdamW's state, the kernels' first-call caches
+steady = kib("VmRSS")
+if mode == "memory":
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
     step()
-seconds = (time.perf_counter() - start) / int(steps)
-peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"img_per_s": int(batch) / seconds, "peak_rss_mib": peak_kib / 1024}))
+    peak = kib("VmHWM") - steady
+    print(json.dumps({"steady_mib": (steady - built) / 1024, "step_peak_mib": peak / 1024}))
+else:
+    start = time.perf_counter()
+    for _ in range(int(steps)):
+        step()
+    print(json.dumps({"img_per_s": int(batch) * int(steps) / (time.perf_counter() - start)}))
 """
 
 
@@ -86,22 +111,40 @@ def measure_inference(
     }
 
 
+def _train_child(
+    preset: str, batch: int, size: int, steps: int, checkpointing: bool, threads: int, mode: str
+) -> dict[str, float]:
+    child_args = [preset, str(batch), str(size), str(steps), str(int(checkpointing))]
+    done = subprocess.run(
+        [sys.executable, "-c", _TRAIN_CHILD, *child_args, str(threads), mode],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def measure_training(
-    preset: str, batch: int, size: int, steps: int, threads: int
+    preset: str, batch: int, size: int, steps: int, threads: int, rounds: int = 1
 ) -> dict[str, dict[str, float]]:
-    """Peak RSS and img/s of a training step with and without gradient checkpointing."""
-    results = {}
+    """Training memory (exact, see the module docstring) and img/s, with and without gradient
+    checkpointing; the speed is the median of ``rounds`` subprocesses, alternating the two."""
+    results: dict[str, dict[str, float]] = {}
+    speeds: dict[str, list[float]] = {"plain": [], "checkpointed": []}
     for checkpointing in (False, True):
-        child_args = [preset, str(batch), str(size), str(steps), str(int(checkpointing))]
-        done = subprocess.run(
-            [sys.executable, "-c", _TRAIN_CHILD, *child_args, str(threads)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        results["checkpointed" if checkpointing else "plain"] = json.loads(
-            done.stdout.strip().splitlines()[-1]
-        )
+        name = "checkpointed" if checkpointing else "plain"
+        memory = _train_child(preset, batch, size, 0, checkpointing, threads, "memory")
+        memory["training_mib"] = memory["steady_mib"] + memory["step_peak_mib"]
+        results[name] = memory
+    for _ in range(rounds):
+        for checkpointing in (False, True):
+            name = "checkpointed" if checkpointing else "plain"
+            speed = _train_child(preset, batch, size, steps, checkpointing, threads, "speed")
+            speeds[name].append(speed["img_per_s"])
+    for name, values in speeds.items():
+        results[name]["img_per_s"] = statistics.median(values)
+        results[name]["img_per_s_all"] = values  # type: ignore[assignment]
     return results
 
 
@@ -112,15 +155,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--train-steps", type=int, default=3, help="timed steps per process")
+    parser.add_argument("--skip-inference", action="store_true", help="training figures only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    inference: dict[str, dict[str, float]] = {}
     if args.quick:
-        inference = measure_inference("ViT-Ti/16", 2, 32, rounds=1, repeats=1)
+        if not args.skip_inference:
+            inference = measure_inference("ViT-Ti/16", 2, 32, rounds=1, repeats=1)
         training = measure_training("ViT-Ti/16", 2, 32, steps=1, threads=args.threads)
     else:
-        inference = measure_inference("ViT-B/16", 8, 224, args.rounds, args.repeats)
-        training = measure_training("ViT-S/16", 16, 224, steps=3, threads=args.threads)
+        if not args.skip_inference:
+            inference = measure_inference("ViT-B/16", 8, 224, args.rounds, args.repeats)
+        training = measure_training(
+            "ViT-S/16", 16, 224, steps=args.train_steps, threads=args.threads, rounds=3
+        )
     results: dict[str, Any] = {
         "torch": torch.__version__,
         "threads": args.threads,
@@ -129,18 +179,26 @@ def main(argv: list[str] | None = None) -> int:
         "inference": inference,
         "training": training,
     }
-    base = inference["fp32"]["median_img_per_s"]
-    print("| inference | median img/s | min img/s | vs fp32 |\n|---|---|---|---|")
-    for name, row in inference.items():
-        median, low = row["median_img_per_s"], row["min_img_per_s"]
-        print(f"| {name} | {median:.2f} | {low:.2f} | {median / base:.2f}x |")
+    if inference:
+        base = inference["fp32"]["median_img_per_s"]
+        print("| inference | median img/s | min img/s | vs fp32 |\n|---|---|---|---|")
+        for name, row in inference.items():
+            median, low = row["median_img_per_s"], row["min_img_per_s"]
+            print(f"| {name} | {median:.2f} | {low:.2f} | {median / base:.2f}x |")
     plain, checkpointed = training["plain"], training["checkpointed"]
-    print("\n| training | img/s | peak RSS (MiB) |\n|---|---|---|")
-    for name, row in training.items():
-        print(f"| {name} | {row['img_per_s']:.2f} | {row['peak_rss_mib']:.0f} |")
     print(
-        f"\ncheckpointing: {plain['peak_rss_mib'] / checkpointed['peak_rss_mib']:.2f}x less peak "
-        f"memory, {1 - checkpointed['img_per_s'] / plain['img_per_s']:.0%} slower"
+        "\n| training | img/s | steady state (MiB) | step peak (MiB) | training memory (MiB) |"
+        "\n|---|---:|---:|---:|---:|"
+    )
+    for name, row in training.items():
+        print(
+            f"| {name} | {row['img_per_s']:.2f} | {row['steady_mib']:.0f} | "
+            f"{row['step_peak_mib']:.0f} | {row['training_mib']:.0f} |"
+        )
+    print(
+        f"\ncheckpointing: {plain['training_mib'] / checkpointed['training_mib']:.2f}x less "
+        f"training memory ({plain['step_peak_mib'] / checkpointed['step_peak_mib']:.2f}x less "
+        f"per step), {1 - checkpointed['img_per_s'] / plain['img_per_s']:.0%} slower"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
