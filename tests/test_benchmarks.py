@@ -1,0 +1,69 @@
+"""benchmarks/gpu.py: the GPU comparison's CPU smoke mode runs end to end (CI has no GPU)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import ROOT, load_module
+
+GPU_SCRIPT = ROOT / "benchmarks" / "gpu.py"
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_quick_mode_runs_on_the_cpu(tmp_path: Path) -> None:
+    out, table = tmp_path / "gpu.json", tmp_path / "gpu.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(GPU_SCRIPT),
+            "--device",
+            "cpu",
+            "--quick",
+            "--models",
+            "vitlib,transformers",
+            "--json",
+            str(out),
+            "--markdown",
+            str(table),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert [row["implementation"] for row in report["rows"]] == ["vitlib", "transformers"]
+    for row in report["rows"]:
+        for task in ("inference", "training"):
+            assert row[f"{task}_img_per_s"] > 0
+            assert row[f"{task}_best_img_per_s"] >= row[f"{task}_img_per_s"]
+            assert row[f"{task}_share_of_gemm"] > 0
+            assert row[f"{task}_mfu"] is None  # a CPU has no peak in the table
+    assert report["vitlib_loop"]["ratio"] > 0
+    assert report["bf16_gemm_tflops"] > 0
+    text = table.read_text()
+    assert "| vitlib |" in text
+    assert "| transformers |" in text
+    assert "train_one_epoch against the bare loop" in text
+
+
+def test_gpu_benchmark_finds_the_peak_of_known_cards(monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu = load_module(GPU_SCRIPT, "vitlib_gpu_benchmark")
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 PCIe")
+    assert gpu.peak_tflops(cuda, None) == (756.0, "data sheet of H100 PCIe (NVIDIA H100 PCIe)")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert gpu.peak_tflops(cuda, None)[0] == 989.4
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Mystery GPU")
+    peak, source = gpu.peak_tflops(cuda, None)
+    assert peak is None
+    assert "--peak-tflops" in source
+    assert gpu.peak_tflops(cuda, 500.0) == (500.0, "--peak-tflops")
+    assert gpu.peak_tflops(torch.device("cpu"), None)[0] is None
