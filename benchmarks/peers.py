@@ -69,6 +69,7 @@ Always pin torch==2.13.0 there (else pip fetches a multi-GB CUDA torch). Then::
 from __future__ import annotations
 
 import argparse
+import copy
 import ctypes
 import dataclasses
 import datetime
@@ -556,8 +557,10 @@ def run_rounds(
     gemm: Gemm,
     rounds: int,
     repeats: int,
+    variants: dict[str, dict[str, Variant]] | None = None,
 ) -> tuple[dict[str, dict[str, list[float]]], dict[str, list[float]], dict[str, float]]:
-    """Time every (task, implementation) and the GEMMs, interleaved call by call.
+    """Time every (task, implementation), the fast-path ``variants`` and the GEMMs, interleaved
+    call by call.
 
     Per round and task: one warm-up call of each implementation, then ``repeats`` sweeps that
     call each implementation and the fp32 GEMM once, the order rotated every sweep, so a change
@@ -571,8 +574,11 @@ def run_rounds(
         for name in names
     }
     data = {task.key: inputs(task.size.config, task.batch, seed=4) for task in tasks}
-    entries = [*names, GEMM_IN_SWEEP]
-    seconds: dict[str, dict[str, list[float]]] = {t.key: {n: [] for n in entries} for t in tasks}
+    variants = variants or {}
+    entries = {t.key: [*names, *variants.get(t.key, {}), GEMM_IN_SWEEP] for t in tasks}
+    seconds: dict[str, dict[str, list[float]]] = {
+        t.key: {n: [] for n in entries[t.key]} for t in tasks
+    }
     gemm_seconds: dict[str, list[float]] = {dtype: [] for dtype in gemm.calls}
     losses: dict[str, float] = {}
     for round_index in range(rounds):
@@ -594,17 +600,134 @@ def run_rounds(
                     optimizer = optimizers[(name, task.key)]
                     calls[name] = functools.partial(train_step, model, optimizer, images, labels)
                 calls[name]()  # warm-up
+            for label, variant in variants.get(task.key, {}).items():
+                calls[label] = functools.partial(variant, images, labels)
+                calls[label]()  # warm-up (a compiled entry compiles in its first round)
             calls[GEMM_IN_SWEEP] = gemm.runner("fp32")
             for sweep in range(repeats):
-                for name in rotated(entries, round_index * repeats + sweep):
+                for name in rotated(entries[task.key], round_index * repeats + sweep):
                     elapsed, result = clock(calls[name])
                     seconds[task.key][name].append(elapsed)
-                    if task.kind == "train" and name != GEMM_IN_SWEEP:
+                    if task.kind == "train" and name in names:
                         losses[name] = float(result)  # type: ignore[arg-type]
             for name in names:
                 models[(name, task.size.label)].eval()
             gc.collect()
     return seconds, gemm_seconds, losses
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast paths: vitlib's one-call optimisations, the same applied to each peer by hand, ONNX
+# Runtime, and compiled training. Each entry is a call ``(images, labels) -> object`` timed in
+# the same sweeps as the plain implementations.
+
+Variant = Callable[[Tensor, Tensor], object]
+
+
+def _int8_by_hand(model: nn.Module) -> nn.Module:
+    """torch's dynamic int8 quantisation of every nn.Linear: what optimize_for_inference does."""
+    quantize: Callable[..., nn.Module] = torch.ao.quantization.quantize_dynamic
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
+
+
+def _bf16_call(model: nn.Module) -> Variant:
+    """bf16 weights, bf16 images in, float32 logits out: what optimize_for_inference does."""
+    converted = copy.deepcopy(model).eval().to(torch.bfloat16)
+
+    def call(images: Tensor, labels: Tensor) -> Tensor:
+        return infer(converted, images.to(torch.bfloat16)).float()
+
+    return call
+
+
+def _plain_call(model: nn.Module) -> Variant:
+    return lambda images, labels: infer(model, images)
+
+
+def _onnxruntime_call(model: nn.Module, cfg: vitlib.ViTConfig, threads: int) -> Variant:
+    """vitlib.export_onnx, then an onnxruntime CPU session with ``threads`` intra-op threads."""
+    import tempfile
+
+    import onnxruntime
+
+    from vitlib.export import export_onnx
+
+    folder = Path(tempfile.mkdtemp(prefix="vitlib-peers-onnx-"))
+    path = folder / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(model, path)  # type: ignore[arg-type]
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+
+    def call(images: Tensor, labels: Tensor) -> object:
+        return session.run(None, {input_name: images.numpy()})[0]
+
+    return call
+
+
+def fast_variants(
+    models: dict[tuple[str, str], nn.Module],
+    names: list[str],
+    tasks: list[Task],
+    *,
+    int8_compiled: bool,
+    compiled_training: bool,
+    threads: int,
+) -> tuple[dict[str, dict[str, Variant]], dict[str, str]]:
+    """The fast-path entries per task key, and a note for each one that could not be built.
+
+    Inference tasks of the largest size get: vitlib's ``optimize_for_inference`` int8 and bf16
+    (bf16 only where the CPU has bf16 units) and, with ``int8_compiled``, int8 compiled
+    (torchao + inductor with weight freezing); each peer with the same int8 / bf16 conversion
+    applied by hand; vitlib exported to ONNX under onnxruntime. With ``compiled_training`` the
+    training task gets vitlib under ``torch.compile(fullgraph=True)``.
+    """
+    from vitlib.inference import cpu_has_bf16_units, optimize_for_inference
+
+    found: dict[str, dict[str, Variant]] = {}
+    notes: dict[str, str] = {}
+    infer_tasks = [task for task in tasks if task.kind == "infer"]
+    largest = max(infer_tasks, key=lambda t: t.flops_per_image, default=None)
+    bf16 = cpu_has_bf16_units()
+    if not bf16:
+        notes["bf16"] = "skipped: this CPU has no bf16 units (AVX512-BF16/AMX)"
+    for task in tasks:
+        entries: dict[str, Variant] = {}
+        if task is largest:
+            for name in names:
+                model = models[(name, task.size.label)]
+                if name == "vitlib":
+                    entries["vitlib int8"] = _plain_call(optimize_for_inference(model, "int8"))  # type: ignore[arg-type]
+                    if bf16:
+                        fast = optimize_for_inference(model, "bf16")  # type: ignore[arg-type]
+                        entries["vitlib bf16"] = _plain_call(fast)
+                    if int8_compiled:
+                        fast = optimize_for_inference(model, "int8", compile=True)  # type: ignore[arg-type]
+                        entries["vitlib int8 compiled"] = _plain_call(fast)
+                    try:
+                        entries["vitlib onnxruntime"] = _onnxruntime_call(
+                            model, task.size.config, threads
+                        )
+                    except Exception as error:  # reported in the notes, not fatal
+                        notes["vitlib onnxruntime"] = f"{type(error).__name__}: {error}"[:200]
+                else:
+                    entries[f"{name} int8"] = _plain_call(_int8_by_hand(model))
+                    if bf16:
+                        entries[f"{name} bf16"] = _bf16_call(model)
+        if task.kind == "train" and compiled_training and "vitlib" in names:
+            model = models[("vitlib", task.size.label)]
+            compiled = torch.compile(model, fullgraph=True)
+            optimizer = make_optimizer(model)
+            entries["vitlib compiled"] = functools.partial(train_step, compiled, optimizer)  # type: ignore[arg-type]
+        if entries:
+            found[task.key] = entries
+    return found, notes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,7 +819,11 @@ def summarise(
     seconds: dict[str, dict[str, list[float]]],
     gemm: Gemm,
     gemm_seconds: dict[str, list[float]],
+    plain: list[str],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per task: each entry's throughput and GEMM share, vitlib over the best plain peer, and
+    each fast-path entry over the best plain peer (fp32 eager) and over its like-for-like
+    peer entries. ``plain``: the implementations (default: every entry)."""
     gemm_summary: dict[str, Any] = {}
     for dtype, values in gemm_seconds.items():
         median, best = _median_best(values)
@@ -732,7 +859,7 @@ def summarise(
                 "share_of_fp32_gemm_by_medians": throughput * task.flops_per_image / 1e9 / fp32,
                 "seconds": values,
             }
-        peers = {n: r for n, r in results.items() if n != "vitlib"}
+        peers = {n: r for n, r in results.items() if n in plain and n != "vitlib"}
         ratio = paired = None
         best_peer = None
         if "vitlib" in results and peers:
@@ -743,6 +870,24 @@ def summarise(
             # The same ratio sweep by sweep (both calls under the same load), then the median.
             sweeps = zip(seconds[task.key][best_peer], seconds[task.key]["vitlib"], strict=True)
             paired = statistics.median(theirs / ours for theirs, ours in sweeps)
+        fast: dict[str, Any] = {}
+        for label in results:
+            if label in plain or best_peer is None:
+                continue
+            kind = label.removeprefix("vitlib ").split(" ")[0]
+            sweeps = zip(seconds[task.key][best_peer], seconds[task.key][label], strict=True)
+            alike = {n: r for n, r in results.items() if n.endswith(f" {kind}") and n != label}
+            best_alike = max(alike, key=lambda n: alike[n]["images_per_s_median"], default=None)
+            fast[label] = {
+                "over_best_peer_fp32": results[label]["images_per_s_median"]
+                / peers[best_peer]["images_per_s_median"],
+                "over_best_peer_fp32_paired": statistics.median(t / o for t, o in sweeps),
+                "best_peer_alike": best_alike,
+                "over_best_peer_alike": None
+                if best_alike is None
+                else results[label]["images_per_s_median"]
+                / alike[best_alike]["images_per_s_median"],
+            }
         task_summary[task.key] = {
             "title": task.title,
             "kind": task.kind,
@@ -757,6 +902,7 @@ def summarise(
             "best_peer": best_peer,
             "vitlib_over_best_peer": ratio,
             "vitlib_over_best_peer_paired": paired,
+            "fast_paths": fast,
         }
     return task_summary, gemm_summary
 
@@ -823,6 +969,7 @@ def markdown(report: dict[str, Any]) -> str:
         "disturbs less.",
         "",
     ]
+    lines += _fast_path_lines(tasks, meta.get("fast_path_notes", {}))
     lines += [
         f"GEMM rates, {gemm['fp32']['n']}^3, in sweeps of their own at each round's start "
         "(the fp32 GEMM inside the models' sweeps: "
@@ -861,6 +1008,35 @@ def markdown(report: dict[str, Any]) -> str:
         method = next((m["method"] for m in memory.values() if "method" in m), "")
         lines.append(f"- memory method: {method}")
     return "\n".join(lines) + "\n"
+
+
+def _fast_path_lines(tasks: dict[str, Any], notes: dict[str, str]) -> list[str]:
+    """The fast-path table: each entry beside the best peer's plain fp32 eager speed."""
+    rows = []
+    for task in tasks.values():
+        for label, fast in task.get("fast_paths", {}).items():
+            result = task["results"][label]
+            alike = fast["best_peer_alike"]
+            rows.append(
+                f"| {task['title']} | {label} | {result['images_per_s_median']:.2f} "
+                f"({result['images_per_s_best']:.2f}) | **{fast['over_best_peer_fp32']:.2f}** "
+                f"({fast['over_best_peer_fp32_paired']:.2f}), {task['best_peer']} | "
+                + ("-" if alike is None else f"{fast['over_best_peer_alike']:.2f}, {alike}")
+                + " |"
+            )
+    if not rows:
+        return []
+    return [
+        "Fast paths (int8/bf16: vitlib.optimize_for_inference for vitlib, the same conversion "
+        "by hand for each peer; onnxruntime: vitlib.export_onnx under an onnxruntime CPU session "
+        "with the same threads; compiled: torch.compile(fullgraph=True)):",
+        "",
+        "| task | entry | img/s (best) | x best peer's fp32 eager (paired) | x best peer alike |",
+        "|---|---|---:|---:|---:|",
+        *rows,
+        *(f"- {label}: {note}" for label, note in notes.items()),
+        "",
+    ]
 
 
 def _check_cell(checks: list[dict[str, Any]]) -> str:
@@ -933,6 +1109,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-steps", type=int, default=3, help="training steps (3)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument(
+        "--fast-paths",
+        action="store_true",
+        help="also time int8/bf16 inference (vitlib's optimize_for_inference, the same by hand "
+        "for each peer) and vitlib under onnxruntime, on the largest inference task",
+    )
+    parser.add_argument(
+        "--int8-compiled",
+        action="store_true",
+        help="with --fast-paths: also vitlib int8 compiled (inductor; minutes to compile)",
+    )
+    parser.add_argument(
+        "--compiled-training",
+        action="store_true",
+        help="also time vitlib's training under torch.compile(fullgraph=True) (minutes)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke test: a tiny ViT (32px, depth 2, width 64), batch 2/4, 1 round, 1 repeat",
@@ -991,9 +1183,33 @@ def main(argv: list[str] | None = None) -> int:
         checks[name][label] = result
         print(f"same function? {name} {label}: {_check_cell([result])}", flush=True)
 
+    variants: dict[str, dict[str, Variant]] = {}
+    variant_notes: dict[str, str] = {}
+    if args.fast_paths or args.compiled_training:
+        variants, variant_notes = fast_variants(
+            models,
+            list(implementations) if args.fast_paths else [],
+            tasks,
+            int8_compiled=args.int8_compiled,
+            compiled_training=args.compiled_training,
+            threads=args.threads,
+        )
+        if args.compiled_training and not args.fast_paths and "vitlib" in implementations:
+            variants.update(
+                fast_variants(
+                    models,
+                    ["vitlib"],
+                    [t for t in tasks if t.kind == "train"],
+                    int8_compiled=False,
+                    compiled_training=True,
+                    threads=args.threads,
+                )[0]
+            )
+        for label, note in variant_notes.items():
+            print(f"note: {label}: {note}", flush=True)
     gemm = Gemm(args.gemm_size)
     seconds, gemm_seconds, losses = run_rounds(
-        models, list(implementations), tasks, gemm, args.rounds, args.repeats
+        models, list(implementations), tasks, gemm, args.rounds, args.repeats, variants
     )
     for name, loss in losses.items():
         if not math.isfinite(loss):
@@ -1010,7 +1226,9 @@ def main(argv: list[str] | None = None) -> int:
             args.quick,
         )
     )
-    task_summary, gemm_summary = summarise(tasks, seconds, gemm, gemm_seconds)
+    task_summary, gemm_summary = summarise(
+        tasks, seconds, gemm, gemm_seconds, plain=list(implementations)
+    )
     report: dict[str, Any] = {
         "meta": {
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -1035,6 +1253,7 @@ def main(argv: list[str] | None = None) -> int:
             "skipped": skipped,
             "final_training_loss": losses,
             "optimizer": "torch.optim.AdamW(lr=1e-4, weight_decay=0.05), all parameters",
+            "fast_path_notes": variant_notes,
         },
         "checks": checks,
         "tasks": task_summary,

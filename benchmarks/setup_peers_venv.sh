@@ -23,6 +23,9 @@ fi
 # the torchvision installed above.
 "$pip" install torch==2.13.0 timm==1.0.31 vit-pytorch==1.26.11 transformers==5.24.0 \
     einops safetensors numpy
+# --fast-paths: onnxruntime (and the exporter's onnx/onnxscript), torchao for int8 compiled;
+# the versions of requirements-dev.txt.
+"$pip" install torch==2.13.0 onnx==1.23.2 onnxscript==0.7.2 onnxruntime==1.32.0 torchao==0.18.0
 "$pip" install -e "$repo" --no-deps
 "$venv/bin/python" -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 echo "peers venv ready: $venv/bin/python $repo/benchmarks/peers.py --quick"
