@@ -874,9 +874,13 @@ def summarise(
         for label in results:
             if label in plain or best_peer is None:
                 continue
-            kind = label.removeprefix("vitlib ").split(" ")[0]
+            kind = label.split(" ")[1]  # "vitlib int8 compiled" -> int8
             sweeps = zip(seconds[task.key][best_peer], seconds[task.key][label], strict=True)
-            alike = {n: r for n, r in results.items() if n.endswith(f" {kind}") and n != label}
+            alike = {  # the peers' entries of the same kind, for vitlib's entries only
+                n: r
+                for n, r in results.items()
+                if label.startswith("vitlib ") and n.endswith(f" {kind}") and n != label
+            }
             best_alike = max(alike, key=lambda n: alike[n]["images_per_s_median"], default=None)
             fast[label] = {
                 "over_best_peer_fp32": results[label]["images_per_s_median"]
