@@ -30,12 +30,14 @@ import json
 import logging
 import sys
 import time
+from typing import Any
 
 import torch
-from torch.utils.data import ConcatDataset
+from torch.utils.data import ConcatDataset, DataLoader
 
 import vitlib
 from vitlib.data import DigitsDataset, make_dataloaders
+from vitlib.inference import optimize_for_inference
 from vitlib.training import fit, seed_everything
 
 TARGET_ACCURACY = 0.99
@@ -72,6 +74,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (needs AMX to pay)")
     parser.add_argument("--progress", action="store_true", help="show per-batch progress")
+    parser.add_argument(
+        "--int8-check",
+        action="store_true",
+        help="also compare optimize_for_inference(model, 'int8') with the float32 model on the "
+        "test set: top-1 agreement and accuracy of each",
+    )
     return parser.parse_args(argv)
 
 
@@ -128,8 +136,30 @@ def main(argv: list[str] | None = None) -> int:
         "budget_s": TIME_BUDGET_S,
         "passed": passed,
     }
+    if args.int8_check:
+        result["int8"] = int8_agreement(model, test_loader)
     print(json.dumps(result))
     return 0 if passed else 1
+
+
+def int8_agreement(model: torch.nn.Module, loader: DataLoader[Any]) -> dict[str, float]:
+    """Top-1 agreement of the int8 model with float32, and both accuracies, on ``loader``."""
+    fast = optimize_for_inference(model, "int8")  # type: ignore[arg-type]
+    model.eval()
+    same = right_fp32 = right_int8 = total = 0
+    with torch.inference_mode():
+        for images, labels in loader:
+            expected, got = model(images).argmax(1), fast(images).argmax(1)
+            same += int((expected == got).sum())
+            right_fp32 += int((expected == labels).sum())
+            right_int8 += int((got == labels).sum())
+            total += len(labels)
+    return {
+        "agreement": round(same / total, 4),
+        "fp32_accuracy": round(right_fp32 / total, 4),
+        "int8_accuracy": round(right_int8 / total, 4),
+        "samples": total,
+    }
 
 
 if __name__ == "__main__":
