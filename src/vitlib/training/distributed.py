@@ -4,20 +4,32 @@
 ``MASTER_ADDR`` and ``MASTER_PORT``; ``distributed_session`` reads them, joins the process group
 (NCCL on CUDA, gloo on CPU) and leaves it on exit. Without those variables (or with
 ``WORLD_SIZE=1``) everything runs in a single process.
+
+`wrap_model` replicates the model (DDP) or shards it (FSDP2, `vitlib.training.fsdp`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
+
+from vitlib.training.fsdp import (
+    Parallel,
+    check_parallel,
+    fsdp_gradient_sync,
+    is_fsdp,
+    mixed_precision_policy,
+    shard_model,
+)
 
 
 @dataclass(frozen=True)
@@ -112,13 +124,52 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def wrap_model(model: nn.Module, context: DistributedContext) -> nn.Module:
-    """Wrap ``model`` in ``DistributedDataParallel`` in a multi-process run, else return it."""
+def wrap_model(
+    model: nn.Module,
+    context: DistributedContext,
+    parallel: Parallel = "ddp",
+    *,
+    amp_dtype: torch.dtype | None = None,
+) -> nn.Module:
+    """Prepare ``model`` for a multi-process run: replicate it (DDP) or shard it (FSDP).
+
+    Args:
+        model: The model, on its training device, with the same weights on every rank.
+        context: Where this process stands; in a single process ``"ddp"`` returns ``model``.
+        parallel: ``"ddp"`` wraps it in ``DistributedDataParallel``; ``"fsdp"`` shards it in place
+            with ``fully_shard`` (one unit per encoder block plus the root) and returns it.
+        amp_dtype: Under ``"fsdp"``, ``torch.bfloat16`` computes with bf16 parameters and reduces
+            gradients in float32 (`vitlib.training.fsdp.mixed_precision_policy`).
+
+    Raises:
+        TrainingConfigError: An unknown ``parallel``, ``"fsdp"`` without a process group, or a
+            model without encoder blocks to shard.
+    """
+    check_parallel(parallel)
+    if parallel == "fsdp":
+        device = next(model.parameters()).device
+        return shard_model(model, mixed_precision=mixed_precision_policy(amp_dtype, device))
     if not context.enabled or isinstance(model, DistributedDataParallel):
         return model
     device = next(model.parameters()).device
     device_ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def gradient_sync(model: nn.Module, enabled: bool) -> AbstractContextManager[Any]:
+    """A context in which backward reduces gradients over the ranks only if ``enabled``.
+
+    ``DistributedDataParallel``'s ``no_sync()`` or an FSDP module's
+    ``set_requires_gradient_sync(False)`` when not ``enabled`` (a micro-batch of gradient
+    accumulation that does not step), else nothing.
+    """
+    if enabled:
+        return nullcontext()
+    if isinstance(model, DistributedDataParallel):
+        return model.no_sync()
+    if is_fsdp(model):
+        return fsdp_gradient_sync(model, enabled)
+    return nullcontext()
 
 
 def is_sharded(loader: object) -> bool:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from vitlib.errors import DataError
 from vitlib.training.config import check_option
-from vitlib.training.distributed import all_reduce_sums, is_sharded
+from vitlib.training.distributed import all_reduce_sums, gradient_sync, is_sharded
 from vitlib.training.errors import NonFiniteEvalLossError, NonFiniteLossError, TrainingConfigError
 from vitlib.training.progress import Progress
 from vitlib.vit import ViT
@@ -345,7 +345,8 @@ def train_one_epoch(
     ``grad_clip_norm`` (global L2 norm), the optimiser steps and ``scheduler`` (if any) steps once.
 
     Args:
-        model: The model (may be wrapped in ``DistributedDataParallel``); put in train mode.
+        model: The model (may be wrapped in ``DistributedDataParallel`` or sharded by
+            ``fully_shard``); put in train mode.
         loader: Yields ``(images, labels)`` with class-index labels.
         optimizer: Optimiser over the model's parameters.
         scheduler: A per-step learning-rate scheduler, stepped after every optimiser step.
@@ -387,10 +388,7 @@ def train_one_epoch(
             images, labels = unpacked.images, unpacked.labels
             batch_size = labels.shape[0]
             steps_now = group_batches + 1 == accumulation_steps or is_last
-            sync: AbstractContextManager[Any] = nullcontext()
-            if isinstance(model, DistributedDataParallel) and not steps_now:
-                sync = model.no_sync()
-            with sync:
+            with gradient_sync(model, steps_now):
                 with autocast(device, amp_dtype):
                     logits = model(images)
                     _check_labels(

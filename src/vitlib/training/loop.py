@@ -28,6 +28,16 @@ from vitlib.training.engine import (
     train_one_epoch,
 )
 from vitlib.training.errors import TrainingConfigError, damaged_run_error
+from vitlib.training.fsdp import (
+    Parallel,
+    autocast_dtype,
+    check_parallel,
+    encoder_blocks,
+    full_model_state,
+    full_optimizer_state,
+    is_fsdp,
+    load_optimizer_state,
+)
 from vitlib.training.history import History
 from vitlib.training.optim import build_optimizer, build_scheduler
 from vitlib.training.progress import report
@@ -138,14 +148,16 @@ def fit(
     progress: bool = True,
     on_epoch_end: EpochCallback | None = None,
     grad_checkpointing: bool = False,
+    parallel: Parallel = "ddp",
     **overrides: Any,
 ) -> History:
     """Train ``model`` for ``epochs``, evaluating after each one, and return the history.
 
     Under ``torchrun`` (a process group already joined, e.g. by
     [`distributed_session`][vitlib.training.distributed.distributed_session]) the model is
-    wrapped in ``DistributedDataParallel``; metrics are summed over ranks, and only rank 0 logs
-    and saves.
+    wrapped in ``DistributedDataParallel`` (``parallel="ddp"``) or sharded in place with FSDP2
+    (``parallel="fsdp"``); metrics are summed over ranks, and only rank 0 logs and saves (a
+    sharded model's full weights and optimiser state are gathered onto it first).
 
     Args:
         model: The model; moved to ``device`` and trained in place.
@@ -169,6 +181,14 @@ def fit(
         grad_checkpointing: Recompute each encoder block in the backward pass to save memory
             (the model's ``set_grad_checkpointing``; same gradients, more compute). Not part of
             the recipe: a run may be resumed with it on or off.
+        parallel: How a multi-process run shares the work: ``"ddp"`` (default) keeps a full copy
+            of the model, its gradients and optimiser state in every process; ``"fsdp"`` shards
+            them (`vitlib.training.fsdp`: one unit per encoder block plus the root; with
+            ``amp_dtype=torch.bfloat16`` the parameters are gathered and used in bf16 and the
+            gradients reduced in float32). ``"fsdp"`` needs a process group (``torchrun``) and
+            leaves the model sharded after the run; its saved ``last/`` and ``best/`` are the
+            usual single-process files. Not part of the recipe: a run may be resumed under the
+            other mode or another number of processes.
         **overrides: ``TrainConfig`` fields.
 
     Returns:
@@ -186,9 +206,14 @@ def fit(
         DataError: A loader yields no batches, or labels that are not int64 class indices in
             ``[0, num_classes)`` of the model's outputs (refused before that batch's step).
         TrainingConfigError: An invalid option (``epochs < 1``, ``lr <= 0``, an unknown
-            optimiser...), or a [`vitlib.ViT`][vitlib.ViT] without a head (``num_classes=0``).
+            optimiser, an unknown ``parallel``, ``parallel="fsdp"`` without a process group or
+            with a model without encoder blocks...), or a [`vitlib.ViT`][vitlib.ViT] without a
+            head (``num_classes=0``).
     """
     train_config = _resolve_config(config, overrides)
+    check_parallel(parallel)
+    if parallel == "fsdp":
+        encoder_blocks(model)  # refuse a model it cannot shard before touching output_dir
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise TrainingConfigError(f"epochs={epochs!r} is invalid; expected an integer >= 1.")
     check_classification_head(model)
@@ -210,6 +235,10 @@ def fit(
     model.to(target)
     if not resume:
         seed_everything(seed)
+    saved = _load_run(run_dir, model, train_config) if resume and run_dir is not None else None
+    # Sharding replaces the parameters, so the optimiser is built over the sharded ones.
+    trained = wrap_model(model, context, parallel, amp_dtype=train_config.amp_dtype)
+    amp_dtype = autocast_dtype(parallel, train_config.amp_dtype, target)
     optimizer = build_optimizer(model, train_config)
     total_steps = epochs * math.ceil(batches_per_epoch / train_config.accumulation_steps)
     scheduler = build_scheduler(
@@ -220,10 +249,9 @@ def fit(
         min_lr_ratio=train_config.min_lr_ratio,
     )
     run = _RunPosition(History())
-    if resume and run_dir is not None:
-        run = _restore(run_dir, model, optimizer, scheduler, train_loader, train_config)
+    if saved is not None and run_dir is not None:
+        run = _restore(run_dir, saved, model, optimizer, scheduler, train_loader)
 
-    trained = wrap_model(model, context)
     train_loss = nn.CrossEntropyLoss(label_smoothing=train_config.label_smoothing)
     max_steps = train_config.max_steps
     for epoch in range(run.epoch + 1, epochs + 1):
@@ -239,16 +267,14 @@ def fit(
             loss_fn=train_loss,
             grad_clip_norm=train_config.grad_clip_norm,
             accumulation_steps=train_config.accumulation_steps,
-            amp_dtype=train_config.amp_dtype,
+            amp_dtype=amp_dtype,
             device=target,
             step_offset=run.global_step,
             epoch=epoch,
             max_steps=None if max_steps is None else max_steps - run.global_step,
             progress=progress and context.is_main,
         )
-        test = evaluate(
-            model, test_loader, amp_dtype=train_config.amp_dtype, device=target, epoch=epoch
-        )
+        test = evaluate(model, test_loader, amp_dtype=amp_dtype, device=target, epoch=epoch)
         lr = float(optimizer.param_groups[0]["lr"])
         run.history.append(
             train_loss=train.loss,
@@ -261,12 +287,10 @@ def fit(
         run = _RunPosition(
             run.history, epoch, run.global_step + train.steps, max(run.best_accuracy, test.accuracy)
         )
-        if run_dir is not None and context.is_main:
-            if improved:
-                save_checkpoint(model, run_dir / BEST)
-            state = _training_state(run, train_config, optimizer, scheduler, train_loader)
-            save_checkpoint(model, run_dir / LAST, training_state=state)
-            write_json(run_dir / HISTORY_FILE, run.history.as_dict())
+        if run_dir is not None:
+            _save_epoch(
+                run_dir, run, improved, model, train_config, optimizer, scheduler, train_loader
+            )
         if context.is_main:
             report(
                 "epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  lr %.3g%s",
@@ -303,7 +327,7 @@ class _RunPosition:
 def _training_state(
     run: _RunPosition,
     config: TrainConfig,
-    optimizer: torch.optim.Optimizer,
+    optimizer_state: dict[str, Any],
     scheduler: LRScheduler,
     train_loader: DataLoader[Any],
 ) -> dict[str, Any]:
@@ -315,11 +339,42 @@ def _training_state(
         "best_accuracy": run.best_accuracy,
         "history": run.history.as_dict(),
         "train_config": config.to_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer_state,
         "scheduler": scheduler.state_dict(),
         "rng": capture_rng_state(),
         "generators": {name: gen.get_state() for name, gen in _generators(train_loader).items()},
     }
+
+
+def _save_epoch(
+    run_dir: Path,
+    run: _RunPosition,
+    improved: bool,
+    model: nn.Module,
+    config: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    train_loader: DataLoader[Any],
+) -> None:
+    """Save ``last/`` (and ``best/`` if ``improved``) and the history, from rank 0 alone.
+
+    A sharded model's weights and optimiser state are first gathered onto rank 0 (every rank
+    takes part in that; only rank 0 writes). The optimiser state of a sharded run is keyed by
+    parameter name, which `load_optimizer_state` reads with any number of processes.
+    """
+    weights: dict[str, torch.Tensor] | None = None
+    if is_fsdp(model):
+        weights = full_model_state(model)
+        optimizer_state = full_optimizer_state(model, optimizer)
+    if not current_context().is_main:
+        return
+    if weights is None:
+        optimizer_state = optimizer.state_dict()
+    if improved:
+        save_checkpoint(model, run_dir / BEST, weights=weights)
+    state = _training_state(run, config, optimizer_state, scheduler, train_loader)
+    save_checkpoint(model, run_dir / LAST, training_state=state, weights=weights)
+    write_json(run_dir / HISTORY_FILE, run.history.as_dict())
 
 
 # The entries of training_state.pt (format 1) and what each must be, checked before any is used.
@@ -397,26 +452,45 @@ def _check_training_state(state: dict[str, Any], path: Path) -> History:
     return history
 
 
-def _restore(
-    run_dir: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: LRScheduler,
-    train_loader: DataLoader[Any],
-    config: TrainConfig,
-) -> _RunPosition:
-    """Load ``run_dir/last`` into the model, optimiser, scheduler, RNGs and loader generators.
+@dataclass(frozen=True)
+class _SavedRun:
+    """A checked ``training_state.pt`` and its history."""
+
+    state: dict[str, Any]
+    history: History
+
+
+def _load_run(run_dir: Path, model: nn.Module, config: TrainConfig) -> _SavedRun:
+    """Check ``run_dir/last`` and load its weights into the (not yet sharded) ``model``.
 
     The entries of ``training_state.pt`` and the model files are checked before anything is
     loaded into the model.
     """
+    if is_fsdp(model):
+        raise TrainingConfigError(
+            f"resume=True with a model already sharded by fully_shard ({type(model).__name__}); "
+            "expected the unsharded model, which fit loads the saved weights into and then "
+            "shards. Pass the model as built (e.g. vitlib.create_model(...)) with parallel='fsdp'."
+        )
     state = load_training_state(run_dir / LAST)
-    path = run_dir / LAST / STATE_FILE
-    history = _check_training_state(state, path)
+    history = _check_training_state(state, run_dir / LAST / STATE_FILE)
     _check_same_config(state["train_config"], config, run_dir)
     load_model_files(model, run_dir / LAST)
+    return _SavedRun(state, history)
+
+
+def _restore(
+    run_dir: Path,
+    saved: _SavedRun,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    train_loader: DataLoader[Any],
+) -> _RunPosition:
+    """Load the optimiser, scheduler, RNG and loader-generator states of ``saved``."""
+    state = saved.state
     try:
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(model, optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"])
         for name, generator in _generators(train_loader).items():
@@ -424,10 +498,12 @@ def _restore(
                 generator.set_state(state["generators"][name])
     except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as error:
         raise damaged_run_error(
-            path,
+            run_dir / LAST / STATE_FILE,
             "does not fit this run: its optimiser, scheduler or generator states could not be "
             f"restored ({type(error).__name__}: {error})",
         ) from error
-    run = _RunPosition(history, state["epoch"], state["global_step"], float(state["best_accuracy"]))
+    run = _RunPosition(
+        saved.history, state["epoch"], state["global_step"], float(state["best_accuracy"])
+    )
     report("resumed %s after epoch %d (global step %d)", run_dir, run.epoch, run.global_step)
     return run

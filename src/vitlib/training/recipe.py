@@ -35,6 +35,7 @@ from vitlib.data import (
 from vitlib.training.config import TrainConfig
 from vitlib.training.distributed import DistributedContext, distributed_session
 from vitlib.training.errors import TrainingConfigError
+from vitlib.training.fsdp import PARALLEL_MODES
 from vitlib.training.history import History
 from vitlib.training.loop import fit
 from vitlib.training.rng import seed_everything
@@ -96,6 +97,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--grad-checkpointing",
         action="store_true",
         help="recompute each encoder block in the backward pass: less memory, more compute",
+    )
+    parser.add_argument(
+        "--parallel",
+        choices=PARALLEL_MODES,
+        default="ddp",
+        help="under torchrun: ddp copies the model to every process, fsdp shards it (ViT-L/H)",
     )
 
 
@@ -307,6 +314,12 @@ def sample_every_class(dataset: Any, count: int) -> tuple[torch.Tensor, torch.Te
 def train_from_args(args: argparse.Namespace, context: DistributedContext) -> History:
     """Build the data and the model from ``args``, then [`fit`][vitlib.training.fit] them."""
     config = check_args(args)  # before the data and the model, which take a while
+    if args.parallel == "fsdp" and not context.enabled:
+        raise TrainingConfigError(
+            "--parallel fsdp shards the model over the processes of a torchrun launch, but this "
+            "is a single process; expected WORLD_SIZE > 1. Launch it as `torchrun "
+            "--nproc_per_node N -m vitlib train --parallel fsdp ...`, or drop --parallel fsdp."
+        )
     check_run_options(args, RUN_SETTINGS)
     train_set, test_set, class_names, channels = load_data(args)
     train_loader, test_loader = make_dataloaders(
@@ -356,6 +369,7 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
         seed=args.seed,
         progress=not args.no_progress,
         grad_checkpointing=args.grad_checkpointing,
+        parallel=args.parallel,
         config=config,
         on_epoch_end=save_settings_each_epoch(args, RUN_SETTINGS, context),
     )

@@ -33,6 +33,7 @@ from torch import nn
 
 from vitlib.checkpoints.atomic import COMPLETE, recover_interrupted_save, write_files_atomically
 from vitlib.checkpoints.files import write_checkpoint_files
+from vitlib.checkpoints.metadata import attach_metadata, model_metadata
 from vitlib.checkpoints.pretrained import checkpoint_contents, load_pretrained
 from vitlib.training.errors import (
     NoRunToResumeError,
@@ -183,22 +184,51 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
         raise
 
 
-def save_model_files(model: nn.Module, directory: Path) -> None:
+def save_model_files(
+    model: nn.Module, directory: Path, *, weights: Mapping[str, torch.Tensor] | None = None
+) -> None:
     """Write ``model``'s files into ``directory``: those of ``save_pretrained`` for a ViT, else
-    ``model.safetensors``."""
+    ``model.safetensors``.
+
+    ``weights`` replaces ``model.state_dict()``: the full tensors of a sharded model, gathered by
+    `vitlib.training.fsdp.full_model_state`.
+    """
+    if weights is not None and isinstance(model, ViT):
+        model = _unsharded_copy(model, weights)
     if isinstance(model, ViT):
         write_checkpoint_files(directory, *checkpoint_contents(model))
+    elif weights is not None:
+        contiguous = {name: tensor.detach().cpu().contiguous() for name, tensor in weights.items()}
+        safetensors.torch.save_file(contiguous, str(directory / WEIGHTS_FILE))
     else:
         safetensors.torch.save_model(model, str(directory / WEIGHTS_FILE))
 
 
+def _unsharded_copy(model: ViT, weights: Mapping[str, torch.Tensor]) -> ViT:
+    """A plain ViT of ``model``'s config and metadata holding ``weights`` (shared, not copied)."""
+    with torch.device("meta"):
+        copy = ViT.from_config(model.config)
+    copy.load_state_dict(weights, assign=True)
+    metadata = model_metadata(model)
+    labels = None if metadata.labels is None else list(metadata.labels)
+    attach_metadata(copy, labels=labels, preprocessing=metadata.preprocessing)
+    return copy
+
+
 def save_checkpoint(
-    model: nn.Module, directory: Path, *, training_state: Mapping[str, Any] | None = None
+    model: nn.Module,
+    directory: Path,
+    *,
+    training_state: Mapping[str, Any] | None = None,
+    weights: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
-    """Atomically (re)write ``directory``: model files and, if given, ``training_state.pt``."""
+    """Atomically (re)write ``directory``: model files and, if given, ``training_state.pt``.
+
+    ``weights``: the gathered full tensors of a sharded ``model`` (see `save_model_files`).
+    """
 
     def write(staging: Path) -> None:
-        save_model_files(model, staging)
+        save_model_files(model, staging, weights=weights)
         if training_state is not None:
             torch.save(dict(training_state), staging / STATE_FILE)
 
