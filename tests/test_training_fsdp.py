@@ -22,6 +22,7 @@ from vitlib.training.config import TrainConfig
 from vitlib.training.fsdp import encoder_blocks, load_optimizer_state
 from vitlib.training.run_dir import LAST, load_training_state
 
+from .helpers import ROOT, load_module
 from .test_training_ddp import torchrun
 
 MODEL: dict[str, Any] = {
@@ -311,3 +312,21 @@ def test_vitlib_train_refuses_parallel_fsdp_without_torchrun(
     assert not (tmp_path / "run").exists()
     with pytest.raises(SystemExit):
         main([*run, "--parallel", "zero3", "--output-dir", str(tmp_path / "run")])
+
+
+@pytest.mark.slow
+def test_the_memory_benchmark_shows_fsdp_holding_half_of_ddps_state(tmp_path: Path) -> None:
+    """benchmarks/fsdp_memory.py --quick: with 2 processes each holds half the parameters,
+    gradients and AdamW state under FSDP (shards are padded, hence the tolerance)."""
+    benchmark = load_module(ROOT / "benchmarks" / "fsdp_memory.py")
+    assert benchmark.main(["--quick", "--json", str(tmp_path / "rows.json")]) == 0
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert [(row["mode"], row["rank"]) for row in rows] == [
+        ("ddp", 0),
+        ("ddp", 1),
+        ("fsdp", 0),
+        ("fsdp", 1),
+    ]
+    ddp, fsdp = rows[0], rows[2]
+    for name in ("parameters", "gradients", "optimizer"):
+        assert fsdp[name] == pytest.approx(ddp[name] / 2, rel=0.02), name
