@@ -3,6 +3,7 @@ float32 model on a trained model's predictions, and leaves the original alone.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from vitlib import ViT
 from vitlib.data import DigitsDataset, make_dataloaders
 from vitlib.inference import PrecisionWarning, optimize_for_inference
 from vitlib.training import fit
+
+from .helpers import TINY
 
 pytest.importorskip("sklearn", reason="the digits come with scikit-learn (vitlib[data])")
 
@@ -56,6 +59,27 @@ def test_predictions_agree_with_float32(trained: tuple[ViT, torch.Tensor], preci
 def test_int8_replaces_every_linear_layer(trained: tuple[ViT, torch.Tensor]) -> None:
     fast = optimize_for_inference(trained[0], "int8")
     assert not any(type(module) is torch.nn.Linear for module in fast.modules())
+
+
+@pytest.mark.parametrize(
+    ("flags", "engine"), [({"amx_int8", "avx512_vnni"}, "onednn"), (set(), None)]
+)
+def test_int8_packs_for_onednn_where_the_cpu_has_amx(
+    monkeypatch: pytest.MonkeyPatch, flags: set[str], engine: str | None
+) -> None:
+    monkeypatch.setattr("vitlib.inference._cpu_flags", lambda: flags)
+    default = torch.backends.quantized.engine
+    used: list[str] = []
+    original: Callable[..., Any] = torch.ao.quantization.quantize_dynamic  # untyped in torch
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        used.append(torch.backends.quantized.engine)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch.ao.quantization, "quantize_dynamic", spy)
+    optimize_for_inference(ViT(**TINY), "int8")
+    assert used == [engine or default]
+    assert torch.backends.quantized.engine == default  # restored
 
 
 def test_bf16_warns_where_the_cpu_emulates_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,11 +5,13 @@ that is still a [`ViT`][vitlib.ViT] (``config``, ``forward``, ``forward_features
 takes float32 images and returns float32 logits:
 
 - ``"int8"``: the ``nn.Linear`` layers (97% of the FLOPs) dynamically quantised: int8 weights
-  per output channel, activations quantised per batch, int8 GEMMs (VNNI/AMX). Eager, PyTorch's own
-  dynamic quantisation is used: torchao's ``Int8DynamicActivationInt8WeightConfig`` is the
-  maintained successor, but in eager mode on CPU it ran slower than float32 here (ViT-B/16, batch
-  8: 0.7 vs 1.4 img/s on a loaded 2-core AMX machine) because its quantise/dequantise steps are
-  separate kernels; with ``compile=True`` inductor fuses them, so torchao is used then.
+  with one scale per tensor, activations quantised per batch, int8 GEMMs (VNNI/AMX). Eager,
+  PyTorch's own dynamic quantisation is used, with the oneDNN engine where the CPU has AMX-INT8
+  (fbgemm, the default, has no AMX kernels): torchao's
+  ``Int8DynamicActivationInt8WeightConfig`` is the maintained successor, but in eager mode on
+  CPU it ran slower than float32 here (ViT-B/16, batch 8: 0.7 vs 1.4 img/s on a loaded 2-core
+  AMX machine) because its quantise/dequantise steps are separate kernels; with
+  ``compile=True`` inductor fuses them, so torchao is used then.
 - ``"bf16"``: weights and activations in bfloat16, which is fast only on CPUs with bf16 units
   (AVX512-BF16 or AMX); elsewhere it is emulated and slower, and a warning says so.
 - ``"fp32"``: the model as it is (eval mode, no gradients), a baseline or a compile target.
@@ -39,12 +41,17 @@ class PrecisionWarning(UserWarning):
 
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX-BF16; Linux only)."""
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = cpuinfo.read()
+            text = cpuinfo.read()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
 
 
 def optimize_for_inference(
@@ -119,6 +126,20 @@ def _quantize_linear_layers(model: ViT, *, for_compile: bool) -> None:
         quantize_(model, Int8DynamicActivationInt8WeightConfig())
         return
     quantize: Callable[..., object] = torch.ao.quantization.quantize_dynamic  # untyped in torch
-    with warnings.catch_warnings():  # torch.ao's eager quantisation is deprecated, see above
-        warnings.simplefilter("ignore")
-        quantize(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    engine = torch.backends.quantized.engine
+    try:
+        # The weights are packed for the engine chosen here and keep it when run.
+        torch.backends.quantized.engine = _int8_engine()
+        with warnings.catch_warnings():  # torch.ao's eager quantisation is deprecated, see above
+            warnings.simplefilter("ignore")
+            quantize(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+    finally:
+        torch.backends.quantized.engine = engine
+
+
+def _int8_engine() -> str:
+    """oneDNN where the CPU has AMX-INT8 (its kernels use AMX, fbgemm's do not: ViT-B/16 at
+    batch 8 ran 15.9 against 12.2 img/s here), else torch's default engine."""
+    if "onednn" in torch.backends.quantized.supported_engines and _cpu_flags() & {"amx_int8"}:
+        return "onednn"
+    return torch.backends.quantized.engine
