@@ -35,6 +35,7 @@ from vitlib.training.config import TrainConfig
 from vitlib.training.distributed import DistributedContext
 from vitlib.training.loop import fit
 from vitlib.training.recipe import (
+    check_batch_size,
     check_run_options,
     digits_preprocessing,
     save_plots,
@@ -147,6 +148,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         f"{args.checkpoint}: {count_parameters(model.config):,} parameters, "
         f"{trainable:,} trainable; {len(class_names)} classes, {image_size}px"
     )
+    check_batch_size(args.batch_size, train_set)
     train_loader, test_loader = make_dataloaders(
         train_set, test_set, args.batch_size, seed=args.seed
     )

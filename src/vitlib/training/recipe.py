@@ -127,6 +127,25 @@ def max_num_workers() -> int:
     return max(32, 4 * _cpus())
 
 
+def check_batch_size(batch_size: int, train_set: Dataset[Any], processes: int = 1) -> None:
+    """Refuse a ``--batch-size`` larger than the training images (per process under torchrun).
+
+    ``make_dataloaders`` would refuse it too, but naming its ``batch_size`` keyword; a command's
+    user needs the flag.
+
+    Raises:
+        TrainingConfigError: ``batch_size`` exceeds the training samples of one process.
+    """
+    samples = math.ceil(len(cast("Sized", train_set)) / processes)
+    if batch_size > samples:
+        where = f"each of the {processes} processes gets" if processes > 1 else "there are"
+        raise TrainingConfigError(
+            f"--batch-size {batch_size} is larger than the training set: {where} {samples} "
+            f"training image(s); expected --batch-size <= {samples}. Pass --batch-size "
+            f"{samples} or less, or add images."
+        )
+
+
 def check_position_std(std: object) -> None:
     """Refuse a position-embedding std that is not a finite number > 0.
 
@@ -322,6 +341,7 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
         )
     check_run_options(args, RUN_SETTINGS)
     train_set, test_set, class_names, channels = load_data(args)
+    check_batch_size(args.batch_size, train_set, context.world_size)
     train_loader, test_loader = make_dataloaders(
         train_set,
         test_set,
