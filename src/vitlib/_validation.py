@@ -192,6 +192,8 @@ def check_input_tensor(name: str, value: object, like: torch.Tensor) -> torch.Te
             f"{name} must be a torch.Tensor, got {kind}; convert it with {convert} "
             f"(then .float() for pixel data)."
         )
+    if value.dtype == like.dtype and value.device == like.device and value.is_floating_point():
+        return value  # the usual case, checked before any message is built (every block runs it)
     expected = str(like.dtype).removeprefix("torch.")
     given = str(value.dtype).removeprefix("torch.")
     if value.device != like.device:
