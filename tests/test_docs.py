@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 import vitlib
-from vitlib.reports import presets_markdown
+from vitlib.blocks import TransformerEncoderBlock
+from vitlib.reports import presets_markdown, sharding_memory_markdown
 
 from .helpers import ROOT, load_module
 
@@ -63,7 +64,7 @@ def test_readme_custom_variant_matches_the_closed_form_count() -> None:
     assert model(torch.randn(4, 3, 32, 48)).shape == (4, 10)
 
 
-@pytest.mark.parametrize("document", SYNC_DOCS.FILES)
+@pytest.mark.parametrize("document", SYNC_DOCS.GENERATED["presets-table"][1])
 def test_the_presets_table_is_filled_and_current(document: str) -> None:
     text = (ROOT / document).read_text(encoding="utf-8")
     assert text.count(TABLE_START) == 1, f"{document} lost its presets-table:start marker"
@@ -72,6 +73,19 @@ def test_the_presets_table_is_filled_and_current(document: str) -> None:
     assert section == presets_markdown(), "run: python tools/sync_docs.py"
     assert "| ViT-B/16 | 12 | 768 | 3072 | 12 | 86,567,656 |" in section
     assert SYNC_DOCS.render(text, document) == text
+
+
+def test_the_sharding_memory_table_is_filled_current_and_right() -> None:
+    text = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    start, end = "<!-- sharding-memory:start -->\n", "<!-- sharding-memory:end -->"
+    section = text.split(start, 1)[1].split(end, 1)[0]
+    assert section.strip() == sharding_memory_markdown()
+    assert SYNC_DOCS.render(text, "docs/training.md") == text
+    # By hand: ViT-H/14 has 632,045,800 parameters, 16 bytes each is 10.11 GB, 1.26 GB on 8;
+    # one of its blocks, built, holds 19,677,440 parameters: 2 x 4 bytes each is 157 MB.
+    block = TransformerEncoderBlock(1280, 16, 5120)
+    assert sum(p.numel() for p in block.parameters()) == 19_677_440
+    assert "| ViT-H/14 | 632.0 M | 10.11 GB | 2.53 GB | 1.26 GB | 0.63 GB | 157 MB |" in section
 
 
 def _copy_docs(root: Path) -> None:

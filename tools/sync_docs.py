@@ -1,7 +1,7 @@
 """Rewrite the generated sections of README.md and docs/ from the code.
 
 Each generated section sits between a ``<!-- NAME:start -->`` line and a ``<!-- NAME:end -->``
-line, and every file of ``FILES`` holds exactly one of each section of ``GENERATED``. Run
+line, and every file that ``GENERATED`` lists for a section holds exactly one of it. Run
 ``python tools/sync_docs.py`` after changing presets or counts; ``--check`` changes nothing and
 exits 1 when a section is stale, empty or missing (``tests/test_docs.py`` runs it).
 """
@@ -14,11 +14,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vitlib.reports import presets_markdown
+from vitlib.reports import presets_markdown, sharding_memory_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
-GENERATED: dict[str, Callable[[], str]] = {"presets-table": presets_markdown}
-FILES = ("README.md", "docs/presets.md")
+#: Section name -> (its generator, the files that hold it).
+GENERATED: dict[str, tuple[Callable[[], str], tuple[str, ...]]] = {
+    "presets-table": (presets_markdown, ("README.md", "docs/presets.md")),
+    "sharding-memory": (sharding_memory_markdown, ("docs/training.md",)),
+}
+FILES = tuple(dict.fromkeys(f for _, files in GENERATED.values() for f in files))
 
 
 class SectionError(ValueError):
@@ -45,12 +49,15 @@ def _find_section(text: str, name: str, where: str) -> tuple[int, int]:
 
 
 def render(text: str, where: str = "text") -> str:
-    """Return ``text`` with every generated section replaced by its fresh content.
+    """Return ``text`` (the file ``where``) with its generated sections replaced by their fresh
+    content: those ``GENERATED`` lists for ``where``, every section for any other name.
 
     Raises:
         SectionError: a section's markers are missing, repeated or out of order in ``text``.
     """
-    for name, make in GENERATED.items():
+    for name, (make, files) in GENERATED.items():
+        if where in FILES and where not in files:
+            continue
         content = make().strip("\n")
         if not content.strip():
             raise SectionError(f"the generator of {name!r} returned nothing")
