@@ -60,7 +60,7 @@ WORKER = textwrap.dedent(
 )
 
 
-def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def torchrun(*args: str, cwd: Path, processes: int = 2) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     command = [
         sys.executable,
@@ -68,7 +68,7 @@ def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         "torch.distributed.run",
         "--standalone",
         "--nproc_per_node",
-        "2",
+        str(processes),
     ]
     return subprocess.run(
         [*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180

@@ -244,6 +244,60 @@ def test_a_sharded_run_resumes_in_one_process_with_its_optimiser_state(
     assert history.as_dict()["train_loss"][:EPOCHS] == _report(sharded_runs)["fsdp"]["train_loss"]
 
 
+THREE_RANKS = textwrap.dedent(
+    f"""
+    import json
+    import sys
+    from pathlib import Path
+
+    import torch
+    from torch.utils.data import TensorDataset
+
+    import vitlib
+    from vitlib.data import make_dataloaders
+    from vitlib.training import distributed_session, fit
+
+    MODEL, RECIPE, EPOCHS = {MODEL!r}, {RECIPE!r}, {EPOCHS}
+    run = Path(sys.argv[1])
+    with distributed_session() as context:
+        inputs = torch.randn(32, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+        labels = (inputs[:, 0].mean(dim=(1, 2)) > 0).long()
+        train_loader, test_loader = make_dataloaders(
+            TensorDataset(inputs, labels), TensorDataset(inputs[:12], labels[:12]), 4,
+            distributed=True,
+        )
+        history = fit(
+            vitlib.ViT(**MODEL), train_loader, test_loader, progress=False, seed=0,
+            epochs=EPOCHS + 1, parallel="fsdp", output_dir=run, resume=True, **RECIPE,
+        )
+        report = {{"world_size": context.world_size, "history": history.as_dict()}}
+        (run / f"three_rank{{context.rank}}.json").write_text(json.dumps(report))
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_two_process_sharded_run_resumes_sharded_over_three(
+    sharded_runs: Path, tmp_path: Path
+) -> None:
+    """The name-keyed optimiser state and the gathered weights reshard over another number of
+    processes: three continue for one more epoch what two trained."""
+    run = tmp_path / "run"
+    shutil.copytree(sharded_runs / "fsdp", run)
+    before = _weights(sharded_runs, "fsdp")
+    script = tmp_path / "three.py"
+    script.write_text(THREE_RANKS)
+    result = torchrun(str(script), str(run), cwd=tmp_path, processes=3)
+    assert result.returncode == 0, result.stderr[-4000:]
+    reports = [json.loads((run / f"three_rank{rank}.json").read_text()) for rank in range(3)]
+    assert [r["world_size"] for r in reports] == [3, 3, 3]
+    history = reports[0]["history"]
+    assert len(history["train_loss"]) == EPOCHS + 1
+    assert history["train_loss"][:EPOCHS] == _report(sharded_runs)["fsdp"]["train_loss"]
+    continued = vitlib.load_pretrained(run / LAST).state_dict()
+    assert any(not torch.equal(continued[k], before[k]) for k in before)
+
+
 @pytest.mark.slow
 def test_bf16_mixed_precision_gathers_bf16_parameters(sharded_runs: Path) -> None:
     report = _report(sharded_runs)
