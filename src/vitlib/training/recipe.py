@@ -82,7 +82,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="digits: train on augmented images only, not augmented + clean",
     )
     parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast (with --parallel fsdp: bf16 parameters, float32 reduction)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="weights, order, augmentation")
     parser.add_argument(
         "--num-workers", type=int, default=0, help="loader processes; 0 loads in this one"
