@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ._device import resolve_device
 from .checkpoints.atomic import write_files_atomically
 from .checkpoints.metadata import default_preprocessing, model_metadata
 from .data.preprocessing import Preprocessing
@@ -210,7 +211,7 @@ def evaluate_model(
     if isinstance(max_mistakes, bool) or not isinstance(max_mistakes, int) or max_mistakes < 0:
         raise TypeError(f"max_mistakes must be an int >= 0, got {max_mistakes!r}.")
     labels, loader, sources, spec = _data(vit, data, batch_size=batch_size, strict=strict)
-    target = torch.device(device) if device is not None else _model_device(vit)
+    target = resolve_device(vit, device)
     classes = vit.config.num_classes
     top_k = min(_TOP_K, classes)
     confusion = torch.zeros(classes, classes, dtype=torch.int64)
@@ -269,11 +270,6 @@ def evaluate_model(
         mistake_images=images_kept,
         preprocessing=spec,
     )
-
-
-def _model_device(model: ViT) -> torch.device:
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
 
 
 def _source(sources: Sequence[str] | None, index: int) -> str:

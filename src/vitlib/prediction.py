@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Union
 import torch
 from torch import Tensor
 
+from ._device import resolve_device
 from .checkpoints.metadata import default_preprocessing, model_metadata
 from .data.image_folder import SkippedImagesWarning
 from .data.preprocessing import Preprocessing, PreprocessTransform
@@ -189,7 +190,7 @@ def run_predictions(
     spec = _preprocessing(vit, preprocessing)
     transform = spec.transform()
     run = PredictionRun(preprocessing=spec)
-    target = torch.device(device) if device is not None else _device(vit)
+    target = resolve_device(vit, device)
     was_training = vit.training
     vit.eval()
     try:
@@ -264,11 +265,6 @@ def _preprocessing(model: ViT, given: Preprocessing | None) -> Preprocessing:
         stacklevel=4,
     )
     return assumed
-
-
-def _device(model: ViT) -> torch.device:
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
 
 
 def _inputs(images: ImageInput | Iterable[ImageInput]) -> Iterator[ImageInput]:

@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
+from vitlib._device import resolve_device
 from vitlib.errors import DataError
 from vitlib.training.config import check_option
 from vitlib.training.distributed import all_reduce_sums, gradient_sync, is_sharded
@@ -57,14 +58,6 @@ class EvalResult:
     loss: float
     accuracy: float
     samples: int
-
-
-def resolve_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
-    """``device`` as a ``torch.device``, defaulting to where the model's parameters live."""
-    if device is not None:
-        return torch.device(device)
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
 
 
 def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> AbstractContextManager[Any]:

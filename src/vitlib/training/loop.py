@@ -16,17 +16,13 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
+from vitlib._device import resolve_device
 from vitlib._suggest import did_you_mean
 from vitlib._version import __version__
 from vitlib.errors import CheckpointError, DataError
 from vitlib.training.config import TrainConfig
 from vitlib.training.distributed import barrier, current_context, wrap_model
-from vitlib.training.engine import (
-    check_classification_head,
-    evaluate,
-    resolve_device,
-    train_one_epoch,
-)
+from vitlib.training.engine import check_classification_head, evaluate, train_one_epoch
 from vitlib.training.errors import TrainingConfigError, damaged_run_error
 from vitlib.training.fsdp import (
     Parallel,
