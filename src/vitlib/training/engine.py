@@ -225,14 +225,6 @@ class _Tally:
         return {"loss": loss_sum / samples, "acc": correct / samples}
 
 
-def _non_finite_loss(
-    loss: float, *, epoch: int, global_step: int, batch_index: int, lr: float
-) -> Exception:
-    return NonFiniteLossError(
-        loss, epoch=epoch, global_step=global_step, batch_index=batch_index, lr=lr
-    )
-
-
 class _FiniteWatch:
     """Stops on a NaN or infinite loss without making the host wait for the device each batch.
 
@@ -396,7 +388,7 @@ def train_one_epoch(
                 watch.watch(
                     loss,
                     functools.partial(
-                        _non_finite_loss,
+                        NonFiniteLossError,
                         epoch=epoch,
                         global_step=step_offset + steps,
                         batch_index=batch_index,
