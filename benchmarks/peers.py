@@ -646,7 +646,7 @@ def _plain_call(model: nn.Module) -> Variant:
     return lambda images, labels: infer(model, images)
 
 
-def _onnxruntime_call(model: nn.Module, cfg: vitlib.ViTConfig, threads: int) -> Variant:
+def _onnxruntime_call(model: vitlib.ViT, threads: int) -> Variant:
     """vitlib.export_onnx, then an onnxruntime CPU session with ``threads`` intra-op threads."""
     import tempfile
 
@@ -658,7 +658,7 @@ def _onnxruntime_call(model: nn.Module, cfg: vitlib.ViTConfig, threads: int) -> 
     path = folder / "model.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        export_onnx(model, path)  # type: ignore[arg-type]
+        export_onnx(model, path)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -673,20 +673,20 @@ def _onnxruntime_call(model: nn.Module, cfg: vitlib.ViTConfig, threads: int) -> 
 
 def fast_variants(
     models: dict[tuple[str, str], nn.Module],
-    names: list[str],
     tasks: list[Task],
     *,
+    inference: bool,
     int8_compiled: bool,
     compiled_training: bool,
     threads: int,
 ) -> tuple[dict[str, dict[str, Variant]], dict[str, str]]:
     """The fast-path entries per task key, and a note for each one that could not be built.
 
-    Inference tasks of the largest size get: vitlib's ``optimize_for_inference`` int8 and bf16
-    (bf16 only where the CPU has bf16 units) and, with ``int8_compiled``, int8 compiled
-    (torchao + inductor with weight freezing); each peer with the same int8 / bf16 conversion
-    applied by hand; vitlib exported to ONNX under onnxruntime. With ``compiled_training`` the
-    training task gets vitlib under ``torch.compile(fullgraph=True)``.
+    With ``inference`` the inference task of the largest size gets: vitlib's
+    ``optimize_for_inference`` int8 and bf16 (bf16 only where the CPU has bf16 units) and, with
+    ``int8_compiled``, int8 compiled (torchao + inductor with weight freezing); each peer with the
+    same int8 / bf16 conversion applied by hand; vitlib exported to ONNX under onnxruntime. With
+    ``compiled_training`` the training task gets vitlib under ``torch.compile(fullgraph=True)``.
     """
     from vitlib.inference import cpu_has_bf16_units, optimize_for_inference
 
@@ -695,36 +695,35 @@ def fast_variants(
     infer_tasks = [task for task in tasks if task.kind == "infer"]
     largest = max(infer_tasks, key=lambda t: t.flops_per_image, default=None)
     bf16 = cpu_has_bf16_units()
-    if not bf16:
+    if inference and not bf16:
         notes["bf16"] = "skipped: this CPU has no bf16 units (AVX512-BF16/AMX)"
     for task in tasks:
         entries: dict[str, Variant] = {}
-        if task is largest:
-            for name in names:
-                model = models[(name, task.size.label)]
-                if name == "vitlib":
-                    entries["vitlib int8"] = _plain_call(optimize_for_inference(model, "int8"))  # type: ignore[arg-type]
-                    if bf16:
-                        fast = optimize_for_inference(model, "bf16")  # type: ignore[arg-type]
-                        entries["vitlib bf16"] = _plain_call(fast)
-                    if int8_compiled:
-                        fast = optimize_for_inference(model, "int8", compile=True)  # type: ignore[arg-type]
-                        entries["vitlib int8 compiled"] = _plain_call(fast)
-                    try:
-                        entries["vitlib onnxruntime"] = _onnxruntime_call(
-                            model, task.size.config, threads
-                        )
-                    except Exception as error:  # reported in the notes, not fatal
-                        notes["vitlib onnxruntime"] = f"{type(error).__name__}: {error}"[:200]
-                else:
+        here = {name: m for (name, label), m in models.items() if label == task.size.label}
+        vit = here.get("vitlib")
+        if not isinstance(vit, vitlib.ViT):
+            vit = None
+        if inference and task is largest:
+            for name, model in here.items():
+                if name != "vitlib":
                     entries[f"{name} int8"] = _plain_call(_int8_by_hand(model))
                     if bf16:
                         entries[f"{name} bf16"] = _bf16_call(model)
-        if task.kind == "train" and compiled_training and "vitlib" in names:
-            model = models[("vitlib", task.size.label)]
-            compiled = torch.compile(model, fullgraph=True)
-            optimizer = make_optimizer(model)
-            entries["vitlib compiled"] = functools.partial(train_step, compiled, optimizer)  # type: ignore[arg-type]
+            if vit is not None:
+                entries["vitlib int8"] = _plain_call(optimize_for_inference(vit, "int8"))
+                if bf16:
+                    entries["vitlib bf16"] = _plain_call(optimize_for_inference(vit, "bf16"))
+                if int8_compiled:
+                    fast = optimize_for_inference(vit, "int8", compile=True)
+                    entries["vitlib int8 compiled"] = _plain_call(fast)
+                try:
+                    entries["vitlib onnxruntime"] = _onnxruntime_call(vit, threads)
+                except Exception as error:  # reported in the notes, not fatal
+                    notes["vitlib onnxruntime"] = f"{type(error).__name__}: {error}"[:200]
+        if task.kind == "train" and compiled_training and vit is not None:
+            compiled = torch.compile(vit, fullgraph=True)
+            step: Callable[..., object] = train_step  # the compiled module stands in for the model
+            entries["vitlib compiled"] = functools.partial(step, compiled, make_optimizer(vit))
         if entries:
             found[task.key] = entries
     return found, notes
@@ -1192,23 +1191,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.fast_paths or args.compiled_training:
         variants, variant_notes = fast_variants(
             models,
-            list(implementations) if args.fast_paths else [],
             tasks,
+            inference=args.fast_paths,
             int8_compiled=args.int8_compiled,
             compiled_training=args.compiled_training,
             threads=args.threads,
         )
-        if args.compiled_training and not args.fast_paths and "vitlib" in implementations:
-            variants.update(
-                fast_variants(
-                    models,
-                    ["vitlib"],
-                    [t for t in tasks if t.kind == "train"],
-                    int8_compiled=False,
-                    compiled_training=True,
-                    threads=args.threads,
-                )[0]
-            )
         for label, note in variant_notes.items():
             print(f"note: {label}: {note}", flush=True)
     gemm = Gemm(args.gemm_size)
