@@ -142,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if passed else 1
 
 
-def int8_agreement(model: torch.nn.Module, loader: DataLoader[Any]) -> dict[str, float]:
+def int8_agreement(model: vitlib.ViT, loader: DataLoader[Any]) -> dict[str, float]:
     """Top-1 agreement of the int8 model with float32, and both accuracies, on ``loader``."""
-    fast = optimize_for_inference(model, "int8")  # type: ignore[arg-type]
+    fast = optimize_for_inference(model, "int8")
     model.eval()
     same = right_fp32 = right_int8 = total = 0
     with torch.inference_mode():
