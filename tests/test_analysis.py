@@ -49,10 +49,13 @@ class FixedAttention(MultiheadSelfAttentionBlock):
         super().__init__(embedding_dim=12, num_heads=num_heads)
         self.row = row
 
-    def forward(self, x: Tensor, need_weights: bool = False) -> Any:
+    def forward(
+        self, x: Tensor, need_weights: bool = False, *, num_queries: int | None = None
+    ) -> Any:
         batch, tokens, _ = x.shape
-        weights = self.row.expand(batch, self.num_heads, tokens, tokens)
-        out = torch.zeros_like(x)
+        queries = tokens if num_queries is None else num_queries
+        weights = self.row.expand(batch, self.num_heads, queries, tokens)
+        out = torch.zeros_like(x[:, :queries])
         return (out, weights) if need_weights else out
 
 

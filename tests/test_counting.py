@@ -81,7 +81,12 @@ def test_flops_equal_torch_flop_counter(cfg: ViTConfig) -> None:
     # same products as plain batched matmuls, which it does count.
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.no_grad():
         model(images)
+    assert count_flops(cfg, class_token_shortcut=True) == counter.get_total_flops()
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.forward_head(model.forward_features(images))
     assert count_flops(cfg) == counter.get_total_flops()
+    if cfg.pool == "token":
+        assert count_flops(cfg, class_token_shortcut=True) < count_flops(cfg)
 
 
 def test_counts_accept_preset_names_and_reject_other_types() -> None:

@@ -264,10 +264,10 @@ def test_out_of_memory_names_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     RuntimeError carrying torch's own message."""
     model = _model()
 
-    def fail(tokens: torch.Tensor) -> torch.Tensor:
+    def fail(images: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 979200000 bytes")
 
-    monkeypatch.setattr(model, "forward_features", fail)
+    monkeypatch.setattr(model, "embed", fail)
     with pytest.raises(
         InsufficientMemoryError, match=r"batch of 2 images .* images\.split"
     ) as info:

@@ -72,23 +72,42 @@ def parameter_breakdown(config: ViTConfig | str) -> dict[str, int]:
     }
 
 
-def count_flops(config: ViTConfig | str) -> int:
+def count_flops(config: ViTConfig | str, *, class_token_shortcut: bool = False) -> int:
     """Forward FLOPs for one image at ``config.img_size`` (a multiply-add counted as 2).
+
+    By default the whole network, every token through every block: the figure papers and
+    torchvision publish, and what ``forward_features`` plus ``forward_head`` run.
+    With ``class_token_shortcut=True``, what [`ViT.forward`][vitlib.ViT.forward] runs: under
+    class-token pooling its last block computes only the class token's output (the ``qkv``
+    projection still covers every token, as keys and values); with mean pooling the two agree.
 
     Examples:
         >>> count_flops(ViTConfig.from_preset("ViT-B/16")) / 1e9  # 2 x torchvision's 17.564
         35.127656448
+        >>> count_flops("ViT-B/16", class_token_shortcut=True) / 1e9
+        32.928141312
     """
     cfg = _as_config(config)
+    if not isinstance(class_token_shortcut, bool):
+        raise TypeError(
+            f"class_token_shortcut must be a bool, got {class_token_shortcut!r} "
+            f"({type(class_token_shortcut).__name__})."
+        )
     dim, mlp = cfg.embedding_dim, cfg.mlp_size
     patch_h, patch_w = cfg.patch_hw
     tokens = cfg.num_prefix_tokens + cfg.num_patches
     patch_embedding = cfg.num_patches * (cfg.in_channels * patch_h * patch_w) * dim
-    qkv = tokens * dim * 3 * dim
-    scores_and_mix = 2 * tokens * tokens * dim  # QK^T and AV over all heads together
-    out_projection = tokens * dim * dim
-    mlp_layers = 2 * tokens * dim * mlp
-    encoder = cfg.num_transformer_layers * (qkv + scores_and_mix + out_projection + mlp_layers)
+
+    def block(queries: int) -> int:
+        qkv = tokens * dim * 3 * dim  # keys and values need every token
+        scores_and_mix = 2 * queries * tokens * dim  # QK^T and AV over all heads together
+        out_projection = queries * dim * dim
+        mlp_layers = 2 * queries * dim * mlp
+        return qkv + scores_and_mix + out_projection + mlp_layers
+
+    depth = cfg.num_transformer_layers
+    last_queries = 1 if class_token_shortcut and cfg.pool == "token" else tokens
+    encoder = (depth - 1) * block(tokens) + block(last_queries)
     pre_logits = dim * cfg.representation_size if cfg.representation_size else 0
     head = cfg.num_features * cfg.num_classes
     return 2 * (patch_embedding + encoder + pre_logits + head)

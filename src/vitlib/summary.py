@@ -157,11 +157,17 @@ def _record_output_shapes(
         handles.append(module.register_forward_hook(hook))
     device = next(model.parameters(), torch.empty(0)).device
     was_training = model.training
+    # The table shows the whole network, as count_flops does: every token through every block.
+    shortcut = model.class_token_shortcut if isinstance(model, ViT) else False
     try:
+        if isinstance(model, ViT):
+            model.class_token_shortcut = False
         with torch.no_grad():
             model.eval()(torch.zeros(input_shape, device=device))
     finally:
         model.train(was_training)
+        if isinstance(model, ViT):
+            model.class_token_shortcut = shortcut
         for handle in handles:
             handle.remove()
     return shapes

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal, NamedTuple
 
 import torch
@@ -171,6 +172,7 @@ class ViT(nn.Module):
         self.pre_logits = _pre_logits_or_identity(dim, config.representation_size)
         self.head = _head_or_identity(config.num_features, config.num_classes)
         self.grad_checkpointing = False
+        self.class_token_shortcut = True
         self.reset_parameters()
 
     @classmethod
@@ -239,6 +241,13 @@ class ViT(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Classify ``images`` ``(B, C, H, W)`` into logits ``(B, num_classes)``.
 
+        With class-token pooling (``pool="token"``) the head reads only the class token, so the
+        last encoder block computes only the class token's output (its attention still reads
+        every token as keys and values): the logits are those of
+        ``forward_head(forward_features(images))`` with about 1/depth x 3/4 fewer FLOPs. Set
+        ``model.class_token_shortcut = False`` to run every token through the last block (for
+        hooks that expect them); ``forward_features`` always does.
+
         Raises:
             InputTypeError: ``images`` is not a tensor, or has another dtype or device than the
                 weights (outside ``torch.autocast``).
@@ -246,6 +255,10 @@ class ViT(nn.Module):
             InsufficientMemoryError: The batch does not fit in the CPU's memory.
         """
         try:
+            if self._shortcut_applies():
+                class_token = self.norm(self._encode(images, last_queries=1)[:, 0])
+                logits: Tensor = self.head(self.pre_logits(class_token))
+                return logits
             return self.forward_head(self.forward_features(images))
         except RuntimeError as error:
             if "can't allocate memory" not in str(error):
@@ -263,14 +276,36 @@ class ViT(nn.Module):
         The token order is the class token, the register tokens (if any), then the patches row
         by row.
         """
-        tokens = self.embed(images)
-        if self.grad_checkpointing and torch.is_grad_enabled():
-            for block in self.transformer_encoder:
-                tokens = checkpoint(block, tokens, use_reentrant=False)
-        else:
-            tokens = self.transformer_encoder(tokens)
-        normed: Tensor = self.norm(tokens)
+        normed: Tensor = self.norm(self._encode(images))
         return normed
+
+    def _encode(self, images: Tensor, last_queries: int | None = None) -> Tensor:
+        """Eq. 1-3: embed, then every block; the last computes ``last_queries`` outputs if set."""
+        tokens = self.embed(images)
+        checkpointing = self.grad_checkpointing and torch.is_grad_enabled()
+        if last_queries is None and not checkpointing:
+            encoded: Tensor = self.transformer_encoder(tokens)
+            return encoded
+        last = len(self.transformer_encoder) - 1
+        for index, block in enumerate(self.transformer_encoder):
+            run: Callable[[Tensor], Tensor]
+            if index == last and last_queries is not None:
+                run = functools.partial(block, num_queries=last_queries)
+            else:
+                run = block
+            tokens = checkpoint(run, tokens, use_reentrant=False) if checkpointing else run(tokens)
+        return tokens
+
+    def _shortcut_applies(self) -> bool:
+        """Whether ``forward`` may run only the class token through the last block."""
+        encoder = self.transformer_encoder
+        return (
+            self.class_token_shortcut
+            and isinstance(self.pool, ClassTokenPool)
+            and isinstance(encoder, nn.Sequential)
+            and len(encoder) > 0
+            and isinstance(encoder[-1], TransformerEncoderBlock)
+        )
 
     def forward_intermediates(
         self,

@@ -19,7 +19,7 @@ from .._validation import (
 )
 from ..errors import ConfigError, InputShapeError
 
-__all__ = ["MultiheadSelfAttentionBlock"]
+__all__ = ["MultiheadSelfAttentionBlock", "check_num_queries"]
 
 
 class MultiheadSelfAttentionBlock(nn.Module):
@@ -28,6 +28,9 @@ class MultiheadSelfAttentionBlock(nn.Module):
     One fused ``qkv`` projection feeds ``torch.nn.functional.scaled_dot_product_attention``
     (flash / memory-efficient kernels where available). With ``need_weights=True`` the attention
     is computed explicitly so the weights can be returned; both paths give the same output.
+    With ``num_queries=q`` only the first ``q`` tokens attend (to every token), so the output is
+    ``(B, q, D)``: what [`ViT.forward`][vitlib.ViT.forward] asks of the last block, where only
+    the class token's output is read.
 
     Args:
         embedding_dim: Token width ``D``; divisible by ``num_heads``.
@@ -37,7 +40,8 @@ class MultiheadSelfAttentionBlock(nn.Module):
         layer_norm_eps: Epsilon of the layer norm.
 
     Shape:
-        ``(B, N, D) -> (B, N, D)``; weights, when requested, ``(B, num_heads, N, N)``.
+        ``(B, N, D) -> (B, N, D)``; weights, when requested, ``(B, num_heads, N, N)``. With
+        ``num_queries=q``: ``(B, q, D)`` and ``(B, num_heads, q, N)``.
     """
 
     def __init__(
@@ -73,26 +77,42 @@ class MultiheadSelfAttentionBlock(nn.Module):
         self.out_proj = nn.Linear(embedding_dim, embedding_dim)
 
     @overload
-    def forward(self, x: Tensor, need_weights: Literal[False] = ...) -> Tensor: ...
+    def forward(
+        self, x: Tensor, need_weights: Literal[False] = ..., *, num_queries: int | None = ...
+    ) -> Tensor: ...
 
     @overload
-    def forward(self, x: Tensor, need_weights: Literal[True]) -> tuple[Tensor, Tensor]: ...
+    def forward(
+        self, x: Tensor, need_weights: Literal[True], *, num_queries: int | None = ...
+    ) -> tuple[Tensor, Tensor]: ...
 
     @overload
-    def forward(self, x: Tensor, need_weights: bool) -> Tensor | tuple[Tensor, Tensor]: ...
+    def forward(
+        self, x: Tensor, need_weights: bool, *, num_queries: int | None = ...
+    ) -> Tensor | tuple[Tensor, Tensor]: ...
 
-    def forward(self, x: Tensor, need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Attend over the tokens ``x`` ``(B, N, D)``; optionally also return the weights."""
+    def forward(
+        self, x: Tensor, need_weights: bool = False, *, num_queries: int | None = None
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Attend over the tokens ``x`` ``(B, N, D)``; optionally also return the weights.
+
+        ``num_queries``: compute the output of only the first ``num_queries`` tokens (every
+        token is still a key and a value); ``None`` for all.
+        """
         check_input_tensor("tokens", x, self.layer_norm.weight)
         if x.ndim != 3 or x.shape[-1] != self.embedding_dim:
             raise InputShapeError(
                 f"expected tokens shaped (batch, tokens, {self.embedding_dim}), got "
                 f"{tuple(x.shape)}; patch-embed images with PatchEmbedding first."
             )
+        if num_queries is not None:
+            check_num_queries(num_queries, x.shape[1])
         qkv = self.qkv(self.layer_norm(x))
         query, key, value = rearrange(
             qkv, "b n (three h d) -> three b h n d", three=3, h=self.num_heads
         )
+        if num_queries is not None:
+            query = query[:, :, :num_queries]
         dropout = self.attn_dropout if self.training else 0.0
         if need_weights:
             weights = torch.softmax((query * self.scale) @ key.transpose(-2, -1), dim=-1)
@@ -101,3 +121,14 @@ class MultiheadSelfAttentionBlock(nn.Module):
             attended = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout)
         out = self.out_proj(rearrange(attended, "b h n d -> b n (h d)"))
         return (out, weights) if need_weights else out
+
+
+def check_num_queries(num_queries: object, num_tokens: int) -> int:
+    """Return ``num_queries`` if it is an int from 1 to ``num_tokens``, else raise."""
+    count = check_positive_int("num_queries", num_queries)
+    if count > num_tokens:
+        raise InputShapeError(
+            f"num_queries={num_queries} asks for more outputs than the {num_tokens} tokens "
+            f"given; pass at most {num_tokens}, or None for every token."
+        )
+    return count
