@@ -90,6 +90,33 @@ def test_optimisers_use_the_papers_betas_and_the_groups(name: str, kind: type) -
         assert optimizer.param_groups[0]["betas"] == (0.9, 0.999)
 
 
+@pytest.mark.parametrize("name", ["adamw", "adam"])
+def test_adam_runs_the_fused_kernel_and_steps_as_the_default_one(name: str) -> None:
+    model = tiny_net()
+    config = TrainConfig(optimizer=name, lr=1e-2, weight_decay=0.2)
+    fused = build_optimizer(model, config)
+    assert all(group["fused"] for group in fused.param_groups)
+    twin = tiny_net()
+    twin.load_state_dict(model.state_dict())
+    kind = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    default = kind(parameter_groups(twin, 0.2), lr=1e-2, betas=(0.9, 0.999))
+    for step in range(3):
+        for net, optimizer in ((model, fused), (twin, default)):
+            torch.manual_seed(step)
+            optimizer.zero_grad()
+            net(torch.randn(4, 3, 8, 8)).square().mean().backward()
+            optimizer.step()
+    for got, want in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_adam_falls_back_to_the_default_kernel_off_cpu_and_cuda() -> None:
+    with torch.device("meta"):
+        model = tiny_net()
+    optimizer = build_optimizer(model, TrainConfig())
+    assert not any(group["fused"] for group in optimizer.param_groups)
+
+
 def test_warmup_rises_linearly_then_cosine_decays_to_the_floor() -> None:
     factors = [
         lr_factor(s, warmup_steps=4, total_steps=14, schedule="cosine", min_lr_ratio=0.1)
