@@ -26,8 +26,10 @@ all of them alike:
   (for-loop) implementation on CPU: the same optimizer code for every implementation;
 * the fp32, bf16 and int8 GEMM rates (``torch.mm`` fp32 and bf16, ``torch._int_mm`` int8, on
   ``--gemm-size`` cubes, default 1024), measured in the same rounds, so each throughput is also
-  given as a share of the fp32 rate (forward FLOPs per image from ``vitlib.count_flops``,
-  training counted as 3x forward), against a fp32 GEMM timed inside the same sweeps;
+  given as a share of the fp32 rate (forward FLOPs per image of the whole network from
+  ``vitlib.count_flops``, training counted as 3x forward; vitlib's own forward runs 6% fewer,
+  see its class-token shortcut, so its share is an effective rate), against a fp32 GEMM timed
+  inside the same sweeps;
 * peak training memory, once per implementation, each in a fresh subprocess: the growth of the
   resident set (``VmHWM`` after ``--memory-steps`` training steps, its high-water mark reset
   through ``/proc/self/clear_refs`` just before them, minus ``VmRSS`` before them), i.e. the
@@ -474,9 +476,15 @@ def infer(model: nn.Module, images: Tensor) -> Tensor:
     return out
 
 
-def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
-    """The one optimizer for every implementation: AdamW on all parameters alike."""
-    return torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+def make_optimizer(model: nn.Module, *, fused: bool = False) -> torch.optim.Optimizer:
+    """The one optimizer for every implementation: AdamW on all parameters alike.
+
+    ``fused=True`` (only for the fast-path entries) runs the same update through PyTorch's fused
+    kernel, as ``vitlib.training.build_optimizer`` does.
+    """
+    return torch.optim.AdamW(
+        model.parameters(), lr=1e-4, weight_decay=0.05, fused=True if fused else None
+    )
 
 
 def train_step(
@@ -686,7 +694,9 @@ def fast_variants(
     ``optimize_for_inference`` int8 and bf16 (bf16 only where the CPU has bf16 units) and, with
     ``int8_compiled``, int8 compiled (torchao + inductor with weight freezing); each peer with the
     same int8 / bf16 conversion applied by hand; vitlib exported to ONNX under onnxruntime. With
-    ``compiled_training`` the training task gets vitlib under ``torch.compile(fullgraph=True)``.
+    ``compiled_training`` the training task gets vitlib under ``torch.compile(fullgraph=True)``
+    with the common AdamW, and vitlib eager and compiled with that AdamW's fused kernel (what
+    ``vitlib.training.build_optimizer`` picks on the CPU).
     """
     from vitlib.inference import cpu_has_bf16_units, optimize_for_inference
 
@@ -724,6 +734,12 @@ def fast_variants(
             compiled = torch.compile(vit, fullgraph=True)
             step: Callable[..., object] = train_step  # the compiled module stands in for the model
             entries["vitlib compiled"] = functools.partial(step, compiled, make_optimizer(vit))
+            # What vitlib's fit runs: the same AdamW update through the fused kernel.
+            fused = make_optimizer(vit, fused=True)
+            entries["vitlib fused AdamW"] = functools.partial(step, vit, fused)
+            entries["vitlib compiled, fused AdamW"] = functools.partial(
+                step, compiled, make_optimizer(vit, fused=True)
+            )
         if entries:
             found[task.key] = entries
     return found, notes
@@ -933,7 +949,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Images/s: median over all timed calls (best call in brackets). % of fp32 GEMM: the "
         "model's FLOP rate over the rate of a fp32 GEMM timed in the same sweep, median over "
-        "sweeps (forward FLOPs from vitlib.count_flops, training = 3x forward). "
+        "sweeps (forward FLOPs of the whole network from vitlib.count_flops for everybody, "
+        "training = 3x forward; vitlib's forward skips the last block's unread patch tokens, "
+        "6% of them, so its share is an effective rate). "
         "Memory: growth of the resident set over the training steps, fresh process per model.",
         "",
     ]
@@ -1125,7 +1143,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--compiled-training",
         action="store_true",
-        help="also time vitlib's training under torch.compile(fullgraph=True) (minutes)",
+        help="also time vitlib's training compiled and with fused AdamW (minutes)",
     )
     parser.add_argument(
         "--quick",
