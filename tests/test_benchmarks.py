@@ -1,4 +1,4 @@
-"""benchmarks/gpu.py: the GPU comparison's CPU smoke mode runs end to end (CI has no GPU)."""
+"""Benchmark scripts run end to end in their quick modes (CI has no GPU, and times nothing)."""
 
 from __future__ import annotations
 
@@ -67,3 +67,24 @@ def test_gpu_benchmark_finds_the_peak_of_known_cards(monkeypatch: pytest.MonkeyP
     assert "--peak-tflops" in source
     assert gpu.peak_tflops(cuda, 500.0) == (500.0, "--peak-tflops")
     assert gpu.peak_tflops(torch.device("cpu"), None)[0] is None
+
+
+def test_class_token_shortcut_benchmark_quick_mode(tmp_path: Path) -> None:
+    out = tmp_path / "shortcut.json"
+    script = ROOT / "benchmarks" / "class_token_shortcut.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", "--rounds", "2", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    for task in ("inference", "training"):
+        assert report[task]["shortcut_images_per_s"] > 0
+        assert report[task]["full_images_per_s"] > 0
+        assert len(report[task]["seconds"]["full"]) == 2
+    assert 0 < report["flops_saved"] < 1
+    assert report["max_logit_difference"] <= 1e-5
+    assert "| inference | 8 |" in done.stdout
