@@ -23,19 +23,32 @@ from .strategies import small_configs
 def _images(model: ViT, batch: int = 3, seed: int = 1) -> Tensor:
     cfg = model.config
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, cfg.in_channels, *cfg.image_hw, generator=generator)
+    images = torch.randn(batch, cfg.in_channels, *cfg.image_hw, generator=generator)
+    return images.to(next(model.parameters()).dtype)
 
 
 def _full(model: ViT, images: Tensor) -> Tensor:
     return model.forward_head(model.forward_features(images))
 
 
+def _assert_same(got: Tensor, want: Tensor) -> None:
+    """Equal up to float64 rounding, relative to the tensor's scale.
+
+    The comparison runs in float64: some drawn configurations (width 3, layer-norm eps 1e-12)
+    are so ill-conditioned that float32 gradients are rounding noise in either path (checked
+    against float64: the two float32 results then differ from the truth, and from each other,
+    by more than the truth itself).
+    """
+    scale = float(want.abs().max()) if want.numel() else 0.0
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6 * scale + 1e-30)
+
+
 @given(small_configs())
 def test_logits_equal_the_whole_network(cfg: ViTConfig) -> None:
-    model = ViT.from_config(cfg).eval()
+    model = ViT.from_config(cfg).double().eval()
     images = _images(model)
     with torch.no_grad():
-        torch.testing.assert_close(model(images), _full(model, images), rtol=1e-5, atol=1e-6)
+        _assert_same(model(images), _full(model, images))
 
 
 @given(small_configs())
@@ -43,7 +56,7 @@ def test_gradients_equal_the_whole_network(cfg: ViTConfig) -> None:
     no_dropout = dataclasses.replace(
         cfg, attn_dropout=0.0, mlp_dropout=0.0, embedding_dropout=0.0, drop_path_rate=0.0
     )
-    model = ViT.from_config(no_dropout).train()
+    model = ViT.from_config(no_dropout).double().train()
     images = _images(model)
 
     def gradients(logits: Tensor) -> list[Tensor]:
@@ -54,7 +67,16 @@ def test_gradients_equal_the_whole_network(cfg: ViTConfig) -> None:
         ]
 
     for got, want in zip(gradients(model(images)), gradients(_full(model, images)), strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        _assert_same(got, want)
+
+
+def test_float32_logits_equal_the_whole_network_at_vit_b_shape() -> None:
+    """The float32 figure the benchmarks rely on: a ViT-B/16-wide model, two blocks."""
+    torch.manual_seed(0)
+    model = ViT(img_size=64, num_transformer_layers=2, num_classes=10).eval()
+    images = _images(model, batch=2)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), _full(model, images), rtol=1e-5, atol=1e-5)
 
 
 def test_gradient_checkpointing_takes_the_shortcut_too() -> None:

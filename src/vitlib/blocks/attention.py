@@ -19,7 +19,7 @@ from .._validation import (
 )
 from ..errors import ConfigError, InputShapeError
 
-__all__ = ["MultiheadSelfAttentionBlock", "check_num_queries"]
+__all__ = ["MultiheadSelfAttentionBlock"]
 
 
 class MultiheadSelfAttentionBlock(nn.Module):
@@ -106,7 +106,7 @@ class MultiheadSelfAttentionBlock(nn.Module):
                 f"{tuple(x.shape)}; patch-embed images with PatchEmbedding first."
             )
         if num_queries is not None:
-            check_num_queries(num_queries, x.shape[1])
+            _check_num_queries(num_queries, x.shape[1])
         qkv = self.qkv(self.layer_norm(x))
         query, key, value = rearrange(
             qkv, "b n (three h d) -> three b h n d", three=3, h=self.num_heads
@@ -123,7 +123,7 @@ class MultiheadSelfAttentionBlock(nn.Module):
         return (out, weights) if need_weights else out
 
 
-def check_num_queries(num_queries: object, num_tokens: int) -> int:
+def _check_num_queries(num_queries: object, num_tokens: int) -> int:
     """Return ``num_queries`` if it is an int from 1 to ``num_tokens``, else raise."""
     count = check_positive_int("num_queries", num_queries)
     if count > num_tokens:
