@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ctypes
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,15 +31,8 @@ from torch.nn import functional as F
 
 import vitlib
 
-
-def _fix_malloc() -> None:
-    """glibc: keep freed blocks (mmap threshold 32 MiB, trim 1 GiB), as peers.py does."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD
-    libc.mallopt(-1, 1024 * 1024 * 1024)  # M_TRIM_THRESHOLD
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import fix_malloc  # the sibling harness's malloc thresholds
 
 
 def _timed(call: Callable[[], object]) -> float:
@@ -153,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny model: a smoke test")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    _fix_malloc()
+    print(f"malloc: {fix_malloc()}")
     torch.set_num_threads(args.threads)
     results = measure(
         args.preset,
