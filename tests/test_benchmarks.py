@@ -15,29 +15,28 @@ from tests.helpers import ROOT, load_module
 GPU_SCRIPT = ROOT / "benchmarks" / "gpu.py"
 
 
-@pytest.mark.slow
-def test_gpu_benchmark_quick_mode_runs_on_the_cpu(tmp_path: Path) -> None:
-    out, table = tmp_path / "gpu.json", tmp_path / "gpu.md"
+def _run(script: Path, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark script with this interpreter; fail with its stderr if it fails."""
     done = subprocess.run(
-        [
-            sys.executable,
-            str(GPU_SCRIPT),
-            "--device",
-            "cpu",
-            "--quick",
-            "--models",
-            "vitlib,transformers",
-            "--json",
-            str(out),
-            "--markdown",
-            str(table),
-        ],
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_quick_mode_runs_on_the_cpu(tmp_path: Path) -> None:
+    out, table = tmp_path / "gpu.json", tmp_path / "gpu.md"
+    _run(
+        GPU_SCRIPT,
+        *("--device", "cpu", "--quick", "--models", "vitlib,transformers"),
+        *("--json", str(out), "--markdown", str(table)),
+        timeout=600,
+    )
     report = json.loads(out.read_text())
     assert [row["implementation"] for row in report["rows"]] == ["vitlib", "transformers"]
     for row in report["rows"]:
@@ -72,14 +71,7 @@ def test_gpu_benchmark_finds_the_peak_of_known_cards(monkeypatch: pytest.MonkeyP
 def test_class_token_shortcut_benchmark_quick_mode(tmp_path: Path) -> None:
     out = tmp_path / "shortcut.json"
     script = ROOT / "benchmarks" / "class_token_shortcut.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--quick", "--rounds", "2", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _run(script, "--quick", "--rounds", "2", "--json", str(out), timeout=300)
     report = json.loads(out.read_text())
     for task in ("inference", "training"):
         assert report[task]["shortcut_images_per_s"] > 0
