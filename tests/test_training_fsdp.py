@@ -384,3 +384,11 @@ def test_the_memory_benchmark_shows_fsdp_holding_half_of_ddps_state(tmp_path: Pa
     ddp, fsdp = rows[0], rows[2]
     for name in ("parameters", "gradients", "optimizer"):
         assert fsdp[name] == pytest.approx(ddp[name] / 2, rel=0.02), name
+
+
+def test_gradient_sync_switch_refuses_an_unsharded_model() -> None:
+    from vitlib.training.fsdp import fsdp_gradient_sync
+
+    switch = fsdp_gradient_sync(nn.Linear(2, 2), enabled=False)
+    with pytest.raises(TypeError, match="sharded by fully_shard, got a Linear"), switch:
+        pass

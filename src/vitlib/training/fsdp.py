@@ -149,11 +149,18 @@ def fsdp_gradient_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
     if enabled:
         yield
         return
-    model.set_requires_gradient_sync(False)  # type: ignore[operator]
+    from torch.distributed.fsdp import FSDPModule
+
+    if not isinstance(model, FSDPModule):
+        raise TypeError(
+            f"fsdp_gradient_sync needs a model sharded by fully_shard, got a "
+            f"{type(model).__name__}; shard it with shard_model first."
+        )
+    model.set_requires_gradient_sync(False)
     try:
         yield
     finally:
-        model.set_requires_gradient_sync(True)  # type: ignore[operator]
+        model.set_requires_gradient_sync(True)
 
 
 def _full_options() -> Any:
