@@ -80,3 +80,39 @@ def test_class_token_shortcut_benchmark_quick_mode(tmp_path: Path) -> None:
     assert 0 < report["flops_saved"] < 1
     assert report["max_logit_difference"] <= 1e-5
     assert "| inference | 8 |" in done.stdout
+
+
+PROFILE_SCRIPT = ROOT / "benchmarks" / "profile_ops.py"
+
+
+def test_profile_sorts_operators_into_kinds_of_work() -> None:
+    profile_ops = load_module(PROFILE_SCRIPT, "vitlib_profile_ops")
+    assert profile_ops.kind_of("aten::addmm") == "GEMMs"
+    assert profile_ops.kind_of("aten::convolution_backward") == "GEMMs"
+    assert profile_ops.kind_of("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert profile_ops.kind_of("aten::bmm") == "attention"  # unfused attention of a peer
+    assert profile_ops.kind_of("AdamW step: aten::add_") == "optimiser"
+    assert profile_ops.kind_of("aten::add_") == "element-wise and copies"
+    ops = {"aten::mm": (3.0, 2), "inductor kernels": (1.0, 4), "AdamW step: aten::mul_": (0.5, 9)}
+    assert profile_ops.kinds(ops) == {
+        "GEMMs": 3.0,
+        "attention": 0.0,
+        "element-wise and copies": 1.0,
+        "optimiser": 0.5,
+    }
+
+
+@pytest.mark.slow
+def test_profile_of_the_compiled_model_shows_inductors_kernels(tmp_path: Path) -> None:
+    out = tmp_path / "ops.json"
+    args = ("--models", "vitlib", "--compiled", "--preset", "tiny", "--steps", "1")
+    done = _run(PROFILE_SCRIPT, *args, "--json", str(out), timeout=600)
+    training = json.loads(out.read_text())["tasks"]["train-b16"]
+    eager, compiled = training["vitlib"], training["vitlib compiled"]
+    assert "inductor kernels" not in eager
+    assert compiled["inductor kernels"][1] > 0  # calls per step
+    for ops in (eager, compiled):
+        assert ops["aten::mm"][1] > 0  # the backward GEMMs stay ATen's, compiled or not
+        assert any(op.startswith("AdamW step: ") for op in ops)
+    assert "| element-wise and copies |" in done.stdout
+    assert "| `inductor kernels` | - |" in done.stdout
