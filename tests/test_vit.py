@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import vitlib
@@ -30,6 +30,9 @@ def test_output_shapes(cfg: ViTConfig, batch: int) -> None:
 
 @given(cfg=small_configs())
 def test_gradients_reach_every_parameter(cfg: ViTConfig) -> None:
+    # A layer norm of two features maps every vector to about +-(1, -1): what flows back through
+    # the final norm is eps-sized (~eps / |a - b|^3) and can round to exactly 0. Not a model bug.
+    assume(cfg.embedding_dim > 2)
     torch.manual_seed(0)
     model = ViT.from_config(cfg).eval()  # no dropout or dropped path may zero a gradient
     with torch.no_grad():
