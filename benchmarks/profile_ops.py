@@ -59,7 +59,7 @@ _UNFUSED_ATTENTION = (
     "aten::_softmax",
     "aten::_softmax_backward_data",
 )
-OPTIMISER_STEP = "AdamW step: "  # the prefix of the operators that run inside optimizer.step()
+OPTIMISER = "optimiser: "  # the prefix of the operators that run inside the optimiser
 
 
 def kind_of(op: str) -> str:
@@ -72,7 +72,7 @@ def kind_of(op: str) -> str:
         return "GEMMs"
     if op in _UNFUSED_ATTENTION or "scaled_dot_product" in op or "attention" in op:
         return "attention"
-    if op.startswith(OPTIMISER_STEP):
+    if op.startswith(OPTIMISER):
         return "optimiser"
     return "element-wise and copies"
 
@@ -83,7 +83,7 @@ def _is_inductor_kernel(key: str) -> bool:
 
 
 def _in_optimizer(event: Any) -> bool:
-    """Whether a profiler event ran inside ``optimizer.step()`` or ``zero_grad()``."""
+    """Whether a profiler event ran inside the optimiser (its ``step()`` or ``zero_grad()``)."""
     parent = event.cpu_parent
     while parent is not None:
         if parent.name.startswith("Optimizer."):
@@ -95,7 +95,7 @@ def _in_optimizer(event: Any) -> bool:
 def _profile(call: Callable[[], object], into: dict[str, list[float]]) -> None:
     """Profile one call; add each operator's self-CPU microseconds and calls to ``into``.
 
-    An operator that ran inside the optimiser gets a row of its own, prefixed `OPTIMISER_STEP`
+    An operator that ran inside the optimiser gets a row of its own, prefixed `OPTIMISER`
     (AdamW's per-parameter ``add_`` is not the residual ``add_``); inductor's kernels are summed
     into one row, `INDUCTOR_KERNELS`.
     """
@@ -103,7 +103,7 @@ def _profile(call: Callable[[], object], into: dict[str, list[float]]) -> None:
         call()
     for event in prof.events():
         if event.name.startswith(("aten::", "mkldnn::")):
-            key = OPTIMISER_STEP + event.name if _in_optimizer(event) else event.name
+            key = OPTIMISER + event.name if _in_optimizer(event) else event.name
         elif _is_inductor_kernel(event.name):
             key = INDUCTOR_KERNELS
         else:
@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         models[name] = implementation.build(cfg)
     if args.compiled:
         if "vitlib" not in models:
-            print("--compiled needs vitlib among --models", file=sys.stderr)
+            message = f"--compiled profiles vitlib compiled: add vitlib to --models {args.models!r}"
+            print(message, file=sys.stderr)
             return 2
         inductor_config.cpp.enable_kernel_profile = True  # name each generated kernel
         compiled = torch.compile(copy.deepcopy(models["vitlib"]), fullgraph=True)

@@ -91,9 +91,9 @@ def test_profile_sorts_operators_into_kinds_of_work() -> None:
     assert profile_ops.kind_of("aten::convolution_backward") == "GEMMs"
     assert profile_ops.kind_of("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
     assert profile_ops.kind_of("aten::bmm") == "attention"  # unfused attention of a peer
-    assert profile_ops.kind_of("AdamW step: aten::add_") == "optimiser"
+    assert profile_ops.kind_of("optimiser: aten::add_") == "optimiser"
     assert profile_ops.kind_of("aten::add_") == "element-wise and copies"
-    ops = {"aten::mm": (3.0, 2), "inductor kernels": (1.0, 4), "AdamW step: aten::mul_": (0.5, 9)}
+    ops = {"aten::mm": (3.0, 2), "inductor kernels": (1.0, 4), "optimiser: aten::mul_": (0.5, 9)}
     assert profile_ops.kinds(ops) == {
         "GEMMs": 3.0,
         "attention": 0.0,
@@ -113,6 +113,6 @@ def test_profile_of_the_compiled_model_shows_inductors_kernels(tmp_path: Path) -
     assert compiled["inductor kernels"][1] > 0  # calls per step
     for ops in (eager, compiled):
         assert ops["aten::mm"][1] > 0  # the backward GEMMs stay ATen's, compiled or not
-        assert any(op.startswith("AdamW step: ") for op in ops)
+        assert any(op.startswith("optimiser: ") for op in ops)
     assert "| element-wise and copies |" in done.stdout
     assert "| `inductor kernels` | - |" in done.stdout
