@@ -1,4 +1,5 @@
-"""Measure the fast paths against plain float32: int8/bf16 inference and gradient checkpointing.
+"""Measure the fast paths against plain float32: int8/bf16 inference, gradient checkpointing
+and bf16 autocast training.
 
     python benchmarks/fast_paths.py                     # ViT-B/16 inference, ViT-S/16 training
     python benchmarks/fast_paths.py --quick             # tiny sizes, a smoke test (CI runs it)
@@ -7,8 +8,10 @@
 Inference: img/s under ``torch.inference_mode`` for float32 eager and for
 ``optimize_for_inference(model, "int8" | "bf16")``, measured interleaved (the order rotates each
 round) so the machine's drift hits every variant alike; medians and minima of the rounds, and the
-ratio to float32. Training (forward, cross-entropy, backward, AdamW step), with and without
-gradient checkpointing, each setting in subprocesses of its own:
+ratio to float32. Training (forward, cross-entropy, backward, AdamW step) in three settings,
+plain float32, gradient checkpointing, and bf16 autocast (forward and loss under
+``torch.autocast("cpu", torch.bfloat16)``, weights and AdamW in float32, as
+``fit(amp_dtype=torch.bfloat16)`` runs it), each in subprocesses of its own:
 
 * speed: img/s over ``--train-steps`` steps after two warm-up steps, glibc's malloc thresholds
   fixed as in ``peers.py`` (mmap 32 MiB, trim 1 GiB) so freed memory is reused;
@@ -42,7 +45,7 @@ from vitlib.inference import cpu_has_bf16_units, optimize_for_inference
 
 _TRAIN_CHILD = """
 import ctypes, json, re, sys, time, torch, vitlib
-preset, batch, size, steps, checkpointing, threads, mode = sys.argv[1:8]
+preset, batch, size, steps, setting, threads, mode = sys.argv[1:8]
 libc = ctypes.CDLL("libc.so.6")
 if mode == "memory":  # every block > 64 KiB mmap-ed and unmapped on free: RSS = live memory
     libc.mallopt(-3, 64 * 1024); libc.mallopt(-1, 0)
@@ -51,7 +54,7 @@ else:  # as peers.py: freed memory stays in the heap and is reused
 torch.set_num_threads(int(threads))
 torch.manual_seed(0)
 model = vitlib.create_model(preset, img_size=int(size), mlp_dropout=0.0, embedding_dropout=0.0)
-model.set_grad_checkpointing(checkpointing == "1")
+model.set_grad_checkpointing(setting == "checkpointed")
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 images = torch.randn(int(batch), 3, int(size), int(size))
 labels = torch.randint(0, 1000, (int(batch),))
@@ -59,18 +62,23 @@ def kib(field):
     with open("/proc/self/status") as status:
         return int(re.search(field + r":\\s+(\\d+)", status.read()).group(1))
 def step():
-    torch.nn.functional.cross_entropy(model(images), labels).backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=setting == "bf16 autocast"):
+        logits = model(images)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+    loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    return str(logits.dtype)  # what the forward computed in: the setting at work
 built = kib("VmRSS")
 step(); step()  # AdamW's state, the kernels' first-call caches
 steady = kib("VmRSS")
 if mode == "memory":
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")
-    step()
+    dtype = step()
     peak = kib("VmHWM") - steady
-    print(json.dumps({"steady_mib": (steady - built) / 1024, "step_peak_mib": peak / 1024}))
+    memory = {"steady_mib": (steady - built) / 1024, "step_peak_mib": peak / 1024}
+    print(json.dumps({**memory, "logits_dtype": dtype}))
 else:
     start = time.perf_counter()
     for _ in range(int(steps)):
@@ -111,36 +119,38 @@ def measure_inference(
     }
 
 
+TRAINING_SETTINGS = ("plain", "checkpointed", "bf16 autocast")
+
+
 def _train_child(
-    preset: str, batch: int, size: int, steps: int, checkpointing: bool, threads: int, mode: str
-) -> dict[str, float]:
-    child_args = [preset, str(batch), str(size), str(steps), str(int(checkpointing))]
+    preset: str, batch: int, size: int, steps: int, setting: str, threads: int, mode: str
+) -> dict[str, Any]:
+    child_args = [preset, str(batch), str(size), str(steps), setting]
     done = subprocess.run(
         [sys.executable, "-c", _TRAIN_CHILD, *child_args, str(threads), mode],
         capture_output=True,
         text=True,
         check=True,
     )
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
 def measure_training(
     preset: str, batch: int, size: int, steps: int, threads: int, rounds: int = 1
 ) -> dict[str, dict[str, Any]]:
-    """Training memory (exact, see the module docstring) and img/s, with and without gradient
-    checkpointing; the speed is the median of ``rounds`` subprocesses, alternating the two."""
+    """Training memory (exact, see the module docstring) and img/s of each of
+    `TRAINING_SETTINGS`; the speed is the median of ``rounds`` subprocesses per setting, the
+    settings taking turns."""
     results: dict[str, dict[str, Any]] = {}
-    speeds: dict[str, list[float]] = {"plain": [], "checkpointed": []}
-    for checkpointing in (False, True):
-        name = "checkpointed" if checkpointing else "plain"
-        memory = _train_child(preset, batch, size, 0, checkpointing, threads, "memory")
+    speeds: dict[str, list[float]] = {name: [] for name in TRAINING_SETTINGS}
+    for name in TRAINING_SETTINGS:
+        memory = _train_child(preset, batch, size, 0, name, threads, "memory")
         memory["training_mib"] = memory["steady_mib"] + memory["step_peak_mib"]
         results[name] = memory
     for _ in range(rounds):
-        for checkpointing in (False, True):
-            name = "checkpointed" if checkpointing else "plain"
-            speed = _train_child(preset, batch, size, steps, checkpointing, threads, "speed")
+        for name in TRAINING_SETTINGS:
+            speed = _train_child(preset, batch, size, steps, name, threads, "speed")
             speeds[name].append(speed["img_per_s"])
     for name, values in speeds.items():
         results[name]["img_per_s"] = statistics.median(values)
@@ -156,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--train-steps", type=int, default=3, help="timed steps per process")
+    parser.add_argument(
+        "--train-rounds", type=int, default=3, help="speed processes per training setting"
+    )
     parser.add_argument("--skip-inference", action="store_true", help="training figures only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -169,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_inference:
             inference = measure_inference("ViT-B/16", 8, 224, args.rounds, args.repeats)
         training = measure_training(
-            "ViT-S/16", 16, 224, steps=args.train_steps, threads=args.threads, rounds=3
+            "ViT-S/16",
+            16,
+            224,
+            steps=args.train_steps,
+            threads=args.threads,
+            rounds=args.train_rounds,
         )
     results: dict[str, Any] = {
         "torch": torch.__version__,
@@ -185,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, row in inference.items():
             median, low = row["median_img_per_s"], row["min_img_per_s"]
             print(f"| {name} | {median:.2f} | {low:.2f} | {median / base:.2f}x |")
-    plain, checkpointed = training["plain"], training["checkpointed"]
+    plain, checkpointed, bf16 = (training[name] for name in TRAINING_SETTINGS)
     print(
         "\n| training | img/s | steady state (MiB) | step peak (MiB) | training memory (MiB) |"
         "\n|---|---:|---:|---:|---:|"
@@ -199,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
         f"\ncheckpointing: {plain['training_mib'] / checkpointed['training_mib']:.2f}x less "
         f"training memory ({plain['step_peak_mib'] / checkpointed['step_peak_mib']:.2f}x less "
         f"per step), {1 - checkpointed['img_per_s'] / plain['img_per_s']:.0%} slower"
+    )
+    units = "has" if cpu_has_bf16_units() else "lacks (bf16 is emulated)"
+    print(
+        f"bf16 autocast: {bf16['img_per_s'] / plain['img_per_s']:.2f}x float32's speed, "
+        f"{bf16['training_mib'] / plain['training_mib']:.2f}x its training memory "
+        f"(this CPU {units} bf16 units)"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

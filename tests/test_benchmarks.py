@@ -116,3 +116,23 @@ def test_profile_of_the_compiled_model_shows_inductors_kernels(tmp_path: Path) -
         assert any(op.startswith("optimiser: ") for op in ops)
     assert "| element-wise and copies |" in done.stdout
     assert "| `inductor kernels` | - |" in done.stdout
+
+
+@pytest.mark.slow
+def test_fast_paths_benchmark_quick_mode(tmp_path: Path) -> None:
+    out = tmp_path / "fast.json"
+    done = _run(ROOT / "benchmarks" / "fast_paths.py", "--quick", "--json", str(out), timeout=600)
+    report = json.loads(out.read_text())
+    assert set(report["inference"]) >= {"fp32", "int8"}
+    assert list(report["training"]) == ["plain", "checkpointed", "bf16 autocast"]
+    dtypes = {name: row["logits_dtype"] for name, row in report["training"].items()}
+    assert dtypes == {
+        "plain": "torch.float32",
+        "checkpointed": "torch.float32",
+        "bf16 autocast": "torch.bfloat16",
+    }
+    for row in report["training"].values():
+        assert row["img_per_s"] > 0
+        assert row["training_mib"] == row["steady_mib"] + row["step_peak_mib"]
+    assert "| bf16 autocast |" in done.stdout
+    assert "x float32's speed" in done.stdout  # the bf16 summary line
