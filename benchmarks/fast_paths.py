@@ -218,11 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         f"training memory ({plain['step_peak_mib'] / checkpointed['step_peak_mib']:.2f}x less "
         f"per step), {1 - checkpointed['img_per_s'] / plain['img_per_s']:.0%} slower"
     )
-    units = "has" if cpu_has_bf16_units() else "lacks (bf16 is emulated)"
+    units = "has bf16 units" if cpu_has_bf16_units() else "has no bf16 units: bf16 is emulated"
     print(
         f"bf16 autocast: {bf16['img_per_s'] / plain['img_per_s']:.2f}x float32's speed, "
         f"{bf16['training_mib'] / plain['training_mib']:.2f}x its training memory "
-        f"(this CPU {units} bf16 units)"
+        f"(this CPU {units})"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

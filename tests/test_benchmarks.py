@@ -13,6 +13,7 @@ import torch
 from tests.helpers import ROOT, load_module
 
 GPU_SCRIPT = ROOT / "benchmarks" / "gpu.py"
+PROFILE_SCRIPT = ROOT / "benchmarks" / "profile_ops.py"
 
 
 def _run(script: Path, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
@@ -80,9 +81,6 @@ def test_class_token_shortcut_benchmark_quick_mode(tmp_path: Path) -> None:
     assert 0 < report["flops_saved"] < 1
     assert report["max_logit_difference"] <= 1e-5
     assert "| inference | 8 |" in done.stdout
-
-
-PROFILE_SCRIPT = ROOT / "benchmarks" / "profile_ops.py"
 
 
 def test_profile_sorts_operators_into_kinds_of_work() -> None:
