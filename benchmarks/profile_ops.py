@@ -177,7 +177,7 @@ def kinds(ops: dict[str, tuple[float, int]]) -> dict[str, float]:
     """Milliseconds per step of each of `KINDS` (inductor's kernels are element-wise work)."""
     found = dict.fromkeys(KINDS, 0.0)
     for op, (ms, _) in ops.items():
-        found["element-wise and copies" if op == INDUCTOR_KERNELS else kind_of(op)] += ms
+        found[kind_of(op)] += ms
     return found
 
 
