@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 import vitlib
-from vitlib.inference import cpu_has_bf16_units, optimize_for_inference
+from vitlib.inference.optimize import cpu_has_bf16_units, optimize_for_inference
 
 _TRAIN_CHILD = """
 import ctypes, json, re, sys, time, torch, vitlib

@@ -660,7 +660,7 @@ def _onnxruntime_call(model: vitlib.ViT, threads: int) -> Variant:
 
     import onnxruntime
 
-    from vitlib.export import export_onnx
+    from vitlib.inference.export import export_onnx
 
     folder = Path(tempfile.mkdtemp(prefix="vitlib-peers-onnx-"))
     path = folder / "model.onnx"
@@ -698,7 +698,7 @@ def fast_variants(
     with the common AdamW, and vitlib eager and compiled with that AdamW's fused kernel (what
     ``vitlib.training.build_optimizer`` picks on the CPU).
     """
-    from vitlib.inference import cpu_has_bf16_units, optimize_for_inference
+    from vitlib.inference.optimize import cpu_has_bf16_units, optimize_for_inference
 
     found: dict[str, dict[str, Variant]] = {}
     notes: dict[str, str] = {}

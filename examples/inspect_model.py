@@ -39,7 +39,7 @@ from vitlib.analysis import (
     position_embedding_similarity,
     rollout_map,
 )
-from vitlib.analysis_plots import (
+from vitlib.analysis.figures import (
     plot_attention_distance,
     plot_attention_rollout,
     plot_embedding_filters,

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from vitlib import ViT, count_parameters, load_pretrained
+from vitlib.analysis.reports import presets_markdown
+from vitlib.analysis.summary import summary
 from vitlib.cli import main
-from vitlib.reports import presets_markdown
-from vitlib.summary import summary
 
 from .helpers import FIXTURES, ROOT, TINY
 

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 import vitlib
+from vitlib.analysis.reports import presets_markdown, sharding_memory_markdown
 from vitlib.blocks import TransformerEncoderBlock
-from vitlib.reports import presets_markdown, sharding_memory_markdown
 
 from .helpers import ROOT, load_module
 

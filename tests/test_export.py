@@ -12,7 +12,7 @@ import torch
 import vitlib
 from vitlib import ViT
 from vitlib.cli import main
-from vitlib.export import export_onnx
+from vitlib.inference.export import export_onnx
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="in the dev requirements (vitlib[onnx])")
 

@@ -67,7 +67,7 @@ def test_int8_replaces_every_linear_layer(trained: tuple[ViT, torch.Tensor]) -> 
 def test_int8_packs_for_onednn_where_the_cpu_has_amx(
     monkeypatch: pytest.MonkeyPatch, flags: set[str], engine: str | None
 ) -> None:
-    monkeypatch.setattr("vitlib.inference._cpu_flags", lambda: flags)
+    monkeypatch.setattr("vitlib.inference.optimize._cpu_flags", lambda: flags)
     default = torch.backends.quantized.engine
     used: list[str] = []
     original: Callable[..., Any] = torch.ao.quantization.quantize_dynamic  # untyped in torch
@@ -83,7 +83,7 @@ def test_int8_packs_for_onednn_where_the_cpu_has_amx(
 
 
 def test_bf16_warns_where_the_cpu_emulates_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("vitlib.inference.cpu_has_bf16_units", lambda: False)
+    monkeypatch.setattr("vitlib.inference.optimize.cpu_has_bf16_units", lambda: False)
     model = vitlib.create_model("ViT-Ti/16", img_size=32, num_classes=3)
     with pytest.warns(PrecisionWarning, match="no bfloat16 units .* slower than float32"):
         optimize_for_inference(model, "bf16")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitlib.plots import plot_history, plot_predictions
+from vitlib.analysis.plots import plot_history, plot_predictions
 
 pytest.importorskip("matplotlib")
 

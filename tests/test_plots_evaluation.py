@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitlib.plots import plot_confusion_matrix, plot_image_predictions, plot_mistakes
+from vitlib.analysis.plots import plot_confusion_matrix, plot_image_predictions, plot_mistakes
 
 pytest.importorskip("matplotlib")
 

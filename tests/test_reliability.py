@@ -799,7 +799,7 @@ def test_a_bug_in_the_cli_still_shows_its_traceback(monkeypatch: pytest.MonkeyPa
     def broken(*args: object, **kwargs: object) -> None:
         raise TypeError("unsupported operand")
 
-    monkeypatch.setattr("vitlib.summary.summary", broken)
+    monkeypatch.setattr("vitlib.analysis.summary.summary", broken)
     with pytest.raises(TypeError, match="unsupported operand"):
         main(["summary", "ViT-B/16"])
 

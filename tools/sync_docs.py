@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vitlib.reports import presets_markdown, sharding_memory_markdown
+from vitlib.analysis.reports import presets_markdown, sharding_memory_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Section name -> (its generator, the files that hold it).

@@ -41,9 +41,9 @@ from .errors import (
     InsufficientMemoryError,
     VitlibError,
 )
-from .evaluation import EvaluationReport, evaluate_model
+from .inference.evaluate import EvaluationReport, evaluate_model
+from .inference.predict import Prediction, predict
 from .position import resample_position_embedding
-from .prediction import Prediction, predict
 from .vit import ViT, create_model
 
 __all__ = [

@@ -52,7 +52,7 @@ class History:
 
     def as_dict(self) -> dict[str, list[float]]:
         """The five lists by name: JSON-ready and accepted by
-        [`plot_history`][vitlib.plots.plot_history]."""
+        [`plot_history`][vitlib.analysis.plots.plot_history]."""
         return {f.name: list(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod

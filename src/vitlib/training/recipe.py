@@ -288,7 +288,7 @@ def save_plots(
     if importlib.util.find_spec("matplotlib") is None:
         print('matplotlib is not installed; no plots (pip install "vitlib[plots]")')
         return
-    from vitlib.plots import plot_history, plot_predictions
+    from vitlib.analysis.plots import plot_history, plot_predictions
 
     replace = args.overwrite or args.resume  # the plots belong to the run being replaced
     out = args.output_dir

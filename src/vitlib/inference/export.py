@@ -18,8 +18,8 @@ from typing import Final
 
 import torch
 
-from ._optional import missing_extra
-from .vit import ViT
+from vitlib._optional import missing_extra
+from vitlib.vit import ViT
 
 __all__ = ["ONNX_OPSET", "export_onnx"]
 

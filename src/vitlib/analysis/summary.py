@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .config import ViTConfig
-from .counting import count_flops
-from .errors import ConfigError
-from .vit import ViT
+from vitlib.config import ViTConfig
+from vitlib.counting import count_flops
+from vitlib.errors import ConfigError
+from vitlib.vit import ViT
 
 __all__ = ["LayerRow", "ModelSummary", "summary"]
 

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .config import ViTConfig
-from .errors import VitlibError
+from vitlib._version import __version__
+from vitlib.config import ViTConfig
+from vitlib.errors import VitlibError
 
 __all__ = ["DefaultsHelpFormatter", "build_parser", "main"]
 
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a ViT from scratch (digits by default, or an image folder)",
         description="Train a ViT from scratch; see docs/training.md.",
     )
-    from .training.recipe import add_train_arguments
+    from vitlib.training.recipe import add_train_arguments
 
     add_train_arguments(train)
     finetune = commands.add_parser(
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune a pretrained ViT: frozen backbone, new head; see "
         "docs/finetuning.md.",
     )
-    from .training.finetune import add_finetune_arguments
+    from vitlib.training.finetune import add_finetune_arguments
 
     add_finetune_arguments(finetune)
     _add_predict_parser(commands)
@@ -176,11 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "presets":
-            from .reports import presets_markdown
+            from vitlib.analysis.reports import presets_markdown
 
             print(presets_markdown())
         elif args.command == "summary":
-            from .summary import summary
+            from vitlib.analysis.summary import summary
 
             overrides = {
                 key: value
@@ -193,12 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             print(summary(ViTConfig.from_preset(args.preset, **overrides), depth=args.depth))
         elif args.command == "convert":
-            from .checkpoints import load_pretrained, save_pretrained
+            from vitlib.checkpoints import load_pretrained, save_pretrained
 
             overrides = {} if args.num_heads is None else {"num_heads": args.num_heads}
             model = load_pretrained(args.source, **overrides)
             if args.format == "onnx":
-                from .export import export_onnx
+                from vitlib.inference.export import export_onnx
 
                 path = export_onnx(model, args.output, overwrite=args.overwrite)
             else:
@@ -211,11 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "evaluate":
             return _evaluate(args)
         elif args.command == "finetune":
-            from .training.finetune import run_finetune
+            from vitlib.training.finetune import run_finetune
 
             return run_finetune(args)
         else:
-            from .training.recipe import run_from_args
+            from vitlib.training.recipe import run_from_args
 
             return run_from_args(args)
     except (VitlibError, OSError) as error:  # expected failures; anything else is a bug
@@ -229,7 +229,7 @@ _PLOTTED_IMAGES = 16
 
 def _image_paths(arguments: Sequence[Path]) -> list[Path]:
     """The image paths: files as given, folders expanded to the images below them (sorted)."""
-    from .data.image_folder import IMAGE_EXTENSIONS
+    from vitlib.data.image_folder import IMAGE_EXTENSIONS
 
     paths: list[Path] = []
     for argument in arguments:
@@ -245,7 +245,7 @@ def _image_paths(arguments: Sequence[Path]) -> list[Path]:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .prediction import run_predictions
+    from vitlib.inference.predict import run_predictions
 
     if args.plot is not None:  # before any work: refuse to replace a file silently
         _check_plot_path(args.plot, args.overwrite)
@@ -280,7 +280,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.plot is not None and run.inputs and run.preprocessing is not None:
         import torch
 
-        from .plots import plot_image_predictions
+        from vitlib.analysis.plots import plot_image_predictions
 
         shown = run.predictions[: len(run.inputs)]
         out = plot_image_predictions(
@@ -300,9 +300,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .checkpoints.atomic import recover_interrupted_save
-    from .errors import ConfigError
-    from .evaluation import evaluate_model
+    from vitlib.checkpoints.atomic import recover_interrupted_save
+    from vitlib.errors import ConfigError
+    from vitlib.inference.evaluate import evaluate_model
 
     out: Path = args.output_dir
     if out.is_dir():
@@ -331,7 +331,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _positive(flag: str, value: int) -> int:
-    from .errors import ConfigError
+    from vitlib.errors import ConfigError
 
     if value < 1:
         raise ConfigError(f"{flag} {value} is invalid; expected an integer >= 1.")
@@ -339,7 +339,7 @@ def _positive(flag: str, value: int) -> int:
 
 
 def _check_plot_path(path: Path, overwrite: bool) -> None:
-    from .errors import ConfigError
+    from vitlib.errors import ConfigError
 
     if path.suffix.lower() != ".png":
         raise ConfigError(f"--plot {path} must end in .png; give e.g. --plot predictions.png")

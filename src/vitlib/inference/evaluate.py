@@ -27,13 +27,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ._device import resolve_device
-from .checkpoints.atomic import write_files_atomically
-from .checkpoints.metadata import default_preprocessing, model_metadata
-from .data.preprocessing import Preprocessing
-from .errors import DataError
-from .prediction import resolve_model
-from .vit import ViT
+from vitlib._device import resolve_device
+from vitlib.checkpoints.atomic import write_files_atomically
+from vitlib.checkpoints.metadata import default_preprocessing, model_metadata
+from vitlib.data.preprocessing import Preprocessing
+from vitlib.errors import DataError
+from vitlib.inference.predict import resolve_model
+from vitlib.vit import ViT
 
 __all__ = ["ClassMetrics", "EvaluationReport", "Mistake", "evaluate_model"]
 
@@ -132,7 +132,7 @@ class EvaluationReport:
             FileExistsError: ``directory`` is not empty and ``overwrite`` is false.
             ImportError: matplotlib is missing (``pip install "vitlib[plots]"``).
         """
-        from .plots import plot_confusion_matrix, plot_mistakes
+        from vitlib.analysis.plots import plot_confusion_matrix, plot_mistakes
 
         def write(staging: Path) -> None:
             report = self.to_dict()
@@ -199,8 +199,8 @@ def evaluate_model(
         device: Where to run; default the model's device.
 
     Returns:
-        The [`EvaluationReport`][vitlib.evaluation.EvaluationReport]; ``.save(folder)`` writes
-        it with its pictures.
+        The [`EvaluationReport`][vitlib.EvaluationReport]; ``.save(folder)`` writes it with its
+        pictures.
 
     Raises:
         DataError: A folder class the model does not know, labels out of range, or no
@@ -339,7 +339,7 @@ def _data(
 def _digits(
     model: ViT, batch_size: int
 ) -> tuple[tuple[str, ...], Iterable[Any], list[str] | None, Preprocessing | None]:
-    from .data.digits import DIGITS_MEAN, DIGITS_STD, DigitsDataset
+    from vitlib.data.digits import DIGITS_MEAN, DIGITS_STD, DigitsDataset
 
     config = model.config
     if config.in_channels != 1 or config.num_classes != 10:
@@ -373,7 +373,7 @@ class _Relabelled(Dataset[tuple[Tensor, int]]):
 def _folder(
     model: ViT, root: Path, *, batch_size: int, strict: bool
 ) -> tuple[tuple[str, ...], Iterable[Any], list[str] | None, Preprocessing | None]:
-    from .data.image_folder import ImageFolderDataset
+    from vitlib.data.image_folder import ImageFolderDataset
 
     if (root / "test").is_dir() and (root / "train").is_dir():
         root = root / "test"  # the layout vitlib train reads: evaluate on its test split

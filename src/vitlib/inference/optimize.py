@@ -27,7 +27,7 @@ from typing import Any, Final, Literal
 import torch
 from torch import Tensor, nn
 
-from .vit import ViT
+from vitlib.vit import ViT
 
 __all__ = ["Precision", "PrecisionWarning", "cpu_has_bf16_units", "optimize_for_inference"]
 

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, Union
 import torch
 from torch import Tensor
 
-from ._device import resolve_device
-from .checkpoints.metadata import default_preprocessing, model_metadata
-from .data.image_folder import SkippedImagesWarning
-from .data.preprocessing import Preprocessing, PreprocessTransform
-from .errors import DataError
-from .vit import ViT
+from vitlib._device import resolve_device
+from vitlib.checkpoints.metadata import default_preprocessing, model_metadata
+from vitlib.data.image_folder import SkippedImagesWarning
+from vitlib.data.preprocessing import Preprocessing, PreprocessTransform
+from vitlib.errors import DataError
+from vitlib.vit import ViT
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -135,7 +135,7 @@ def predict(
         device: Where to run; default the model's device.
 
     Returns:
-        One [`Prediction`][vitlib.prediction.Prediction] per readable image, in input order.
+        One [`Prediction`][vitlib.inference.predict.Prediction] per readable image, in input order.
         The model's train/eval mode is restored afterwards.
 
     Raises:
@@ -214,7 +214,7 @@ def resolve_model(model: ViT | str | os.PathLike[str]) -> ViT:
     if isinstance(model, ViT):
         vit = model
     elif isinstance(model, (str, os.PathLike)):
-        from .checkpoints import load_pretrained
+        from vitlib.checkpoints import load_pretrained
 
         vit = load_pretrained(model)
     else:
@@ -235,7 +235,7 @@ def _check_count(name: str, value: object) -> None:
 
 
 def _labels(model: ViT, labels: Sequence[str] | None) -> tuple[str, ...]:
-    from .checkpoints.metadata import check_labels
+    from vitlib.checkpoints.metadata import check_labels
 
     if labels is not None:
         check_labels(labels, model.config.num_classes)
@@ -360,13 +360,13 @@ def _unit_pixels(image: Tensor, position: int) -> Tensor:
 
 def _read_image(path: Path) -> Image.Image:
     """Open and decode ``path`` once, upright; unreadable files raise ``DataError``."""
-    from .data.image_folder import (
+    from vitlib.data.image_folder import (
         _describe,
         _import_pillow,
         _refusing_decompression_bombs,
         _unreadable_errors,
     )
-    from .data.transforms import apply_exif_orientation
+    from vitlib.data.transforms import apply_exif_orientation
 
     _import_pillow()
     from PIL import Image

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from .config import ViTConfig, list_presets
-from .counting import count_flops, count_parameters, parameter_breakdown
+from vitlib.config import ViTConfig, list_presets
+from vitlib.counting import count_flops, count_parameters, parameter_breakdown
 
 __all__ = ["presets_markdown", "sharding_memory_markdown"]
 

@@ -3,7 +3,7 @@
 One function per figure panel of Dosovitskiy et al. (2020): the embedding filters (Fig. 7 left),
 the position-embedding similarity (Fig. 7 centre), the mean attention distance by depth (Fig. 7
 right) and the attention rollout over the input image (Fig. 6). Each takes the tensor the
-analysis returned and a path, and draws as ``vitlib.plots`` does: matplotlib (the
+analysis returned and a path, and draws as ``vitlib.analysis.plots`` does: matplotlib (the
 ``vitlib[plots]`` extra) imported on use, a bare ``Figure`` without pyplot, no display needed, and
 an existing file replaced only with ``overwrite=True``.
 """
@@ -21,7 +21,7 @@ import numpy.typing as npt
 from torch import Tensor
 from torch.nn import functional as F
 
-from .plots import _check_path, _displayable, _new_figure
+from vitlib.analysis.plots import _check_path, _displayable, _new_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -241,8 +241,8 @@ def plot_attention_rollout(
         overwrite: Replace an existing file instead of raising ``FileExistsError``.
 
     Without ``mean``/``std`` the image is drawn as
-    [`plot_predictions`][vitlib.plots.plot_predictions] draws one: as it is when in [0, 1], else
-    min-max scaled.
+    [`plot_predictions`][vitlib.analysis.plots.plot_predictions] draws one: as it is when in
+    [0, 1], else min-max scaled.
 
     Returns:
         The path written.

@@ -11,7 +11,7 @@
 - [`embedding_filters`][vitlib.analysis.embedding_filters]: the principal components of the patch
   projection (Fig. 7 left).
 
-No plotting here (see `vitlib.analysis_plots`). The functions that run the model do so in eval
+No plotting here (see `vitlib.analysis.figures`). The functions that run the model do so in eval
 mode (dropout and stochastic depth off; the model's mode is restored afterwards) and without
 gradients, through each attention block's ``need_weights`` path, one layer at a time: only the
 functions whose result holds every layer keep more than one layer's attention.
@@ -28,8 +28,8 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .blocks import MultiheadSelfAttentionBlock
-from .vit import ViT, _block_indices
+from vitlib.blocks import MultiheadSelfAttentionBlock
+from vitlib.vit import ViT, _block_indices
 
 __all__ = [
     "HeadFusion",

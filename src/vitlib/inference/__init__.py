@@ -1,0 +1,30 @@
+"""Using a trained model: predict, evaluate, make it fast, export it.
+
+- [`predict`][vitlib.predict]: top classes of your own images, prepared as the test set was;
+- [`evaluate_model`][vitlib.evaluate_model]: accuracy, per-class metrics, confusion, mistakes;
+- [`optimize_for_inference`][vitlib.optimize_for_inference]: an int8, bf16 or compiled copy;
+- [`export_onnx`][vitlib.export_onnx]: an ONNX file with a dynamic batch.
+"""
+
+from __future__ import annotations
+
+from vitlib.inference.evaluate import ClassMetrics, EvaluationReport, Mistake, evaluate_model
+from vitlib.inference.export import ONNX_OPSET, export_onnx
+from vitlib.inference.optimize import Precision, PrecisionWarning, optimize_for_inference
+from vitlib.inference.predict import ImageInput, Prediction, SkippedImage, predict
+
+__all__ = [
+    "ONNX_OPSET",
+    "ClassMetrics",
+    "EvaluationReport",
+    "ImageInput",
+    "Mistake",
+    "Precision",
+    "PrecisionWarning",
+    "Prediction",
+    "SkippedImage",
+    "evaluate_model",
+    "export_onnx",
+    "optimize_for_inference",
+    "predict",
+]
