@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from vitlib import (
     ConfigError,
     DropPath,
-    InputShapeError,
     LayerScale,
     MLPBlock,
     MultiheadSelfAttentionBlock,
@@ -47,19 +46,6 @@ def test_patch_embedding_is_the_linear_map_of_each_flattened_patch() -> None:
             assert embedding.patcher.bias is not None
             expected = weight @ patch + embedding.patcher.bias
             torch.testing.assert_close(tokens[0, row * 2 + col], expected)
-
-
-@pytest.mark.parametrize(
-    ("shape", "message"),
-    [
-        ((3, 32, 32), r"expected images shaped \(batch, channels, height, width\), got a 3-d"),
-        ((1, 1, 32, 32), "expected 3 input channels, got 1"),
-        ((1, 3, 30, 32), r"image size 30x32 is not divisible by the patch size 16x16"),
-    ],
-)
-def test_patch_embedding_rejects_bad_images(shape: tuple[int, ...], message: str) -> None:
-    with pytest.raises(InputShapeError, match=message):
-        PatchEmbedding()(torch.randn(*shape))
 
 
 @given(
@@ -112,11 +98,9 @@ def test_attention_dropout_only_in_training() -> None:
     torch.testing.assert_close(block(x), block(x, need_weights=True)[0], atol=1e-5, rtol=1e-5)
 
 
-def test_attention_rejects_indivisible_heads_and_bad_tokens() -> None:
+def test_attention_rejects_indivisible_heads() -> None:
     with pytest.raises(ConfigError, match="embedding_dim 10 is not divisible by num_heads 3"):
         MultiheadSelfAttentionBlock(10, 3)
-    with pytest.raises(InputShapeError, match=r"expected tokens shaped \(batch, tokens, 8\)"):
-        MultiheadSelfAttentionBlock(8, 2)(torch.randn(2, 5, 7))
 
 
 def test_mlp_block_matches_equation_3() -> None:
@@ -166,7 +150,7 @@ def test_drop_path_keeps_the_expectation_and_is_off_in_eval() -> None:
     torch.testing.assert_close(out.unique(), torch.tensor([0.0, 1 / 0.75]))
     assert out.mean().item() == pytest.approx(1.0, abs=0.03)
     assert torch.equal(drop.eval()(x), x)
-    with pytest.raises(ConfigError, match="drop_path must be in"):
+    with pytest.raises(ConfigError, match=r"drop_path must be a number in \[0, 1\), got 1.0"):
         DropPath(1.0)
 
 

@@ -9,13 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-from vitlib import (
-    AdaptedCheckpointWarning,
-    InputShapeError,
-    load_pretrained,
-    resample_position_embedding,
-)
+from vitlib import AdaptedCheckpointWarning, InputShapeError, load_pretrained
 from vitlib.checkpoints import adapt_input_channels
+from vitlib.position import resample_position_embedding
 
 from .helpers import FIXTURES
 

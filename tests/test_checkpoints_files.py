@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vitlib
-from vitlib import CheckpointError, export_state_dict, load_pretrained, save_pretrained
-from vitlib.checkpoints import FAMILIES
+from vitlib import CheckpointError, load_pretrained, save_pretrained
+from vitlib.checkpoints import FAMILIES, export_state_dict
 from vitlib.checkpoints.families import ExportFamily
 from vitlib.checkpoints.precedence import ConfigSources, resolve_configs
 from vitlib.checkpoints.shapes import ShapeFacts
@@ -182,7 +182,7 @@ def test_num_heads_is_required_when_nothing_tells_it() -> None:
 
 def test_num_heads_and_image_size_come_from_a_matching_preset() -> None:
     reference = vitlib.create_model("ViT-Ti/16", num_classes=10)
-    timm_state = vitlib.export_state_dict(reference, "timm")
+    timm_state = vitlib.checkpoints.export_state_dict(reference, "timm")
     model = load_pretrained(timm_state)
     assert model.config.num_heads == 3
     assert model.config.img_size == 224
@@ -225,9 +225,9 @@ def test_config_that_contradicts_the_weights_is_refused(tmp_path: Path) -> None:
 
 def test_huggingface_export_refuses_what_it_cannot_express() -> None:
     with pytest.raises(CheckpointError, match=r"Hugging Face's ViT cannot express pool='mean'"):
-        vitlib.export_state_dict(tiny_vit(pool="mean"), "huggingface")
+        vitlib.checkpoints.export_state_dict(tiny_vit(pool="mean"), "huggingface")
     with pytest.raises(CheckpointError, match="no pre-logits layer"):
-        vitlib.export_state_dict(tiny_vit(representation_size=4), "timm")
+        vitlib.checkpoints.export_state_dict(tiny_vit(representation_size=4), "timm")
 
 
 def test_the_registry_and_export_state_dict_agree_on_the_families_it_writes() -> None:
@@ -238,7 +238,7 @@ def test_the_registry_and_export_state_dict_agree_on_the_families_it_writes() ->
         CheckpointError,
         match=r"cannot export to 'torchvision'; choose 'vitlib', 'timm' or 'huggingface'\.",
     ):
-        vitlib.export_state_dict(tiny_vit(), not_exportable)
+        vitlib.checkpoints.export_state_dict(tiny_vit(), not_exportable)
 
 
 # ---- which source wins (vitlib.checkpoints.precedence) ------------------------------------------

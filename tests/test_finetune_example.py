@@ -75,7 +75,9 @@ def test_finetune_trains_only_a_new_head_on_an_adapted_checkpoint(
         assert not torch.equal(value, initial_head[name]), name
     assert len(json.loads((output / "history.json").read_text())["test_acc"]) == 1
     assert _example().main(argv) == 2, "an existing run is never overwritten silently"
-    assert vitlib.model_metadata(vitlib.load_pretrained(output)).labels == tuple("0123456789")
+    assert vitlib.checkpoints.model_metadata(vitlib.load_pretrained(output)).labels == tuple(
+        "0123456789"
+    )
 
 
 def _write_rgb_checkpoint(folder: Path, mean: list[float] | None) -> Path:
@@ -86,7 +88,7 @@ def _write_rgb_checkpoint(folder: Path, mean: list[float] | None) -> Path:
     )  # fmt: skip
     if mean is not None:
         spec = Preprocessing((16, 16), mean=tuple(mean), std=(0.2, 0.2, 0.2))
-        vitlib.attach_metadata(model, preprocessing=spec)
+        vitlib.checkpoints.attach_metadata(model, preprocessing=spec)
     return vitlib.save_pretrained(model, folder)
 
 
@@ -99,10 +101,14 @@ def test_finetune_command_normalises_with_the_checkpoints_mean_and_std(tmp_path:
     out = tmp_path / "run"
     argv = ["finetune", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "data")]
     assert main([*argv, "--epochs", "1", "--batch-size", "4", "--output-dir", str(out)]) == 0
-    spec = vitlib.model_metadata(vitlib.load_pretrained(out)).preprocessing
+    spec = vitlib.checkpoints.model_metadata(vitlib.load_pretrained(out)).preprocessing
     assert spec is not None
     assert (spec.mean, spec.std) == ((0.1, 0.2, 0.3), (0.2, 0.2, 0.2))
-    assert vitlib.model_metadata(vitlib.load_pretrained(out)).labels == ("blue", "green", "red")
+    assert vitlib.checkpoints.model_metadata(vitlib.load_pretrained(out)).labels == (
+        "blue",
+        "green",
+        "red",
+    )
     assert vitlib.predict(out, sorted((tmp_path / "data" / "test").rglob("*.png")))
 
 
@@ -115,7 +121,7 @@ def test_a_checkpoint_that_does_not_tell_num_heads_is_one_line_naming_the_flag(
         num_heads=5, num_classes=3,
     )  # fmt: skip
     weights = tmp_path / "timm_style.pth"
-    torch.save(vitlib.export_state_dict(odd, "timm"), weights)
+    torch.save(vitlib.checkpoints.export_state_dict(odd, "timm"), weights)
     assert (
         main(["finetune", "--checkpoint", str(weights), "--output-dir", str(tmp_path / "r")]) == 2
     )

@@ -92,8 +92,10 @@ def test_bf16_warns_where_the_cpu_emulates_it(monkeypatch: pytest.MonkeyPatch) -
 def test_bad_arguments_are_refused() -> None:
     model = vitlib.create_model("ViT-Ti/16", img_size=32, num_classes=3)
     not_a_vit: Any = torch.nn.Linear(2, 2)
-    with pytest.raises(TypeError, match=r"expects a vitlib\.ViT, got Linear"):
+    with pytest.raises(TypeError, match=r"model must be a vitlib\.ViT, got Linear\(.*\(Linear\)"):
         optimize_for_inference(not_a_vit)
+    with pytest.raises(TypeError, match=r"compile must be a bool \(True or False\), got 'yes'"):
+        optimize_for_inference(model, "int8", compile="yes")  # type: ignore[arg-type]
     not_a_precision: Any = "int4"
     with pytest.raises(ValueError, match="precision must be one of 'fp32', 'bf16', 'int8'"):
         optimize_for_inference(model, not_a_precision)

@@ -126,7 +126,9 @@ def test_timm_label_names_and_pretrained_cfg_are_read(tmp_path: Path) -> None:
     folder.mkdir()
     from safetensors.torch import save_file
 
-    save_file(vitlib.export_state_dict(model, "timm"), str(folder / "model.safetensors"))
+    save_file(
+        vitlib.checkpoints.export_state_dict(model, "timm"), str(folder / "model.safetensors")
+    )
     config = {
         "architecture": "vit_tiny_patch4_16",
         "num_classes": 5,

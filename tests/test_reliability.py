@@ -36,7 +36,6 @@ from vitlib import (
     ConfigError,
     InputShapeError,
     InputTypeError,
-    InsufficientMemoryError,
     MLPBlock,
     MultiheadSelfAttentionBlock,
     PatchEmbedding,
@@ -45,7 +44,7 @@ from vitlib import (
     ViTConfig,
     load_pretrained,
 )
-from vitlib import _validation as validation
+from vitlib import _checks as validation
 from vitlib.blocks import LayerScale
 from vitlib.checkpoints import NonFiniteWeightsWarning
 from vitlib.cli import main
@@ -82,7 +81,12 @@ SILENT_WRONG_ANSWERS = [
     pytest.param(
         lambda: ViT(**T, layer_norm_eps=math.inf), ConfigError, "layer_norm_eps", id="C11c"
     ),
-    pytest.param(lambda: ViTConfig(layer_norm_eps=1e308), ConfigError, "at most 0.1", id="K09k"),
+    pytest.param(
+        lambda: ViTConfig(layer_norm_eps=1e308),
+        ConfigError,
+        r"in \(0, 0.1\], got 1e\+308",
+        id="K09k",
+    ),
     pytest.param(lambda: ViTConfig(**_bad(layer_norm_eps=True)), TypeError, "got True", id="C11d"),
     pytest.param(
         lambda: ViT(**T, layer_scale_init=math.inf), ConfigError, "layer_scale_init", id="C11f"
@@ -105,7 +109,7 @@ SILENT_WRONG_ANSWERS = [
     pytest.param(
         lambda: PatchEmbedding(in_channels=0, patch_size=8, embedding_dim=8),
         ConfigError,
-        "in_channels must be >= 1, got 0",
+        "in_channels must be an int >= 1, got 0",
         id="C25b",
     ),
     pytest.param(
@@ -120,7 +124,7 @@ SILENT_WRONG_ANSWERS = [
         "layer_norm_eps",
         id="block-eps-nan",
     ),
-    pytest.param(lambda: LayerScale(8, 0.0), ConfigError, "layer_scale_init", id="block-scale-0"),
+    pytest.param(lambda: LayerScale(8, 0.0), ConfigError, "init_value", id="block-scale-0"),
 ]
 
 
@@ -137,7 +141,7 @@ UNCLEAR_ERRORS = [
     pytest.param(
         lambda: ViTConfig(**_bad(layer_scale_init="abc")),
         TypeError,
-        r"layer_scale_init must be None \(off\) or a float .*got 'abc'",
+        r"layer_scale_init must be None \(off\) or a number .*got 'abc'",
         id="C11e",
     ),
     pytest.param(
@@ -146,7 +150,9 @@ UNCLEAR_ERRORS = [
         "class_token must be a bool",
         id="C13b2",
     ),
-    pytest.param(lambda: MLPBlock(8, -1), ConfigError, "mlp_size must be >= 1, got -1", id="C25d"),
+    pytest.param(
+        lambda: MLPBlock(8, -1), ConfigError, "mlp_size must be an int >= 1, got -1", id="C25d"
+    ),
     pytest.param(
         lambda: _model()(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)),
         InputTypeError,
@@ -208,12 +214,6 @@ UNCLEAR_ERRORS = [
         id="F20b",
     ),
     pytest.param(
-        lambda: MultiheadSelfAttentionBlock(8, 2)(torch.randn(1, 3, 8).double()),
-        InputTypeError,
-        "tokens have dtype float64",
-        id="block-dtype",
-    ),
-    pytest.param(
         lambda: ViT(**{**T, "embedding_dim": 10**9, "num_heads": 1}),
         ConfigError,
         r"parameters, .* GiB in float32, more than .* of memory .* encoder "
@@ -231,12 +231,6 @@ UNCLEAR_ERRORS = [
         ConfigError,
         r"mlp_size=100000000",
         id="A5",
-    ),
-    pytest.param(
-        lambda: MLPBlock(10**6, 10**9),
-        ConfigError,
-        r"MLPBlock\(1000000, 1000000000\) has .* two dense layers",
-        id="block-huge",
     ),
 ]
 
@@ -257,23 +251,6 @@ def test_huge_embedding_dim_hint_is_instant() -> None:
     """A2: the divisor hint no longer enumerates every divisor up to embedding_dim."""
     with pytest.raises(ConfigError, match=r"e\.g\. 10, 11, 13"):
         ViTConfig(embedding_dim=11 * 13 * 10**16, num_heads=12)
-
-
-def test_out_of_memory_names_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """F14: the allocator's error gets the batch size and how to split it, and stays a
-    RuntimeError carrying torch's own message."""
-    model = _model()
-
-    def fail(images: torch.Tensor) -> torch.Tensor:
-        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 979200000 bytes")
-
-    monkeypatch.setattr(model, "embed", fail)
-    with pytest.raises(
-        InsufficientMemoryError, match=r"batch of 2 images .* images\.split"
-    ) as info:
-        model(_images())
-    assert isinstance(info.value, RuntimeError)
-    assert "DefaultCPUAllocator" in str(info.value)
 
 
 def test_autocast_accepts_low_precision_images() -> None:
@@ -421,7 +398,7 @@ def _symlink_to(target: str, link: str) -> Path:
 
 
 def _timm_state() -> dict[str, torch.Tensor]:
-    return vitlib.export_state_dict(_model(), "timm")
+    return vitlib.checkpoints.export_state_dict(_model(), "timm")
 
 
 def _npz_with_rank2_kernel(ck: Path) -> Path:
@@ -515,7 +492,7 @@ CHECKPOINT_UNCLEAR_ERRORS = [
         id="K22e",
     ),
     pytest.param(
-        lambda ck: vitlib.resample_position_embedding(
+        lambda ck: vitlib.position.resample_position_embedding(
             _model().position_embedding, (4, 4), (0, 4), num_prefix_tokens=1
         ),
         InputShapeError,
@@ -544,7 +521,10 @@ def test_a_folder_with_one_weights_file_of_any_supported_suffix_loads(
 
 def test_a_folder_with_safetensors_and_bin_prefers_safetensors(checkpoint: Path) -> None:
     """K12m/K22f: a Hugging Face snapshot may carry both; safetensors wins, as in transformers."""
-    torch.save(vitlib.export_state_dict(_other_model(), "vitlib"), checkpoint / "pytorch_model.bin")
+    torch.save(
+        vitlib.checkpoints.export_state_dict(_other_model(), "vitlib"),
+        checkpoint / "pytorch_model.bin",
+    )
     torch.testing.assert_close(load_pretrained(checkpoint).eval()(_images()), _model()(_images()))
 
 

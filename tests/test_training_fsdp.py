@@ -79,7 +79,7 @@ WORKER = textwrap.dedent(
         def new_model():
             seed_everything(0)
             model = vitlib.ViT(**MODEL)
-            vitlib.attach_metadata(model, labels=["dark", "bright"])
+            vitlib.checkpoints.attach_metadata(model, labels=["dark", "bright"])
             return model
 
         def train(name, model, **options):
@@ -194,7 +194,7 @@ def test_a_sharded_checkpoint_loads_in_one_process_with_the_same_logits(
     sharded_runs: Path,
 ) -> None:
     model = vitlib.load_pretrained(sharded_runs / "fsdp" / LAST).eval()
-    assert vitlib.model_metadata(model).labels == ("dark", "bright")
+    assert vitlib.checkpoints.model_metadata(model).labels == ("dark", "bright")
     _assert_close(model.state_dict(), _weights(sharded_runs, "fsdp"))
     inputs = torch.randn(32, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

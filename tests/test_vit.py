@@ -190,7 +190,7 @@ def test_create_model_and_from_preset_agree() -> None:
 
 
 def test_from_config_rejects_other_types() -> None:
-    with pytest.raises(TypeError, match=r"from_config expects a vitlib\.ViTConfig, got dict"):
+    with pytest.raises(TypeError, match=r"config must be a vitlib\.ViTConfig \(or None\), got"):
         ViT.from_config({"num_classes": 3})  # type: ignore[arg-type]
 
 
@@ -219,4 +219,4 @@ def test_no_weight_decay_names_the_tokens_and_embeddings() -> None:
 
 def test_invalid_constructor_values_raise() -> None:
     with pytest.raises(ConfigError, match="pool must be one of"):
-        ViT(**TINY, pool="max")  # type: ignore[arg-type]
+        ViT(**TINY, pool="max")

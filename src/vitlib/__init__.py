@@ -7,12 +7,18 @@ cfg = vitlib.ViTConfig.from_preset("ViT-B/16", num_classes=3)
 model = vitlib.ViT.from_config(cfg)          # or vitlib.create_model("ViT-B/16", num_classes=3)
 vitlib.count_parameters(cfg), vitlib.count_flops(cfg)
 ```
+
+``import vitlib`` loads the model and its blocks only; every other name here (checkpoints,
+data, training, inference) is imported on first use.
 """
 
 from __future__ import annotations
 
-from ._version import __version__
-from .blocks import (
+import importlib
+from typing import TYPE_CHECKING, Any, Final
+
+from vitlib._version import __version__
+from vitlib.blocks import (
     DropPath,
     LayerScale,
     MLPBlock,
@@ -20,31 +26,54 @@ from .blocks import (
     PatchEmbedding,
     TransformerEncoderBlock,
 )
-from .checkpoints import (
-    AdaptedCheckpointWarning,
-    ModelMetadata,
-    NonFiniteWeightsWarning,
-    attach_metadata,
-    export_state_dict,
-    load_pretrained,
-    model_metadata,
-    save_pretrained,
-)
-from .config import SIZES, ViTConfig, list_presets
-from .counting import count_flops, count_parameters
-from .errors import (
+from vitlib.config import SIZES, ViTConfig, list_presets
+from vitlib.counting import count_flops, count_parameters
+from vitlib.errors import (
     CheckpointError,
     ConfigError,
     DataError,
     InputShapeError,
     InputTypeError,
-    InsufficientMemoryError,
+    MissingExtraError,
     VitlibError,
 )
-from .inference.evaluate import EvaluationReport, evaluate_model
-from .inference.predict import Prediction, predict
-from .position import resample_position_embedding
-from .vit import ViT, create_model
+from vitlib.vit import Intermediates, ViT, create_model
+
+if TYPE_CHECKING:  # what mypy and IDEs see of the names loaded on first use
+    from vitlib.checkpoints import (
+        AdaptedCheckpointWarning,
+        NonFiniteWeightsWarning,
+        load_pretrained,
+        save_pretrained,
+    )
+    from vitlib.data import Preprocessing
+    from vitlib.inference import (
+        EvaluationReport,
+        Prediction,
+        evaluate_model,
+        export_onnx,
+        optimize_for_inference,
+        predict,
+    )
+    from vitlib.training import History, TrainConfig, fit
+
+#: The names loaded on first use, by the module that defines them.
+_LAZY: Final[dict[str, str]] = {
+    "load_pretrained": "vitlib.checkpoints",
+    "save_pretrained": "vitlib.checkpoints",
+    "AdaptedCheckpointWarning": "vitlib.checkpoints",
+    "NonFiniteWeightsWarning": "vitlib.checkpoints",
+    "Preprocessing": "vitlib.data",
+    "fit": "vitlib.training",
+    "TrainConfig": "vitlib.training",
+    "History": "vitlib.training",
+    "predict": "vitlib.inference",
+    "Prediction": "vitlib.inference",
+    "evaluate_model": "vitlib.inference",
+    "EvaluationReport": "vitlib.inference",
+    "optimize_for_inference": "vitlib.inference",
+    "export_onnx": "vitlib.inference",
+}
 
 __all__ = [
     "SIZES",
@@ -54,31 +83,52 @@ __all__ = [
     "DataError",
     "DropPath",
     "EvaluationReport",
+    "History",
     "InputShapeError",
     "InputTypeError",
-    "InsufficientMemoryError",
+    "Intermediates",
     "LayerScale",
     "MLPBlock",
-    "ModelMetadata",
+    "MissingExtraError",
     "MultiheadSelfAttentionBlock",
     "NonFiniteWeightsWarning",
+    # the blocks (eq. 1-3)
     "PatchEmbedding",
     "Prediction",
+    # data, training
+    "Preprocessing",
+    "TrainConfig",
     "TransformerEncoderBlock",
+    # the model and its configuration
     "ViT",
     "ViTConfig",
+    # errors
     "VitlibError",
     "__version__",
-    "attach_metadata",
     "count_flops",
     "count_parameters",
     "create_model",
     "evaluate_model",
-    "export_state_dict",
+    "export_onnx",
+    "fit",
     "list_presets",
+    # checkpoints
     "load_pretrained",
-    "model_metadata",
+    "optimize_for_inference",
+    # using a trained model
     "predict",
-    "resample_position_embedding",
     "save_pretrained",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module of a name in ``_LAZY`` on first use (PEP 562)."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups do not come here again
+        return value
+    raise AttributeError(f"module 'vitlib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

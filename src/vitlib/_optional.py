@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import MissingExtraError
+from vitlib.errors import MissingExtraError
 
 
 def missing_extra(package: str, extra: str, purpose: str) -> ImportError:

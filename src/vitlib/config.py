@@ -14,17 +14,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple, get_args
 
-from ._suggest import did_you_mean
-from ._validation import (
+from vitlib._checks import (
     check_bool,
+    check_choice,
     check_divisible,
+    check_heads,
     check_layer_norm_eps,
     check_layer_scale_init,
+    check_names,
+    check_non_negative_int,
     check_positive_int,
     check_rate,
+    check_type,
+    did_you_mean,
     to_pair,
 )
-from .errors import ConfigError
+from vitlib.errors import ConfigError, InputTypeError
 
 __all__ = [
     "SIZES",
@@ -36,7 +41,7 @@ __all__ = [
 ]
 
 PoolKind = Literal["token", "mean"]
-_POOL_KINDS: Final[tuple[str, ...]] = get_args(PoolKind)
+_POOL_KINDS: Final[tuple[PoolKind, ...]] = get_args(PoolKind)
 
 
 class SizeSpec(NamedTuple):
@@ -105,8 +110,7 @@ def parse_preset_name(name: str) -> tuple[str, int, int | None]:
         TypeError: ``name`` is not a string.
         ConfigError: the name matches no known form; the message lists close matches.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"preset name must be a str such as 'ViT-B/16', got {type(name).__name__}.")
+    check_type("preset name", name, str, "a str such as 'ViT-B/16'")
     text = name.strip()
     short = _SHORT_NAME.match(text)
     if short:
@@ -208,55 +212,29 @@ class ViTConfig:
             if isinstance(value, list):
                 object.__setattr__(self, pair_field, tuple(value))
             to_pair(pair_field, getattr(self, pair_field))
-        for int_field in (
-            "in_channels",
-            "num_transformer_layers",
-            "embedding_dim",
-            "mlp_size",
-            "num_heads",
-        ):
-            check_positive_int(int_field, getattr(self, int_field))
-        for rate_field in ("attn_dropout", "mlp_dropout", "embedding_dropout", "drop_path_rate"):
-            check_rate(rate_field, getattr(self, rate_field))
-        for bool_field in ("qkv_bias", "class_token", "dynamic_img_size"):
-            check_bool(bool_field, getattr(self, bool_field))
+        for count in ("in_channels", "num_transformer_layers", "embedding_dim", "mlp_size"):
+            check_positive_int(count, getattr(self, count))
+        check_positive_int("num_heads", self.num_heads)
+        for rate in ("attn_dropout", "mlp_dropout", "embedding_dropout", "drop_path_rate"):
+            check_rate(rate, getattr(self, rate))
+        for switch in ("qkv_bias", "class_token", "dynamic_img_size"):
+            check_bool(switch, getattr(self, switch))
+        check_non_negative_int("num_classes", self.num_classes)
+        check_non_negative_int("num_register_tokens", self.num_register_tokens)
+        if self.representation_size is not None:
+            check_positive_int("representation_size", self.representation_size)
         check_layer_norm_eps(self.layer_norm_eps)
         check_layer_scale_init(self.layer_scale_init)
+        check_choice("pool", self.pool, _POOL_KINDS)
         if self.name is not None and not isinstance(self.name, str):
-            raise TypeError(f"name must be a str or None, got {type(self.name).__name__}.")
-        self._validate_relations()
-
-    def _validate_relations(self) -> None:
+            raise InputTypeError(f"name must be a str or None, got {type(self.name).__name__}.")
         check_divisible("img_size", self.image_hw, "patch_size", self.patch_hw)
-        if self.embedding_dim % self.num_heads:
-            raise ConfigError(
-                f"embedding_dim {self.embedding_dim} is not divisible by num_heads "
-                f"{self.num_heads}; choose num_heads among the divisors of embedding_dim "
-                f"(e.g. {_divisors_near(self.embedding_dim, self.num_heads)})."
-            )
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int):
-            raise TypeError(f"num_classes must be an int >= 0, got {self.num_classes!r}.")
-        if self.num_classes < 0:
-            raise ConfigError(
-                f"num_classes must be >= 0 (0 removes the head), got {self.num_classes}."
-            )
-        if self.pool not in _POOL_KINDS:
-            raise ConfigError(f"pool must be one of {_POOL_KINDS}, got {self.pool!r}.")
+        check_heads(self.embedding_dim, self.num_heads)
         if self.pool == "token" and not self.class_token:
             raise ConfigError(
                 "pool='token' needs the class token, but class_token=False; "
                 "set pool='mean' or class_token=True."
             )
-        if self.representation_size is not None:
-            check_positive_int("representation_size", self.representation_size)
-        if isinstance(self.num_register_tokens, bool) or not isinstance(
-            self.num_register_tokens, int
-        ):
-            raise TypeError(
-                f"num_register_tokens must be an int, got {self.num_register_tokens!r}."
-            )
-        if self.num_register_tokens < 0:
-            raise ConfigError(f"num_register_tokens must be >= 0, got {self.num_register_tokens}.")
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -326,8 +304,7 @@ class ViTConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ViTConfig:
         """Inverse of [`to_dict`][vitlib.ViTConfig.to_dict]; unknown keys are named in the error."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"from_dict expects a mapping, got {type(data).__name__}.")
+        check_type("data", data, Mapping, "a mapping of ViTConfig fields")
         check_field_names(data, "from_dict")
         return cls(**dict(data))
 
@@ -356,20 +333,6 @@ def field_names() -> list[str]:
 
 
 def check_field_names(keys: Iterable[str], where: str) -> None:
-    """Raise ``TypeError`` naming each key of ``keys`` that is not a ``ViTConfig`` field, with the
-    closest field and the list of valid ones; ``where`` names the caller."""
-    valid = field_names()
-    unknown = [key for key in keys if key not in valid]
-    if unknown:
-        hints = [f"{key!r}{did_you_mean(key, valid)}" for key in unknown]
-        raise TypeError(
-            f"{where} got unknown ViTConfig field(s) {', '.join(hints)}; valid fields: "
-            f"{', '.join(valid)}."
-        )
-
-
-def _divisors_near(value: int, target: int) -> str:
-    """Up to three divisors of ``value`` close to ``target``, found in bounded time."""
-    window = {1, *range(max(1, target - 64), target + 65)}
-    divisors = sorted((d for d in window if value % d == 0), key=lambda d: abs(d - target))
-    return ", ".join(str(d) for d in sorted(divisors[:3]))
+    """Refuse, naming the closest field, each key of ``keys`` that is not a ``ViTConfig`` field;
+    ``where`` names the caller."""
+    check_names(keys, field_names(), where, "ViTConfig field")

@@ -9,7 +9,8 @@ multiply-adds, i.e. half of [`count_flops`][vitlib.count_flops].
 
 from __future__ import annotations
 
-from .config import ViTConfig
+from vitlib._checks import check_bool, check_type
+from vitlib.config import ViTConfig
 
 __all__ = ["count_flops", "count_parameters", "parameter_breakdown"]
 
@@ -17,11 +18,9 @@ __all__ = ["count_flops", "count_parameters", "parameter_breakdown"]
 def _as_config(config: ViTConfig | str) -> ViTConfig:
     if isinstance(config, str):
         return ViTConfig.from_preset(config)
-    if not isinstance(config, ViTConfig):
-        raise TypeError(
-            f"expected a vitlib.ViTConfig or a preset name such as 'ViT-B/16', "
-            f"got {type(config).__name__}."
-        )
+    check_type(
+        "config", config, ViTConfig, "a vitlib.ViTConfig or a preset name such as 'ViT-B/16'"
+    )
     return config
 
 
@@ -76,10 +75,11 @@ def count_flops(config: ViTConfig | str, *, class_token_shortcut: bool = False) 
     """Forward FLOPs for one image at ``config.img_size`` (a multiply-add counted as 2).
 
     By default the whole network, every token through every block: the figure papers and
-    torchvision publish, and what ``forward_features`` plus ``forward_head`` run.
-    With ``class_token_shortcut=True``, what [`ViT.forward`][vitlib.ViT.forward] runs: under
-    class-token pooling its last block computes only the class token's output (the ``qkv``
-    projection still covers every token, as keys and values); with mean pooling the two agree.
+    torchvision publish, and what [`ViT.forward`][vitlib.ViT.forward] runs.
+    With ``class_token_shortcut=True``, what the copy of
+    [`optimize_for_inference`][vitlib.optimize_for_inference] runs: under class-token pooling
+    its last block computes only the class token's output (the ``qkv`` projection still covers
+    every token, as keys and values); with mean pooling the two agree.
 
     Examples:
         >>> count_flops(ViTConfig.from_preset("ViT-B/16")) / 1e9  # 2 x torchvision's 17.564
@@ -88,11 +88,7 @@ def count_flops(config: ViTConfig | str, *, class_token_shortcut: bool = False) 
         32.928141312
     """
     cfg = _as_config(config)
-    if not isinstance(class_token_shortcut, bool):
-        raise TypeError(
-            f"class_token_shortcut must be a bool, got {class_token_shortcut!r} "
-            f"({type(class_token_shortcut).__name__})."
-        )
+    check_bool("class_token_shortcut", class_token_shortcut)
     dim, mlp = cfg.embedding_dim, cfg.mlp_size
     patch_h, patch_w = cfg.patch_hw
     tokens = cfg.num_prefix_tokens + cfg.num_patches

@@ -13,7 +13,6 @@ __all__ = [
     "DataError",
     "InputShapeError",
     "InputTypeError",
-    "InsufficientMemoryError",
     "MissingExtraError",
     "VitlibError",
 ]
@@ -24,7 +23,8 @@ class VitlibError(Exception):
 
 
 class ConfigError(VitlibError, ValueError):
-    """A model configuration value is out of range or inconsistent with another one."""
+    """A setting is out of range or inconsistent with another one: a ``ViTConfig`` field, an
+    argument of a vitlib function (``batch_size=0``) or a command-line flag."""
 
 
 class InputShapeError(VitlibError, ValueError):
@@ -32,16 +32,8 @@ class InputShapeError(VitlibError, ValueError):
 
 
 class InputTypeError(VitlibError, TypeError):
-    """Input given to a block or model is not a tensor, or its dtype or device does not match
-    the model's weights."""
-
-
-class InsufficientMemoryError(VitlibError, RuntimeError):
-    """A forward pass ran out of memory; the message names the batch and how to split it.
-
-    A ``RuntimeError`` whose text keeps the allocator's own message, so code that retries with a
-    smaller batch on torch's CPU out-of-memory error keeps working.
-    """
+    """An argument has the wrong type (``batch_size="8"``, a NumPy array where a tensor is
+    expected), or a tensor's dtype or device does not match the model's weights."""
 
 
 class MissingExtraError(VitlibError, ImportError):

@@ -8,7 +8,7 @@ from einops import rearrange
 from torch import Tensor
 from torch.nn import functional as F
 
-from .errors import InputShapeError
+from vitlib.errors import InputShapeError
 
 __all__ = ["resample_position_embedding"]
 

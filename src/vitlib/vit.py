@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Final, Literal, NamedTuple
 
 import torch
@@ -12,12 +11,21 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ._validation import check_bool, check_fits_in_memory, check_positive_float
-from .blocks import LayerScale, PatchEmbedding, TransformerEncoderBlock
-from .config import PoolKind, ViTConfig
-from .counting import parameter_breakdown
-from .errors import InputShapeError, InsufficientMemoryError
-from .position import resample_position_embedding
+from vitlib._checks import (
+    check_bool,
+    check_choice,
+    check_fits_in_memory,
+    check_input_tensor,
+    check_int,
+    check_positive_float,
+    check_sequence,
+    check_type,
+)
+from vitlib.blocks import LayerScale, PatchEmbedding, TransformerEncoderBlock
+from vitlib.config import ViTConfig, check_field_names
+from vitlib.counting import parameter_breakdown
+from vitlib.errors import ConfigError, InputShapeError
+from vitlib.position import resample_position_embedding
 
 __all__ = [
     "ClassTokenPool",
@@ -26,11 +34,12 @@ __all__ = [
     "MeanPool",
     "ViT",
     "create_model",
+    "select_blocks",
 ]
 
 IntermediateFormat = Literal["tokens", "nchw"]
 """How [`forward_intermediates`][vitlib.ViT.forward_intermediates] shapes each block's output."""
-_INTERMEDIATE_FORMATS: Final = ("tokens", "nchw")
+_INTERMEDIATE_FORMATS: Final[tuple[IntermediateFormat, ...]] = ("tokens", "nchw")
 
 
 class Intermediates(NamedTuple):
@@ -54,17 +63,16 @@ class Intermediates(NamedTuple):
 
 
 class ViT(nn.Module):
-    """Vision Transformer (eq. 1-4), with the learnpytorch.io chapter's arguments and defaults.
+    """Vision Transformer (eq. 1-4).
 
     - eq. 1: patch embedding, class token prepended, learnable position embeddings added;
     - eq. 2-3: ``num_transformer_layers`` encoder blocks;
     - eq. 4: final layer norm, pooling (class token or mean of patch tokens), optional tanh
       pre-logits layer, linear head.
 
-    The positional arguments are the chapter's; the keyword-only ones are the extras of
-    [`ViTConfig`][vitlib.ViTConfig], where every argument is documented.
-    ``ViT(**cfg.to_dict())`` and ``ViT.from_config(cfg)`` build the same model; the config is
-    kept as ``model.config``.
+    Built from a [`ViTConfig`][vitlib.ViTConfig], from its fields by keyword (the
+    learnpytorch.io chapter's ``ViT(img_size=224, ..., num_classes=3)`` with its defaults), or
+    both: ``ViT(config, num_classes=3)``. The config is kept as ``model.config``.
 
     Weights are initialised as timm's default (itself derived from the reference JAX code):
     linear layers truncated-normal with std 0.02 and zero bias, position embeddings
@@ -73,60 +81,28 @@ class ViT(nn.Module):
     layer norms one/zero, LayerScale at ``layer_scale_init``, the patch projection as PyTorch's
     ``Conv2d`` default. Reproducible under ``torch.manual_seed``.
 
+    Args:
+        config: The architecture; ``None`` builds ``ViTConfig(**fields)``.
+        **fields: [`ViTConfig`][vitlib.ViTConfig] fields by keyword, where each is documented;
+            with ``config`` they replace its own.
+
+    Raises:
+        ConfigError: A field is out of range, or the parameters alone would not fit in memory.
+        InputTypeError: ``config`` is not a ``ViTConfig``, a field has the wrong type, or a
+            keyword is no ``ViTConfig`` field.
+
     Shape:
         ``(B, C, H, W) -> (B, num_classes)``; with ``num_classes=0``, ``(B, num_features)``.
     """
 
-    def __init__(
-        self,
-        img_size: int | tuple[int, int] = 224,
-        in_channels: int = 3,
-        patch_size: int | tuple[int, int] = 16,
-        num_transformer_layers: int = 12,
-        embedding_dim: int = 768,
-        mlp_size: int = 3072,
-        num_heads: int = 12,
-        attn_dropout: float = 0.0,
-        mlp_dropout: float = 0.1,
-        embedding_dropout: float = 0.1,
-        num_classes: int = 1000,
-        *,
-        qkv_bias: bool = True,
-        layer_norm_eps: float = 1e-6,
-        pool: PoolKind = "token",
-        representation_size: int | None = None,
-        drop_path_rate: float = 0.0,
-        layer_scale_init: float | None = None,
-        class_token: bool = True,
-        num_register_tokens: int = 0,
-        dynamic_img_size: bool = False,
-        name: str | None = None,
-    ) -> None:
+    def __init__(self, config: ViTConfig | None = None, /, **fields: Any) -> None:
         super().__init__()
-        config = ViTConfig(
-            img_size,
-            in_channels,
-            patch_size,
-            num_transformer_layers,
-            embedding_dim,
-            mlp_size,
-            num_heads,
-            attn_dropout,
-            mlp_dropout,
-            embedding_dropout,
-            num_classes,
-            qkv_bias=qkv_bias,
-            layer_norm_eps=layer_norm_eps,
-            pool=pool,
-            representation_size=representation_size,
-            drop_path_rate=drop_path_rate,
-            layer_scale_init=layer_scale_init,
-            class_token=class_token,
-            num_register_tokens=num_register_tokens,
-            dynamic_img_size=dynamic_img_size,
-            name=name,
-        )
-        # From here on only the validated config is read, never the raw arguments.
+        check_field_names(fields, "ViT")
+        if config is None:
+            config = ViTConfig(**fields)
+        else:
+            check_type("config", config, ViTConfig, "a vitlib.ViTConfig (or None)")
+            config = config.replace(**fields) if fields else config
         check_fits_in_memory(
             f"ViT(img_size={config.img_size}, patch_size={config.patch_size}, "
             f"num_transformer_layers={config.num_transformer_layers}, embedding_dim="
@@ -172,25 +148,17 @@ class ViT(nn.Module):
         self.pre_logits = _pre_logits_or_identity(dim, config.representation_size)
         self.head = _head_or_identity(config.num_features, config.num_classes)
         self.grad_checkpointing = False
-        self.class_token_shortcut = True
         self.reset_parameters()
 
     @classmethod
     def from_config(cls, config: ViTConfig) -> ViT:
-        """Build the model described by ``config``."""
-        if not isinstance(config, ViTConfig):
-            raise TypeError(
-                f"from_config expects a vitlib.ViTConfig, got {type(config).__name__}; "
-                f"use ViTConfig.from_dict(...) or ViTConfig.from_preset(...) first."
-            )
-        model = cls(**config.to_dict())
-        model.config = config  # the very object given (equal to the one built, name included)
-        return model
+        """Build the model described by ``config`` (the very object is kept as ``.config``)."""
+        return cls(config)
 
     @classmethod
     def from_preset(cls, preset: str, /, **overrides: Any) -> ViT:
         """Build a preset such as ``"ViT-B/16"`` with overrides, e.g. ``num_classes=3``."""
-        return cls.from_config(ViTConfig.from_preset(preset, **overrides))
+        return cls(ViTConfig.from_preset(preset, **overrides))
 
     def reset_parameters(self, *, position_std: float | None = None) -> None:
         """(Re-)initialise every parameter as described in the class docstring.
@@ -241,34 +209,12 @@ class ViT(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Classify ``images`` ``(B, C, H, W)`` into logits ``(B, num_classes)``.
 
-        With class-token pooling (``pool="token"``) the head reads only the class token, so the
-        last encoder block computes only the class token's output (its attention still reads
-        every token as keys and values): the logits are those of
-        ``forward_head(forward_features(images))`` with about 1/depth x 3/4 fewer FLOPs. Set
-        ``model.class_token_shortcut = False`` to run every token through the last block (for
-        hooks that expect them); ``forward_features`` always does.
-
         Raises:
             InputTypeError: ``images`` is not a tensor, or has another dtype or device than the
                 weights (outside ``torch.autocast``).
             InputShapeError: ``images`` has the wrong rank, channels or size.
-            InsufficientMemoryError: The batch does not fit in the CPU's memory.
         """
-        try:
-            if self._shortcut_applies():
-                class_token = self.norm(self._encode(images, last_queries=1)[:, 0])
-                logits: Tensor = self.head(self.pre_logits(class_token))
-                return logits
-            return self.forward_head(self.forward_features(images))
-        except RuntimeError as error:
-            if "can't allocate memory" not in str(error):
-                raise
-            raise InsufficientMemoryError(
-                f"a batch of {images.shape[0]:,} images of shape {tuple(images.shape[1:])} does "
-                f"not fit in memory ({error}); split it into smaller batches, e.g. "
-                f"`torch.cat([model(chunk) for chunk in images.split(64)])`, and run inference "
-                f"under torch.inference_mode()."
-            ) from error
+        return self.forward_head(self.forward_features(images))
 
     def forward_features(self, images: Tensor) -> Tensor:
         """Eq. 1-3 and the final norm of eq. 4: ``(B, C, H, W) -> (B, prefix + N, D)``.
@@ -276,36 +222,63 @@ class ViT(nn.Module):
         The token order is the class token, the register tokens (if any), then the patches row
         by row.
         """
-        normed: Tensor = self.norm(self._encode(images))
+        tokens = self.embed(images)  # eq. 1: z_0
+        encoded = self.encode(tokens)  # eq. 2-3: z_L
+        normed: Tensor = self.norm(encoded)  # eq. 4: LN(z_L)
         return normed
 
-    def _encode(self, images: Tensor, last_queries: int | None = None) -> Tensor:
-        """Eq. 1-3: embed, then every block; the last computes ``last_queries`` outputs if set."""
-        tokens = self.embed(images)
-        checkpointing = self.grad_checkpointing and torch.is_grad_enabled()
-        if last_queries is None and not checkpointing:
-            encoded: Tensor = self.transformer_encoder(tokens)
-            return encoded
-        last = len(self.transformer_encoder) - 1
-        for index, block in enumerate(self.transformer_encoder):
-            run: Callable[[Tensor], Tensor]
-            if index == last and last_queries is not None:
-                run = functools.partial(block, num_queries=last_queries)
-            else:
-                run = block
-            tokens = checkpoint(run, tokens, use_reentrant=False) if checkpointing else run(tokens)
+    def forward_head(self, tokens: Tensor, pre_logits: bool = False) -> Tensor:
+        """Eq. 4 after the norm: pool, optional tanh pre-logits, then the head.
+
+        Args:
+            tokens: Output of [`forward_features`][vitlib.ViT.forward_features],
+                ``(B, prefix + N, D)``.
+            pre_logits: Return the pooled features ``(B, num_features)`` instead of the logits.
+        """
+        _check_tokens(tokens, self.config)
+        features: Tensor = self.pre_logits(self.pool(tokens))
+        return features if pre_logits else self.head(features)
+
+    def embed(self, images: Tensor) -> Tensor:
+        """Eq. 1: patch embeddings, class token, position embeddings, register tokens, dropout.
+
+        The model's input is checked here, once: type, dtype, device, rank, channels and size.
+        """
+        _check_images(images, self.config, self.position_embedding)
+        patches: Tensor = self.patch_embedding(images)
+        batch = patches.shape[0]
+        if self.class_embedding is not None:
+            patches = torch.cat([self.class_embedding.expand(batch, -1, -1), patches], dim=1)
+        tokens = patches + self._position_embedding_for(images.shape[-2], images.shape[-1])
+        if self.register_tokens is not None:
+            registers = self.register_tokens.expand(batch, -1, -1)
+            split = int(self.config.class_token)
+            tokens = torch.cat([tokens[:, :split], registers, tokens[:, split:]], dim=1)
+        dropped: Tensor = self.embedding_dropout(tokens)
+        return dropped
+
+    def encode(self, tokens: Tensor) -> Tensor:
+        """Eq. 2-3: ``z_0 -> z_L`` through every encoder block."""
+        for output in self.block_outputs(tokens):
+            tokens = output
         return tokens
 
-    def _shortcut_applies(self) -> bool:
-        """Whether ``forward`` may run only the class token through the last block."""
-        encoder = self.transformer_encoder
-        return (
-            self.class_token_shortcut
-            and isinstance(self.pool, ClassTokenPool)
-            and isinstance(encoder, nn.Sequential)
-            and len(encoder) > 0
-            and isinstance(encoder[-1], TransformerEncoderBlock)
-        )
+    def block_outputs(self, tokens: Tensor, *, last: int | None = None) -> Iterator[Tensor]:
+        """Eq. 2-3 block by block: yield ``z_1, ..., z_L`` (or up to block ``last``, from 0).
+
+        The one loop over the encoder: [`encode`][vitlib.ViT.encode],
+        [`forward_intermediates`][vitlib.ViT.forward_intermediates] and the analyses of
+        `vitlib.analysis` run it. With gradient checkpointing on (and gradients enabled) each
+        block is recomputed in the backward pass.
+        """
+        checkpointing = self.grad_checkpointing and torch.is_grad_enabled()
+        for index, block in enumerate(self.transformer_encoder):
+            if last is not None and index > last:
+                return
+            tokens = (
+                checkpoint(block, tokens, use_reentrant=False) if checkpointing else block(tokens)
+            )
+            yield tokens
 
     def forward_intermediates(
         self,
@@ -334,13 +307,14 @@ class ViT(nn.Module):
             stop_early: Run no block after the last one requested; ``features`` is then None.
 
         Returns:
-            An [`Intermediates`][vitlib.vit.Intermediates]: ``features``, ``intermediates``,
+            An [`Intermediates`][vitlib.Intermediates]: ``features``, ``intermediates``,
             ``prefix_tokens`` and ``indices``.
 
         Raises:
-            TypeError: ``indices`` is not None, an int or a sequence of ints, or ``norm`` or
-                ``stop_early`` is not a bool.
-            ValueError: An index is out of range, ``indices`` is empty, or ``output`` is unknown.
+            InputTypeError: ``indices`` is not None, an int or a sequence of ints, or ``norm``
+                or ``stop_early`` is not a bool.
+            ConfigError: An index is out of range, ``indices`` is empty, or ``output`` is
+                unknown.
             InputShapeError: ``images`` does not fit the model, as for ``forward``.
 
         Examples:
@@ -352,36 +326,26 @@ class ViT(nn.Module):
             >>> torch.equal(maps.features, model.forward_features(images))
             True
         """
-        take = _block_indices(self.config.num_transformer_layers, indices, "indices")
+        take = select_blocks(self.config.num_transformer_layers, indices, "indices")
         check_bool("norm", norm)
         check_bool("stop_early", stop_early)
-        if output not in _INTERMEDIATE_FORMATS:
-            raise ValueError(
-                f"output must be one of {list(_INTERMEDIATE_FORMATS)}, got {output!r}; use "
-                f"'tokens' for (B, prefix + N, D) or 'nchw' for (B, D, H / P, W / P) maps."
-            )
+        check_choice("output", output, _INTERMEDIATE_FORMATS)
         tokens = self.embed(images)
-        rows, cols = self.patch_embedding.grid_size(images.shape[-2], images.shape[-1])
-        last = max(take) if stop_early else self.config.num_transformer_layers - 1
+        last = max(take) if stop_early else None
         taken: dict[int, Tensor] = {}
-        for index, block in enumerate(self.transformer_encoder):
-            if index > last:
-                break
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                tokens = checkpoint(block, tokens, use_reentrant=False)
-            else:
-                tokens = block(tokens)
+        for index, block_output in enumerate(self.block_outputs(tokens, last=last)):
             if index in take:
-                taken[index] = self.norm(tokens) if norm else tokens
+                taken[index] = self.norm(block_output) if norm else block_output
         prefix = self.config.num_prefix_tokens
         chosen = [taken[index] for index in take]
         if output == "nchw":
+            rows, cols = self.patch_embedding.grid_size(images.shape[-2], images.shape[-1])
             chosen = [
                 rearrange(t[:, prefix:], "b (rows cols) d -> b d rows cols", rows=rows, cols=cols)
                 for t in chosen
             ]
         prefix_tokens = [taken[index][:, :prefix] for index in take]
-        features = None if stop_early else self.norm(tokens)
+        features = None if stop_early else self.norm(block_output)
         return Intermediates(features, chosen, prefix_tokens, take)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -393,64 +357,18 @@ class ViT(nn.Module):
         """
         self.grad_checkpointing = check_bool("enable", enable)
 
-    def embed(self, images: Tensor) -> Tensor:
-        """Eq. 1: patch embeddings, class token, position embeddings, register tokens, dropout."""
-        self._check_image_size(images)
-        patches: Tensor = self.patch_embedding(images)
-        batch = patches.shape[0]
-        if self.class_embedding is not None:
-            patches = torch.cat([self.class_embedding.expand(batch, -1, -1), patches], dim=1)
-        tokens = patches + self._position_embedding_for(images.shape[-2:])
-        if self.register_tokens is not None:
-            registers = self.register_tokens.expand(batch, -1, -1)
-            split = int(self.config.class_token)
-            tokens = torch.cat([tokens[:, :split], registers, tokens[:, split:]], dim=1)
-        dropped: Tensor = self.embedding_dropout(tokens)
-        return dropped
-
-    def forward_head(self, tokens: Tensor, pre_logits: bool = False) -> Tensor:
-        """Eq. 4 after the norm: pool, optional tanh pre-logits, then the head.
-
-        Args:
-            tokens: Output of [`forward_features`][vitlib.ViT.forward_features],
-                ``(B, prefix + N, D)``.
-            pre_logits: Return the pooled features ``(B, num_features)`` instead of the logits.
-        """
-        prefix, dim = self.config.num_prefix_tokens, self.config.embedding_dim
-        if not isinstance(tokens, Tensor) or tokens.ndim != 3 or tokens.shape[-1] != dim:
-            shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
-            raise InputShapeError(
-                f"forward_head expects the tokens of forward_features, shaped (batch, tokens, "
-                f"{dim}), got {shape}; call model.forward_head(model.forward_features(images))."
-            )
-        if tokens.shape[1] <= prefix:
-            raise InputShapeError(
-                f"forward_head needs the {prefix} prefix token(s) and at least one patch token, "
-                f"got {tokens.shape[1]} token(s) (shape {tuple(tokens.shape)}); pass the whole "
-                f"output of forward_features."
-            )
-        features: Tensor = self.pre_logits(self.pool(tokens))
-        return features if pre_logits else self.head(features)
-
-    def _position_embedding_for(self, image_hw: torch.Size) -> Tensor:
-        grid = self.patch_embedding.grid_size(image_hw[0], image_hw[1])
+    def _position_embedding_for(self, height: int, width: int) -> Tensor:
+        """``E_pos`` for an image of ``height x width``: resampled when its grid is not the
+        config's (``dynamic_img_size``)."""
+        grid = self.patch_embedding.grid_size(height, width)
+        if grid == self.config.grid_size:
+            return self.position_embedding
         return resample_position_embedding(
             self.position_embedding,
             self.config.grid_size,
             grid,
             num_prefix_tokens=int(self.config.class_token),
         )
-
-    def _check_image_size(self, images: Tensor) -> None:
-        self.patch_embedding.check_input(images)
-        expected = self.config.image_hw
-        given = (images.shape[-2], images.shape[-1])
-        if not self.config.dynamic_img_size and given != expected:
-            raise InputShapeError(
-                f"expected images of size {expected[0]}x{expected[1]}, got {given[0]}x{given[1]} "
-                f"(input shape {tuple(images.shape)}); resize the images, or build the model with "
-                f"img_size={given} or dynamic_img_size=True to resample position embeddings."
-            )
 
 
 def create_model(preset: str, /, **overrides: Any) -> ViT:
@@ -479,36 +397,90 @@ class MeanPool(nn.Module):
         return tokens[:, self.num_prefix_tokens :].mean(dim=1)
 
 
-def _block_indices(depth: int, indices: int | Sequence[int] | None, name: str) -> tuple[int, ...]:
+def select_blocks(depth: int, indices: int | Sequence[int] | None, name: str) -> tuple[int, ...]:
     """``indices`` as block numbers in ``[0, depth)``: None is every block, an int ``n`` the
-    last ``n`` blocks, a sequence its entries (negative ones counted from the end)."""
+    last ``n`` blocks, a sequence its entries (negative ones counted from the end).
+
+    Raises:
+        InputTypeError: ``indices`` is not None, an int or a sequence of ints.
+        ConfigError: ``indices`` is empty or out of range.
+    """
     if indices is None:
         return tuple(range(depth))
     if isinstance(indices, int) and not isinstance(indices, bool):
         if not 1 <= indices <= depth:
-            raise ValueError(
+            raise ConfigError(
                 f"{name}={indices} asks for the last {indices} blocks of a model with {depth}; "
                 f"give an int from 1 to {depth}, a list of block indices (e.g. [-1] for the "
                 f"last block alone), or None for all."
             )
         return tuple(range(depth - indices, depth))
-    if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence):
-        raise TypeError(
-            f"{name} must be None, an int or a sequence of ints, got {indices!r} "
-            f"({type(indices).__name__}); e.g. [3, 7, 11], or 1 for the last block."
-        )
-    bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, int)]
-    if bad:
-        raise TypeError(f"{name} must hold ints (block indices), got {bad[0]!r} in {indices!r}.")
-    if not indices:
-        raise ValueError(f"{name} is empty; give at least one block index, or None for all.")
-    outside = [i for i in indices if not -depth <= i < depth]
+    given = check_sequence(name, indices, "None, an int or a sequence of ints such as [3, 7, 11]")
+    chosen = [check_int(f"each of {name}", index) for index in given]
+    if not chosen:
+        raise ConfigError(f"{name} is empty; give at least one block index, or None for all.")
+    outside = [i for i in chosen if not -depth <= i < depth]
     if outside:
-        raise ValueError(
-            f"{name} {list(indices)} holds {outside}, outside the {depth} blocks of this model; "
+        raise ConfigError(
+            f"{name} {chosen} holds {outside}, outside the {depth} blocks of this model; "
             f"use indices from 0 to {depth - 1} (or -{depth} to -1 from the end)."
         )
-    return tuple(i % depth for i in indices)
+    return tuple(i % depth for i in chosen)
+
+
+def _check_images(images: object, config: ViTConfig, weight: Tensor) -> None:
+    """Refuse input the model cannot take: the checks of ``ViT.embed``.
+
+    Raises:
+        InputTypeError: Not a tensor, or another dtype or device than ``weight``.
+        InputShapeError: Wrong rank or channels; a size not divisible by the patch, or (without
+            ``dynamic_img_size``) other than the config's.
+    """
+    images = check_input_tensor("images", images, weight)
+    if images.ndim != 4:
+        raise InputShapeError(
+            f"expected images shaped (batch, channels, height, width), got a "
+            f"{images.ndim}-d tensor of shape {tuple(images.shape)}; "
+            f"add a batch dimension with images.unsqueeze(0) for a single image."
+        )
+    channels, height, width = images.shape[1:]
+    if channels != config.in_channels:
+        raise InputShapeError(
+            f"expected {config.in_channels} input channels, got {channels} "
+            f"(images of shape {tuple(images.shape)}); convert the images or build the "
+            f"model with in_channels={channels}."
+        )
+    patch_h, patch_w = config.patch_hw
+    if height % patch_h or width % patch_w:
+        raise InputShapeError(
+            f"image size {height}x{width} is not divisible by the patch size "
+            f"{patch_h}x{patch_w}; resize or crop to a multiple of the patch size."
+        )
+    expected = config.image_hw
+    if not config.dynamic_img_size and (height, width) != expected:
+        raise InputShapeError(
+            f"expected images of size {expected[0]}x{expected[1]}, got {height}x{width} "
+            f"(input shape {tuple(images.shape)}); resize the images, or build the model with "
+            f"img_size=({height}, {width}) or dynamic_img_size=True to resample position "
+            f"embeddings."
+        )
+
+
+def _check_tokens(tokens: object, config: ViTConfig) -> None:
+    """Refuse what ``forward_head`` cannot take: anything but ``(B, prefix + N, D)`` tokens."""
+    prefix, dim = config.num_prefix_tokens, config.embedding_dim
+    if not isinstance(tokens, Tensor) or tokens.ndim != 3 or tokens.shape[-1] != dim:
+        shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise InputShapeError(
+            f"forward_head expects the tokens of forward_features, shaped (batch, tokens, "
+            f"{dim}), got {shape}; call model.forward_head(model.forward_features(images))."
+        )
+    if tokens.shape[1] <= prefix:
+        raise InputShapeError(
+            f"forward_head needs the {prefix} prefix token(s) and at least one patch token, "
+            f"got {tokens.shape[1]} token(s) (shape {tuple(tokens.shape)}); pass the whole "
+            f"output of forward_features."
+        )
 
 
 def _pre_logits_or_identity(embedding_dim: int, representation_size: int | None) -> nn.Module:

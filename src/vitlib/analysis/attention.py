@@ -28,8 +28,11 @@ from einops import rearrange, reduce
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from vitlib._checks import check_choice, check_int, check_number, check_type
+from vitlib._runtime import eval_mode
 from vitlib.blocks import MultiheadSelfAttentionBlock
-from vitlib.vit import ViT, _block_indices
+from vitlib.errors import ConfigError, InputTypeError
+from vitlib.vit import ViT, select_blocks
 
 __all__ = [
     "HeadFusion",
@@ -43,7 +46,7 @@ __all__ = [
 
 HeadFusion = Literal["mean", "max", "min"]
 """How [`attention_rollout`][vitlib.analysis.attention_rollout] merges the heads of a layer."""
-_HEAD_FUSIONS: Final = ("mean", "max", "min")
+_HEAD_FUSIONS: Final[tuple[HeadFusion, ...]] = ("mean", "max", "min")
 
 
 def attention_maps(model: ViT, images: Tensor, layers: int | Sequence[int] | None = None) -> Tensor:
@@ -70,7 +73,7 @@ def attention_maps(model: ViT, images: Tensor, layers: int | Sequence[int] | Non
         InputShapeError: ``images`` does not fit the model.
     """
     _check_model(model, "attention_maps")
-    take = _block_indices(model.config.num_transformer_layers, layers, "layers")
+    take = select_blocks(model.config.num_transformer_layers, layers, "layers")
     found: dict[int, Tensor] = {}
     with _inspecting(model):
         for index, weights in enumerate(_attention_by_layer(model, images, last=max(take))):
@@ -112,12 +115,16 @@ def attention_rollout(
         InputShapeError: ``images`` does not fit the model.
     """
     _check_model(model, "attention_rollout")
-    if head_fusion not in _HEAD_FUSIONS:
-        raise ValueError(
-            f"head_fusion must be one of {list(_HEAD_FUSIONS)}, got {head_fusion!r}; "
-            f"'mean' is the rollout paper's."
-        )
-    ratio = _check_discard_ratio(discard_ratio)
+    check_choice("head_fusion", head_fusion, _HEAD_FUSIONS)
+    ratio = check_number(
+        "discard_ratio",
+        discard_ratio,
+        low=0.0,
+        high=1.0,
+        high_open=True,
+        fix="it is the fraction of the smallest weights dropped per layer, e.g. 0.9 (0.0 keeps "
+        "them all)",
+    )
     rollout: Tensor | None = None
     with _inspecting(model):
         for weights in _attention_by_layer(model, images):
@@ -128,8 +135,8 @@ def attention_rollout(
             step = 0.5 * fused + 0.5 * identity
             step = step / step.sum(dim=-1, keepdim=True)
             rollout = step if rollout is None else step @ rollout
-    if rollout is None:  # a ViT has at least one layer (ViTConfig checks it)
-        raise RuntimeError("the model has no encoder layers")
+    if rollout is None:  # unreachable: a ViT has at least one layer (ViTConfig checks it)
+        raise ConfigError("the model has no encoder layers")
     return rollout
 
 
@@ -253,14 +260,14 @@ def embedding_filters(model: ViT, k: int = 28) -> Tensor:
     weight = model.patch_embedding.patcher.weight.detach()
     filters, channels, patch_h, patch_w = weight.shape
     available = min(filters - 1, channels * patch_h * patch_w)
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int, got {k!r} ({type(k).__name__}); e.g. k=28.")
-    if not 1 <= k <= available:
-        raise ValueError(
-            f"k={k} principal components asked for, but the {filters} filters of "
-            f"{channels}x{patch_h}x{patch_w} pixels have at most {available}; give k from 1 to "
-            f"{available}."
-        )
+    check_int(
+        "k",
+        k,
+        minimum=1,
+        maximum=available,
+        fix=f"the {filters} filters of {channels}x{patch_h}x{patch_w} pixels have at most "
+        f"{available} principal components",
+    )
     flat = rearrange(weight.double(), "d c ph pw -> d (c ph pw)")
     _, _, components = torch.linalg.svd(flat - flat.mean(dim=0), full_matrices=False)
     top = components[:k]
@@ -271,65 +278,37 @@ def embedding_filters(model: ViT, k: int = 28) -> Tensor:
 
 
 def _check_model(model: object, function: str) -> None:
-    if not isinstance(model, ViT):
-        raise TypeError(
-            f"{function} expects a vitlib.ViT, got {type(model).__name__}; build one with "
-            f"vitlib.create_model(...) or load one with vitlib.load_pretrained(...)."
-        )
-
-
-def _check_discard_ratio(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"discard_ratio must be a float in [0, 1), got {value!r} ({type(value).__name__})."
-        )
-    if not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"discard_ratio must be in [0, 1), got {value}; it is the fraction of the smallest "
-            f"weights dropped per layer, e.g. 0.9 (0.0 keeps them all)."
-        )
-    return float(value)
+    check_type(
+        "model",
+        model,
+        ViT,
+        f"a vitlib.ViT for {function} (vitlib.create_model(...) or vitlib.load_pretrained(...))",
+    )
 
 
 @contextmanager
 def _inspecting(model: nn.Module) -> Iterator[None]:
     """Eval mode and no gradients for the duration; the model's mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        yield
 
 
 def _attention_by_layer(model: ViT, images: Tensor, last: int | None = None) -> Iterator[Tensor]:
-    """Run the encoder block by block, yielding each block's weights ``(B, heads, T, T)``.
+    """Run the encoder block by block (``ViT.block_outputs``), yielding each block's weights
+    ``(B, heads, T, T)``.
 
-    Each block runs its own ``forward``; a hook on its attention asks for the weights (the
-    explicit softmax path) and hands the block only the output, so the residuals, LayerScale and
-    the MLP are exactly the model's. Blocks after ``last`` are not run.
+    A hook on each block's attention asks for the weights (the explicit softmax path) and hands
+    the block only the output, so the residuals, LayerScale and the MLP are exactly the model's.
+    Blocks after ``last`` are not run.
     """
-    tokens = model.embed(images)
-    for index, block in enumerate(model.transformer_encoder):
-        if last is not None and index > last:
-            return
-        attention = block.get_submodule("msa_block")
-        if not isinstance(attention, MultiheadSelfAttentionBlock):
-            raise TypeError(
-                f"block {index} has a {type(attention).__name__} as msa_block, not a "
-                f"MultiheadSelfAttentionBlock; the analyses read its attention weights."
-            )
-        captured: list[Tensor] = []
-        with _returning_weights(attention, captured):
-            tokens = block(tokens)
-        yield captured[0]
+    captured: list[Tensor] = []
+    with _returning_weights(model, captured):
+        for _ in model.block_outputs(model.embed(images), last=last):
+            yield captured.pop()
 
 
 @contextmanager
-def _returning_weights(
-    attention: MultiheadSelfAttentionBlock, captured: list[Tensor]
-) -> Iterator[None]:
+def _returning_weights(model: ViT, captured: list[Tensor]) -> Iterator[None]:
     def ask_for_weights(
         module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -340,10 +319,18 @@ def _returning_weights(
         captured.append(output[1])
         return attended
 
-    handles = [
-        attention.register_forward_pre_hook(ask_for_weights, with_kwargs=True),
-        attention.register_forward_hook(keep_weights),
-    ]
+    handles = []
+    for index, block in enumerate(model.transformer_encoder):
+        attention = block.get_submodule("msa_block")
+        if not isinstance(attention, MultiheadSelfAttentionBlock):
+            raise InputTypeError(
+                f"block {index} has a {type(attention).__name__} as msa_block, not a "
+                f"MultiheadSelfAttentionBlock; the analyses read its attention weights."
+            )
+        handles += [
+            attention.register_forward_pre_hook(ask_for_weights, with_kwargs=True),
+            attention.register_forward_hook(keep_weights),
+        ]
     try:
         yield
     finally:

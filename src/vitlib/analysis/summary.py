@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from vitlib._runtime import eval_mode
 from vitlib.config import ViTConfig
 from vitlib.counting import count_flops
 from vitlib.errors import ConfigError
@@ -119,6 +120,12 @@ def summary(
             )
         input_shape = (1, config.in_channels, *config.image_hw)
     shapes = _record_output_shapes(model, tuple(input_shape))
+    for name, module in reversed(list(model.named_modules())):
+        children = list(module.children())
+        if name not in shapes and isinstance(module, nn.Sequential) and children:
+            last_child = f"{name}.{len(children) - 1}" if name else str(len(children) - 1)
+            if last_child in shapes:  # a Sequential iterated, not called: its last child's output
+                shapes[name] = shapes[last_child]
     rows = tuple(
         LayerRow(
             name=name,
@@ -156,18 +163,10 @@ def _record_output_shapes(
 
         handles.append(module.register_forward_hook(hook))
     device = next(model.parameters(), torch.empty(0)).device
-    was_training = model.training
-    # The table shows the whole network, as count_flops does: every token through every block.
-    shortcut = model.class_token_shortcut if isinstance(model, ViT) else False
     try:
-        if isinstance(model, ViT):
-            model.class_token_shortcut = False
-        with torch.no_grad():
-            model.eval()(torch.zeros(input_shape, device=device))
+        with torch.no_grad(), eval_mode(model):
+            model(torch.zeros(input_shape, device=device))
     finally:
-        model.train(was_training)
-        if isinstance(model, ViT):
-            model.class_token_shortcut = shortcut
         for handle in handles:
             handle.remove()
     return shapes

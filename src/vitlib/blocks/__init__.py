@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .attention import MultiheadSelfAttentionBlock
-from .encoder import TransformerEncoderBlock
-from .mlp import MLPBlock
-from .patch_embedding import PatchEmbedding
-from .regularization import DropPath, LayerScale
+from vitlib.blocks.attention import MultiheadSelfAttentionBlock
+from vitlib.blocks.encoder import TransformerEncoderBlock
+from vitlib.blocks.mlp import MLPBlock
+from vitlib.blocks.patch_embedding import PatchEmbedding
+from vitlib.blocks.regularization import DropPath, LayerScale
 
 __all__ = [
     "DropPath",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .attention import MultiheadSelfAttentionBlock
-from .mlp import MLPBlock
-from .regularization import drop_path_or_identity, layer_scale_or_identity
+from vitlib.blocks.attention import MultiheadSelfAttentionBlock
+from vitlib.blocks.mlp import MLPBlock
+from vitlib.blocks.regularization import drop_path_or_identity, layer_scale_or_identity
 
 __all__ = ["TransformerEncoderBlock"]
 
@@ -29,7 +29,7 @@ class TransformerEncoderBlock(nn.Module):
         layer_norm_eps: Epsilon of both layer norms.
 
     Shape:
-        ``(B, N, D) -> (B, N, D)``; with ``num_queries=q``, ``(B, N, D) -> (B, q, D)``.
+        ``(B, N, D) -> (B, N, D)``.
     """
 
     def __init__(
@@ -56,17 +56,8 @@ class TransformerEncoderBlock(nn.Module):
         self.mlp_scale = layer_scale_or_identity(embedding_dim, layer_scale_init)
         self.drop_path = drop_path_or_identity(drop_path)
 
-    def forward(self, x: Tensor, *, num_queries: int | None = None) -> Tensor:
-        """Apply one encoder layer to ``x`` ``(B, N, D)``.
-
-        ``num_queries``: compute the output of only the first ``num_queries`` tokens,
-        ``(B, num_queries, D)``; every token still serves as a key and a value, so those outputs
-        equal the first rows of the full output. ``None`` (the default) computes all.
-        """
-        if num_queries is None:
-            x = x + self.drop_path(self.msa_scale(self.msa_block(x)))
-        else:
-            attended = self.msa_block(x, num_queries=num_queries)
-            x = x[:, :num_queries] + self.drop_path(self.msa_scale(attended))
-        out: Tensor = x + self.drop_path(self.mlp_scale(self.mlp_block(x)))
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply one encoder layer to ``x`` ``(B, N, D)``."""
+        x = x + self.drop_path(self.msa_scale(self.msa_block(x)))  # eq. 2
+        out: Tensor = x + self.drop_path(self.mlp_scale(self.mlp_block(x)))  # eq. 3
         return out

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .._validation import (
-    check_fits_in_memory,
-    check_layer_norm_eps,
-    check_positive_int,
-    check_rate,
-)
+from vitlib._checks import check_layer_norm_eps, check_positive_int, check_rate
 
 __all__ = ["MLPBlock"]
 
@@ -38,19 +33,13 @@ class MLPBlock(nn.Module):
         super().__init__()
         check_positive_int("embedding_dim", embedding_dim)
         check_positive_int("mlp_size", mlp_size)
-        check_rate("dropout", dropout)
-        check_layer_norm_eps(layer_norm_eps)
-        check_fits_in_memory(
-            f"MLPBlock({embedding_dim}, {mlp_size})",
-            {"the two dense layers (2 x embedding_dim x mlp_size)": 2 * embedding_dim * mlp_size},
-            fix="Use a smaller embedding_dim or mlp_size.",
-        )
-        self.layer_norm = nn.LayerNorm(embedding_dim, eps=layer_norm_eps)
+        rate = check_rate("dropout", dropout)
+        self.layer_norm = nn.LayerNorm(embedding_dim, eps=check_layer_norm_eps(layer_norm_eps))
         self.fc1 = nn.Linear(embedding_dim, mlp_size)
         self.act = nn.GELU()
-        self.drop1 = nn.Dropout(dropout)
+        self.drop1 = nn.Dropout(rate)
         self.fc2 = nn.Linear(mlp_size, embedding_dim)
-        self.drop2 = nn.Dropout(dropout)
+        self.drop2 = nn.Dropout(rate)
 
     def forward(self, x: Tensor) -> Tensor:
         """Transform each token of ``x`` ``(B, N, D)`` independently."""

@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._validation import check_layer_scale_init, check_positive_int, check_rate
+from vitlib._checks import (
+    MAX_LAYER_SCALE_INIT,
+    check_layer_scale_init,
+    check_number,
+    check_positive_int,
+    check_rate,
+)
 
 __all__ = ["DropPath", "LayerScale", "drop_path_or_identity", "layer_scale_or_identity"]
 
@@ -39,12 +45,9 @@ class LayerScale(nn.Module):
     def __init__(self, embedding_dim: int, init_value: float) -> None:
         super().__init__()
         check_positive_int("embedding_dim", embedding_dim)
-        scale = check_layer_scale_init(init_value)
-        if scale is None:
-            raise TypeError(
-                "LayerScale needs an init_value such as 1e-5, got None; leave LayerScale out "
-                "(layer_scale_or_identity) to switch it off."
-            )
+        scale = check_number(
+            "init_value", init_value, low=0.0, high=MAX_LAYER_SCALE_INIT, low_open=True
+        )
         self.gamma = nn.Parameter(torch.full((embedding_dim,), scale))
 
     def forward(self, x: Tensor) -> Tensor:

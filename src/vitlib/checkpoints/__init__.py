@@ -8,12 +8,17 @@ loads without unpickling.
 
 from __future__ import annotations
 
-from .adapt import AdaptedCheckpointWarning, adapt_input_channels
-from .families import FAMILIES, convert_state_dict, detect_family, export_state_dict
-from .files import read_weights
-from .metadata import ModelMetadata, attach_metadata, model_metadata
-from .pretrained import load_pretrained, save_pretrained
-from .sources import NonFiniteWeightsWarning
+from vitlib.checkpoints.adapt import AdaptedCheckpointWarning, adapt_input_channels
+from vitlib.checkpoints.families import (
+    FAMILIES,
+    convert_state_dict,
+    detect_family,
+    export_state_dict,
+)
+from vitlib.checkpoints.files import read_weights
+from vitlib.checkpoints.metadata import ModelMetadata, attach_metadata, model_metadata
+from vitlib.checkpoints.pretrained import load_pretrained, save_pretrained
+from vitlib.checkpoints.sources import NonFiniteWeightsWarning
 
 __all__ = [
     "FAMILIES",

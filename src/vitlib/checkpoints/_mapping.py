@@ -10,10 +10,10 @@ from typing import Any
 
 from torch import Tensor
 
-from .._validation import check_bool, check_layer_norm_eps, check_positive_int, to_pair
-from ..config import ViTConfig
-from ..errors import CheckpointError
-from ._slots import Slot
+from vitlib._checks import check_bool, check_layer_norm_eps, check_positive_int, to_pair
+from vitlib.checkpoints._slots import Slot
+from vitlib.config import ViTConfig
+from vitlib.errors import CheckpointError
 
 __all__ = [
     "Converted",

@@ -7,11 +7,11 @@ import warnings
 import torch
 from torch import Tensor
 
-from ..config import ViTConfig
-from ..errors import CheckpointError
-from ..position import resample_position_embedding
-from ..vit import ViT
-from . import _slots as slots
+from vitlib.checkpoints import _slots as slots
+from vitlib.config import ViTConfig
+from vitlib.errors import CheckpointError
+from vitlib.position import resample_position_embedding
+from vitlib.vit import ViT
 
 __all__ = ["AdaptedCheckpointWarning", "adapt_input_channels", "adapt_state", "load_strict"]
 

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
-from ..errors import CheckpointError
+from vitlib.errors import CheckpointError
 
 __all__ = ["COMPLETE", "PARTIAL", "recover_interrupted_save", "write_files_atomically"]
 

@@ -31,8 +31,8 @@ from urllib.parse import urlparse
 
 import torch
 
-from .._version import __version__
-from ..errors import CheckpointError
+from vitlib._version import __version__
+from vitlib.errors import CheckpointError
 
 __all__ = ["DOWNLOAD_TIMEOUT", "MAX_REDIRECTS", "cache_path", "checkpoint_folder", "download"]
 

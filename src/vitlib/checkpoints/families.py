@@ -8,10 +8,17 @@ from typing import Any, Final, Literal, get_args
 
 from torch import Tensor
 
-from ..errors import CheckpointError
-from ..vit import ViT
-from . import google_npz, huggingface, learnpytorch, timm, torchvision, vitlib_layout
-from ._mapping import Converted, Family
+from vitlib.checkpoints import (
+    google_npz,
+    huggingface,
+    learnpytorch,
+    timm,
+    torchvision,
+    vitlib_layout,
+)
+from vitlib.checkpoints._mapping import Converted, Family
+from vitlib.errors import CheckpointError
+from vitlib.vit import ViT
 
 __all__ = [
     "FAMILIES",

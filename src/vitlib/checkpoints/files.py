@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from ..errors import CheckpointError
+from vitlib.errors import CheckpointError
 
 __all__ = [
     "CONFIG_FILE",

@@ -15,9 +15,9 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from ..errors import CheckpointError
-from . import _slots as slots
-from ._mapping import Converted, Family, count_layers, require
+from vitlib.checkpoints import _slots as slots
+from vitlib.checkpoints._mapping import Converted, Family, count_layers, require
+from vitlib.errors import CheckpointError
 
 __all__ = ["FAMILY", "matches", "to_vitlib"]
 

@@ -28,10 +28,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from .._optional import missing_extra
-from .._suggest import did_you_mean
-from ..errors import CheckpointError
-from .download import DOWNLOAD_TIMEOUT, MAX_REDIRECTS, cache_path, checkpoint_folder, download
+from vitlib._checks import did_you_mean
+from vitlib._optional import missing_extra
+from vitlib.checkpoints.download import (
+    DOWNLOAD_TIMEOUT,
+    MAX_REDIRECTS,
+    cache_path,
+    checkpoint_folder,
+    download,
+)
+from vitlib.errors import CheckpointError
 
 __all__ = ["DOWNLOAD_TIMEOUT", "MAX_REDIRECTS", "TORCHVISION_WEIGHTS", "cache_path", "resolve"]
 

@@ -17,10 +17,8 @@ from typing import Any, Final
 import torch
 from torch import Tensor
 
-from ..config import ViTConfig
-from ..errors import CheckpointError
-from . import _slots as slots
-from ._mapping import (
+from vitlib.checkpoints import _slots as slots
+from vitlib.checkpoints._mapping import (
     Converted,
     Family,
     Table,
@@ -30,6 +28,8 @@ from ._mapping import (
     rename,
     require,
 )
+from vitlib.config import ViTConfig
+from vitlib.errors import CheckpointError
 
 __all__ = [
     "FAMILY",

@@ -1,9 +1,9 @@
 """What a trained model carries besides its weights: class names and input preprocessing.
 
 [`ModelMetadata`][vitlib.checkpoints.metadata.ModelMetadata] travels with a
-[`ViT`][vitlib.ViT]: [`attach_metadata`][vitlib.attach_metadata] sets it (``vitlib train`` and
-``vitlib finetune`` do), [`save_pretrained`][vitlib.save_pretrained] and the run directories of
-[`fit`][vitlib.training.fit] write it into ``config.json``, and
+[`ViT`][vitlib.ViT]: [`attach_metadata`][vitlib.checkpoints.attach_metadata] sets it
+(``vitlib train`` and ``vitlib finetune`` do), [`save_pretrained`][vitlib.save_pretrained] and
+the run directories of [`fit`][vitlib.training.fit] write it into ``config.json``, and
 [`load_pretrained`][vitlib.load_pretrained] reads it back (also from Hugging Face's
 ``id2label`` and timm's ``label_names`` and ``pretrained_cfg``), so that
 [`vitlib.predict`][vitlib.predict] needs nothing but the checkpoint.
@@ -17,10 +17,10 @@ from typing import Any, Final
 
 from torch import nn
 
-from ..config import ViTConfig
-from ..data.preprocessing import Preprocessing
-from ..errors import CheckpointError, DataError
-from . import huggingface, timm
+from vitlib.checkpoints import huggingface, timm
+from vitlib.config import ViTConfig
+from vitlib.data.preprocessing import Preprocessing
+from vitlib.errors import CheckpointError, DataError
 
 __all__ = [
     "ModelMetadata",
@@ -109,8 +109,8 @@ def attach_metadata(
 
 
 def model_metadata(model: nn.Module) -> ModelMetadata:
-    """What [`attach_metadata`][vitlib.attach_metadata] or ``load_pretrained`` recorded on
-    ``model`` (empty ``ModelMetadata()`` if nothing)."""
+    """What [`attach_metadata`][vitlib.checkpoints.attach_metadata] or ``load_pretrained``
+    recorded on ``model`` (empty ``ModelMetadata()`` if nothing)."""
     found = getattr(model, _ATTRIBUTE, None)
     return found if isinstance(found, ModelMetadata) else ModelMetadata()
 

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .._validation import MAX_LAYER_SCALE_INIT
-from ..config import ViTConfig
-from ..errors import CheckpointError
-from .shapes import ShapeFacts
+from vitlib._checks import MAX_LAYER_SCALE_INIT
+from vitlib.checkpoints.shapes import ShapeFacts
+from vitlib.config import ViTConfig
+from vitlib.errors import CheckpointError
 
 __all__ = ["ADAPTABLE", "STRUCTURAL", "ConfigSources", "resolve_configs"]
 

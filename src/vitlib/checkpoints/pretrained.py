@@ -9,25 +9,25 @@ from typing import Any, Literal
 
 from torch import Tensor
 
-from .._version import __version__
-from ..config import check_field_names
-from ..vit import ViT
-from . import huggingface
-from .adapt import adapt_state, load_strict
-from .atomic import write_files_atomically
-from .families import convert_state_dict, export_state_dict
-from .files import write_checkpoint_files
-from .metadata import (
+from vitlib._version import __version__
+from vitlib.checkpoints import huggingface
+from vitlib.checkpoints.adapt import adapt_state, load_strict
+from vitlib.checkpoints.atomic import write_files_atomically
+from vitlib.checkpoints.families import convert_state_dict, export_state_dict
+from vitlib.checkpoints.files import write_checkpoint_files
+from vitlib.checkpoints.metadata import (
     adapt_metadata,
     attach_metadata,
     metadata_to_json,
     model_metadata,
     read_metadata,
 )
-from .precedence import ConfigSources, resolve_configs
-from .shapes import ShapeFacts
-from .sources import check_tensors, read_source
-from .vitlib_layout import FORMAT_VERSION
+from vitlib.checkpoints.precedence import ConfigSources, resolve_configs
+from vitlib.checkpoints.shapes import ShapeFacts
+from vitlib.checkpoints.sources import check_tensors, read_source
+from vitlib.checkpoints.vitlib_layout import FORMAT_VERSION
+from vitlib.config import check_field_names
+from vitlib.vit import ViT
 
 __all__ = ["checkpoint_contents", "load_pretrained", "save_pretrained"]
 
@@ -42,10 +42,10 @@ def save_pretrained(
     """Write ``config.json`` and ``model.safetensors`` into ``directory``.
 
     ``config.json`` holds the architecture (``config``) and what
-    [`attach_metadata`][vitlib.attach_metadata] recorded: the class names (``labels``) and the
-    ``preprocessing`` of the input images. ``format="huggingface"`` writes a directory that
-    ``transformers``' ``ViTForImageClassification.from_pretrained`` (or ``ViTModel``) reads as
-    is, the class names as its ``id2label`` and ``label2id``.
+    [`attach_metadata`][vitlib.checkpoints.attach_metadata] recorded: the class names
+    (``labels``) and the ``preprocessing`` of the input images. ``format="huggingface"`` writes
+    a directory that ``transformers``' ``ViTForImageClassification.from_pretrained`` (or
+    ``ViTModel``) reads as is, the class names as its ``id2label`` and ``label2id``.
 
     The two files replace their namesakes at once (see
     [`vitlib.checkpoints.atomic`][vitlib.checkpoints.atomic]): an interrupted save leaves the
@@ -116,7 +116,7 @@ def load_pretrained(
     Returns:
         The model in eval mode (as Hugging Face's ``from_pretrained`` returns it; call
         ``.train()`` to train it), with the class names and preprocessing the checkpoint
-        records attached ([`model_metadata`][vitlib.model_metadata]). A new head
+        records attached ([`model_metadata`][vitlib.checkpoints.model_metadata]). A new head
         (``num_classes``) drops the names; a new ``img_size`` keeps the preprocessing at that
         size; new ``in_channels`` drop it.
 

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..config import SIZES
-from ..errors import CheckpointError
-from . import _slots as slots
-from ._mapping import count_layers, require
+from vitlib.checkpoints import _slots as slots
+from vitlib.checkpoints._mapping import count_layers, require
+from vitlib.config import SIZES
+from vitlib.errors import CheckpointError
 
 __all__ = ["ShapeFacts"]
 

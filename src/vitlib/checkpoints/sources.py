@@ -14,13 +14,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError
-from ..vit import ViT
-from .atomic import recover_interrupted_save
-from .families import read_config
-from .files import CONFIG_FILE, SUPPORTED_SUFFIXES, read_json, read_weights
-from .metadata import ModelMetadata, model_metadata
-from .vitlib_layout import check_format_version
+from vitlib.checkpoints.atomic import recover_interrupted_save
+from vitlib.checkpoints.families import read_config
+from vitlib.checkpoints.files import CONFIG_FILE, SUPPORTED_SUFFIXES, read_json, read_weights
+from vitlib.checkpoints.metadata import ModelMetadata, model_metadata
+from vitlib.checkpoints.vitlib_layout import check_format_version
+from vitlib.errors import CheckpointError
+from vitlib.vit import ViT
 
 __all__ = ["NonFiniteWeightsWarning", "RawCheckpoint", "check_tensors", "read_source"]
 
@@ -79,7 +79,7 @@ def read_source(source: str | os.PathLike[str] | Mapping[str, Tensor] | ViT) -> 
     if isinstance(source, str) and (
         source.startswith(("hf-hub:", "torchvision:", "http://", "https://"))
     ):
-        from .hub import resolve
+        from vitlib.checkpoints.hub import resolve
 
         path, hub_hints = resolve(source)
         return replace(_read_path(path), hints=hub_hints)

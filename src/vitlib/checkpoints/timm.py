@@ -12,10 +12,18 @@ from typing import Any, Final
 
 from torch import Tensor
 
-from ..config import SIZES, ViTConfig, parse_preset_name
-from ..errors import CheckpointError
-from . import _slots as slots
-from ._mapping import Converted, Family, Table, checked_fields, count_layers, key_pairs, rename
+from vitlib.checkpoints import _slots as slots
+from vitlib.checkpoints._mapping import (
+    Converted,
+    Family,
+    Table,
+    checked_fields,
+    count_layers,
+    key_pairs,
+    rename,
+)
+from vitlib.config import SIZES, ViTConfig, parse_preset_name
+from vitlib.errors import CheckpointError
 
 __all__ = [
     "FAMILY",

@@ -7,11 +7,11 @@ from typing import Any, Final
 
 from torch import Tensor
 
-from .._version import __version__
-from ..config import ViTConfig
-from ..errors import CheckpointError
-from . import _slots as slots
-from ._mapping import Converted, Family
+from vitlib._version import __version__
+from vitlib.checkpoints import _slots as slots
+from vitlib.checkpoints._mapping import Converted, Family
+from vitlib.config import ViTConfig
+from vitlib.errors import CheckpointError
 
 __all__ = ["FAMILY", "from_vitlib", "matches", "read_config", "to_vitlib"]
 

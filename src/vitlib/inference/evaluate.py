@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from vitlib._device import resolve_device
+from vitlib._runtime import resolve_device
 from vitlib.checkpoints.atomic import write_files_atomically
 from vitlib.checkpoints.metadata import default_preprocessing, model_metadata
 from vitlib.data.preprocessing import Preprocessing

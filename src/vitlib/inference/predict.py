@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Union
 import torch
 from torch import Tensor
 
-from vitlib._device import resolve_device
+from vitlib._runtime import resolve_device
 from vitlib.checkpoints.metadata import default_preprocessing, model_metadata
 from vitlib.data.image_folder import SkippedImagesWarning
 from vitlib.data.preprocessing import Preprocessing, PreprocessTransform

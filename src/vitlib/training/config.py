@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import torch
 
-from vitlib._suggest import did_you_mean
+from vitlib._checks import did_you_mean
 from vitlib.training.errors import TrainingConfigError
 
 OPTIMIZERS: Final[tuple[str, ...]] = ("adamw", "adam", "sgd")

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from vitlib._device import resolve_device
+from vitlib._runtime import resolve_device
 from vitlib.errors import DataError
 from vitlib.training.config import check_option
 from vitlib.training.distributed import all_reduce_sums, gradient_sync, is_sharded

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from vitlib._suggest import did_you_mean
+from vitlib._checks import did_you_mean
 from vitlib.blocks import TransformerEncoderBlock
 from vitlib.training.errors import TrainingConfigError
 

@@ -16,8 +16,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from vitlib._device import resolve_device
-from vitlib._suggest import did_you_mean
+from vitlib._checks import did_you_mean
+from vitlib._runtime import resolve_device
 from vitlib._version import __version__
 from vitlib.errors import CheckpointError, DataError
 from vitlib.training.config import TrainConfig
