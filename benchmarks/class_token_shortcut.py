@@ -1,12 +1,13 @@
-"""What the class-token shortcut saves: ``ViT.forward`` with and without it, in one process.
+"""What the class-token shortcut saves: ``optimize_for_inference(model, "fp32")`` against the
+plain ``ViT.forward``, in one process.
 
-Two copies of one model (same weights, dropout off): ``class_token_shortcut = True`` (the
-default: the last block computes only the class token's output) and ``False`` (every token
-through every block, as every peer does). Each round times both, the order alternating, for
-inference (``torch.inference_mode``, eval) and training (forward, cross-entropy, backward, one
-AdamW step); the report gives the median throughput of each, the ratio of the medians and the
-median of the per-round ratios, and ``count_flops``'s saving for comparison. Before timing, the
-logits of the two copies are compared (they must agree to 1e-5).
+Two copies of one model (same weights, dropout off): the plain model (every token through every
+block, as every peer computes) and its ``optimize_for_inference(model, "fp32")`` copy (the last
+block computes only the class token's output). Each round times both, the order alternating,
+under ``torch.inference_mode``; the report gives the median throughput of each, the ratio of the
+medians and the median of the per-round ratios, and ``count_flops``'s saving for comparison.
+Before timing, the logits of the two copies are compared (they must agree to 1e-5). Training
+has no shortcut: every token's output is needed for the gradients of the blocks.
 
     python benchmarks/class_token_shortcut.py                      # ViT-S/16, ~3 min
     python benchmarks/class_token_shortcut.py --preset ViT-B/16 --rounds 6
@@ -16,7 +17,6 @@ logits of the two copies are compared (they must agree to 1e-5).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 import vitlib
 
@@ -42,56 +41,34 @@ def _timed(call: Callable[[], object]) -> float:
 
 
 def _models(preset: str, quick: bool) -> tuple[nn.Module, nn.Module]:
-    options: dict[str, Any] = {"mlp_dropout": 0.0, "embedding_dropout": 0.0}
+    options: dict[str, Any] = {}
     if quick:
         options.update(img_size=32, patch_size=8, num_transformer_layers=2, embedding_dim=64)
         options.update(num_heads=4, mlp_size=128, num_classes=10)
     torch.manual_seed(0)
-    shortcut = vitlib.create_model(preset, **options)
-    full = copy.deepcopy(shortcut)
-    full.class_token_shortcut = False
-    return shortcut, full
+    full = vitlib.create_model(preset, **options).eval()
+    return vitlib.optimize_for_inference(full, "fp32"), full
 
 
-def measure(
-    preset: str, *, rounds: int, batch: int, train_batch: int, quick: bool
-) -> dict[str, Any]:
+def measure(preset: str, *, rounds: int, batch: int, quick: bool) -> dict[str, Any]:
     """Time both copies, interleaved; return the figures (seconds per call kept)."""
     shortcut, full = _models(preset, quick)
-    cfg = shortcut.config
+    cfg = full.config
     images = torch.randn(batch, cfg.in_channels, *cfg.image_hw)
-    train_images = torch.randn(train_batch, cfg.in_channels, *cfg.image_hw)
-    labels = torch.randint(0, max(cfg.num_classes, 1), (train_batch,))
     with torch.inference_mode():
-        difference = (shortcut.eval()(images) - full.eval()(images)).abs().max().item()
+        difference = (shortcut(images) - full(images)).abs().max().item()
     if difference > 1e-5:
         raise RuntimeError(f"the shortcut changed the logits by {difference:.2e} (> 1e-5)")
-    optimizers = {
-        id(model): torch.optim.AdamW(model.parameters(), lr=1e-4) for model in (shortcut, full)
-    }
 
     def infer(model: nn.Module) -> Callable[[], object]:
         def call() -> Tensor:
             with torch.inference_mode():
-                return model.eval()(images)
-
-        return call
-
-    def train(model: nn.Module) -> Callable[[], object]:
-        optimizer = optimizers[id(model)]
-
-        def call() -> float:
-            model.train()
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(train_images), labels)
-            loss.backward()
-            optimizer.step()
-            return loss.item()
+                return model(images)
 
         return call
 
     results: dict[str, Any] = {}
-    for task, make, size in (("inference", infer, batch), ("training", train, train_batch)):
+    for task, make, size in (("inference", infer, batch),):
         calls = {"shortcut": make(shortcut), "full": make(full)}
         for call in calls.values():
             call()  # warm-up
@@ -127,7 +104,7 @@ def markdown(preset: str, results: dict[str, Any]) -> str:
         "| task | batch | with shortcut, img/s | without, img/s | speed-up (paired) |",
         "|---|---:|---:|---:|---:|",
     ]
-    for task in ("inference", "training"):
+    for task in ("inference",):
         row = results[task]
         lines.append(
             f"| {task} | {row['batch']} | {row['shortcut_images_per_s']:.2f} | "
@@ -141,7 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="ViT-S/16")
     parser.add_argument("--rounds", type=int, default=8, help="timed calls of each (8)")
     parser.add_argument("--batch-size", type=int, default=8, help="inference batch (8)")
-    parser.add_argument("--train-batch-size", type=int, default=16, help="training batch (16)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a tiny model: a smoke test")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -152,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
         args.preset,
         rounds=args.rounds,
         batch=args.batch_size,
-        train_batch=args.train_batch_size,
         quick=args.quick,
     )
     label = f"{args.preset} shrunk to 32 px, 2 layers (--quick)" if args.quick else args.preset

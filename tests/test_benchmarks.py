@@ -74,10 +74,10 @@ def test_class_token_shortcut_benchmark_quick_mode(tmp_path: Path) -> None:
     script = ROOT / "benchmarks" / "class_token_shortcut.py"
     done = _run(script, "--quick", "--rounds", "2", "--json", str(out), timeout=300)
     report = json.loads(out.read_text())
-    for task in ("inference", "training"):
-        assert report[task]["shortcut_images_per_s"] > 0
-        assert report[task]["full_images_per_s"] > 0
-        assert len(report[task]["seconds"]["full"]) == 2
+    assert report["inference"]["shortcut_images_per_s"] > 0
+    assert report["inference"]["full_images_per_s"] > 0
+    assert len(report["inference"]["seconds"]["full"]) == 2
+    assert "training" not in report  # training has no shortcut
     assert 0 < report["flops_saved"] < 1
     assert report["max_logit_difference"] <= 1e-5
     assert "| inference | 8 |" in done.stdout
