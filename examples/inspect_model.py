@@ -99,10 +99,11 @@ def load_images(
     if args.image is not None:
         from PIL import Image
 
-        from vitlib.data import eval_transform
+        from vitlib.data import Preprocessing
 
         with Image.open(args.image) as opened:
-            image = eval_transform(max(height, width), resize_ratio=1.0)(opened.convert("RGB"))
+            spec = Preprocessing((height, width), crop_ratio=1.0)
+            image = spec.transform()(opened.convert("RGB"))
         mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
         images = image.unsqueeze(0)
         if channels == 1:  # a grey model: the luminance, normalised as the channel mean

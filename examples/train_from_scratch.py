@@ -1,6 +1,6 @@
 """Train a ViT from scratch: the embedded 8x8 digits by default, or a Sports-Mini style folder.
 
-The same as the ``vitlib train`` command; the work is done by :mod:`vitlib.training.recipe`
+The ``vitlib train`` command as a script; the work is done by :mod:`vitlib.training.recipe`
 (data, model, :func:`vitlib.training.fit`, plots). The run directory (``--output-dir``, default
 ``runs/from_scratch``) receives ``last/`` and ``best/`` checkpoints, ``history.json``, the
 loss/accuracy curves (``history.png``) and a grid of test predictions (``predictions.png``); the
@@ -21,28 +21,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from vitlib.errors import VitlibError
-from vitlib.training.recipe import add_train_arguments, resolve_defaults, run_from_args
+from vitlib.cli import build_parser
+from vitlib.cli import main as vitlib_main
+from vitlib.training.recipe import resolve_defaults
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The command line, with the data-dependent defaults filled in."""
-    parser = argparse.ArgumentParser(
-        description="Train a Vision Transformer from scratch (digits or an image folder).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_train_arguments(parser)
-    return resolve_defaults(parser.parse_args(argv))
+    """The command line of ``vitlib train``, with the data-dependent defaults filled in."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    return resolve_defaults(build_parser().parse_args(["train", *arguments]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the example; return the exit status (2 and one line for an expected failure: a run in
-    the way, a bad option or checkpoint, a path that cannot be written...)."""
-    try:
-        return run_from_args(parse_args(argv))
-    except (VitlibError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    """Run ``vitlib train`` with ``argv``; return the exit status (2 and one line for an
+    expected failure: a run in the way, a bad option, a path that cannot be written...)."""
+    return vitlib_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

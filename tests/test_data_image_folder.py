@@ -17,11 +17,11 @@ from vitlib.data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageFolderDataset,
+    Preprocessing,
     SkippedImagesWarning,
-    eval_transform,
     load_image_folders,
 )
-from vitlib.data.transforms import EvalTransform, TrainTransform
+from vitlib.data.preprocessing import PreprocessTransform, TrainTransform
 from vitlib.errors import DataError
 
 from .image_helpers import write_image_folder
@@ -78,7 +78,7 @@ def test_default_item_is_the_rgb_image_in_unit_range(split_root: Path) -> None:
 
 
 def test_transform_is_applied(split_root: Path) -> None:
-    image, _ = ImageFolderDataset(split_root, eval_transform(8))[3]
+    image, _ = ImageFolderDataset(split_root, Preprocessing((8, 8)).transform())[3]
     assert image.shape == (3, 8, 8)
 
 
@@ -218,7 +218,7 @@ def test_load_image_folders_uses_train_and_eval_transforms(tmp_path: Path) -> No
     make_split(tmp_path / "test", per_class=1)
     train, test = load_image_folders(tmp_path, image_size=12)
     assert isinstance(train.transform, TrainTransform)
-    assert isinstance(test.transform, EvalTransform)
+    assert isinstance(test.transform, PreprocessTransform)
     assert (len(train), len(test)) == (6, 3)
     assert train.classes == test.classes == CLASSES
     assert train[0][0].shape == test[0][0].shape == (3, 12, 12)
@@ -322,7 +322,7 @@ def test_a_dataset_item_is_turned_upright_exactly_once(
 ) -> None:
     """Turned twice, orientation 6 would give a 180-degree turn: 20 wide, red at the bottom."""
     write_oriented_jpeg(tmp_path / "cls" / "photo.jpg")
-    transform = eval_transform(20, resize_ratio=1.0, mean=(0, 0, 0), std=(1, 1, 1))
+    transform = Preprocessing((20, 20), crop_ratio=1.0, mean=(0, 0, 0), std=(1, 1, 1)).transform()
     dataset = ImageFolderDataset(tmp_path, transform if with_transform else None)
     image, _ = dataset[0]
     if not with_transform:
@@ -402,7 +402,7 @@ def test_a_bomb_that_reaches_load_image_is_refused_naming_the_file(
     split_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """E.g. the file was replaced, or the limit lowered, after the dataset was built."""
-    dataset = ImageFolderDataset(split_root, eval_transform(8))
+    dataset = ImageFolderDataset(split_root, Preprocessing((8, 8)).transform())
     path = dataset.samples[0][0]
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)
     with pytest.raises(
@@ -443,10 +443,14 @@ def test_the_skip_warning_says_why_each_named_file_is_unreadable(split_root: Pat
         assert f"{name} (UnidentifiedImageError: cannot identify image file)" in message
 
 
-def test_load_image_folders_normalise_with_the_mean_and_std_given(tmp_path: Path) -> None:
+def test_load_image_folders_prepare_both_splits_by_the_preprocessing_given(
+    tmp_path: Path,
+) -> None:
     for split in ("train", "test"):
         write_image_folder(tmp_path / split, per_class=1)
-    train, test = load_image_folders(tmp_path, image_size=8, mean=(0.5,) * 3, std=(0.25,) * 3)
-    assert test.transform == eval_transform(8, mean=(0.5,) * 3, std=(0.25,) * 3)
+    spec = Preprocessing((8, 12), mean=(0.5,) * 3, std=(0.25,) * 3, crop_ratio=1.0)
+    train, test = load_image_folders(tmp_path, spec)
+    assert test.transform == spec.transform()
     assert isinstance(train.transform, TrainTransform)
-    assert (train.transform.mean, train.transform.std) == ((0.5,) * 3, (0.25,) * 3)
+    assert train.transform.preprocessing == spec
+    assert train[0][0].shape == test[0][0].shape == (3, 8, 12)

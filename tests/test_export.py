@@ -66,7 +66,7 @@ def test_an_existing_file_is_never_replaced_silently(exported: tuple[ViT, Path])
 
 def test_only_vits_and_onnx_paths_are_exported(tmp_path: Path) -> None:
     not_a_vit: Any = torch.nn.Linear(2, 2)
-    with pytest.raises(TypeError, match=r"expects a vitlib\.ViT, got Linear"):
+    with pytest.raises(TypeError, match=r"model must be a vitlib\.ViT .*, got Linear"):
         export_onnx(not_a_vit, tmp_path / "x.onnx")
     with pytest.raises(ValueError, match=r"writes a \.onnx file"):
         export_onnx(ViT(**VARIANT), tmp_path / "model.bin")

@@ -638,7 +638,7 @@ def test_an_unwritable_folder_is_named_not_our_temporaries(
         raise PermissionError(13, "Permission denied", str(self))
 
     monkeypatch.setattr(Path, "mkdir", refuse)
-    with pytest.raises(PermissionError, match=r"cannot write the checkpoint into .*/ro/ck"):
+    with pytest.raises(PermissionError, match=r"cannot write into .*/ro/ck"):
         vitlib.save_pretrained(_model(), tmp_path / "ro" / "ck")
 
 
@@ -715,7 +715,7 @@ CLI_FAILURES = [
         lambda tmp, mp: _unwritable(
             mp, ["convert", str(_checkpoint_in(tmp)), str(tmp / "ro" / "out")]
         ),
-        r"cannot write the checkpoint into .*ro/out \(Permission denied\)",
+        r"cannot write into .*ro/out \(Permission denied\)",
         id="L07h",
     ),
     pytest.param(
@@ -741,7 +741,11 @@ CLI_FAILURES = [
     ),
     pytest.param(lambda tmp, mp: ["train", "--position-std", "-1"], r"position.std.*-1", id="L08r"),
     pytest.param(lambda tmp, mp: ["summary", "ViT-B/16", "--depth", "-1"], r"depth", id="L05d"),
-    pytest.param(lambda tmp, mp: ["train", "--seed", "-1"], r"seed=-1", id="seed"),
+    pytest.param(
+        lambda tmp, mp: ["train", "--seed", "-1"],
+        r"argument --seed: must be an int >= 0 and <= 4294967295, got -1",
+        id="seed",
+    ),
 ]
 
 
@@ -877,8 +881,8 @@ def _decompression_bomb(folder: Path, server: str) -> tuple[str, dict[str, str]]
     Image.new("RGB", (40, 40)).save(folder / "d" / "cat" / "fine.png")
     return (
         "warnings.simplefilter('error')\n"
-        "from vitlib.data import ImageFolderDataset, eval_transform\n"
-        "dataset = ImageFolderDataset('d', eval_transform(32))\n"
+        "from vitlib.data import ImageFolderDataset, Preprocessing\n"
+        "dataset = ImageFolderDataset('d', Preprocessing((32, 32)).transform())\n"
         "dataset.load_image(0)",
         {},
     )

@@ -24,19 +24,19 @@ WORKER = textwrap.dedent(
     from torch import nn
     from torch.utils.data import TensorDataset
 
-    import vitlib.training.loop as loop_module
+    import vitlib.training.resume as resume_module
     from vitlib.data import make_dataloaders
     from vitlib.training import distributed_session, fit, seed_everything
 
     out = Path(sys.argv[1])
     with distributed_session() as context:
-        save_checkpoint = loop_module.save_checkpoint
+        save_checkpoint = resume_module.save_checkpoint
 
         def recording_save(*args, **kwargs):
             (out / f"saved_by_rank{context.rank}").touch()
             save_checkpoint(*args, **kwargs)
 
-        loop_module.save_checkpoint = recording_save
+        resume_module.save_checkpoint = recording_save
         inputs = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
         labels = (inputs[:, 0] + inputs[:, 1] > 0).long()
         train_loader, test_loader = make_dataloaders(

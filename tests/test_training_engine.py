@@ -21,7 +21,7 @@ from tests.training_helpers import (
     states_equal,
     tiny_net,
 )
-from vitlib.errors import DataError
+from vitlib.errors import ConfigError, DataError
 from vitlib.training import (
     NonFiniteLossError,
     TrainingConfigError,
@@ -174,7 +174,7 @@ def test_accumulation_steps_below_one_are_refused(accumulation_steps: int) -> No
     model = tiny_net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     with pytest.raises(
-        TrainingConfigError, match=rf"accumulation_steps={accumulation_steps}.*>= 1"
+        ConfigError, match=rf"accumulation_steps must be an int >= 1, got {accumulation_steps}"
     ):
         train_one_epoch(
             model,
@@ -204,15 +204,20 @@ def test_bfloat16_autocast_trains_and_evaluates() -> None:
 
 def test_float16_autocast_is_refused_with_the_fix() -> None:
     model = tiny_net()
-    with pytest.raises(ValueError, match=r"float16.*expected torch.bfloat16 or None"):
+    with pytest.raises(
+        ValueError, match=r"amp_dtype must be torch.bfloat16 or None, got .*float16"
+    ):
         evaluate(model, DataLoader(blobs(4)), amp_dtype=torch.float16)
 
 
-def test_evaluate_leaves_the_model_in_eval_mode_without_touching_gradients() -> None:
+def test_evaluate_restores_the_mode_and_touches_no_gradient() -> None:
     model = TinyNet(dropout=0.5)
     reference = copy.deepcopy(model)
     first = evaluate(model, DataLoader(blobs(9), batch_size=4))
     again = evaluate(model, DataLoader(blobs(9), batch_size=4))
+    was_training = model.training
+    assert evaluate(model.eval(), DataLoader(blobs(9), batch_size=4)) == first
+    assert was_training
     assert not model.training
     assert first == again  # dropout is off, so evaluation is deterministic
     assert states_equal(model, reference)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+import vitlib
 from tests.training_helpers import (
     blobs,
     count_optimizer_steps,
@@ -23,7 +24,7 @@ from tests.training_helpers import (
     train,
 )
 from vitlib.data import make_dataloaders
-from vitlib.errors import CheckpointError, DataError
+from vitlib.errors import CheckpointError, ConfigError, DataError
 from vitlib.training import TrainingConfigError, fit
 from vitlib.training.errors import NonFiniteEvalLossError
 
@@ -47,7 +48,7 @@ def test_the_history_has_one_entry_per_epoch_and_learns() -> None:
 
 @pytest.mark.parametrize("epochs", [0, -1, 1.5, True])
 def test_bad_epochs_are_refused(epochs: Any) -> None:
-    with pytest.raises(TrainingConfigError, match=rf"epochs={epochs!r}.*integer >= 1"):
+    with pytest.raises(vitlib.VitlibError, match=rf"epochs must be an int >= 1, got {epochs!r}"):
         train(epochs=epochs)
 
 
@@ -55,7 +56,7 @@ def test_bad_epochs_are_refused(epochs: Any) -> None:
 def test_bad_learning_rates_are_refused(lr: float) -> None:
     model = tiny_net()
     train_loader, test_loader = loaders()
-    with pytest.raises(TrainingConfigError, match=r"lr=.*finite number in \(0, inf\)"):
+    with pytest.raises(ConfigError, match=r"lr must be a finite number > 0, got"):
         fit(model, train_loader, test_loader, epochs=1, lr=lr)
 
 
@@ -69,9 +70,9 @@ def test_unknown_options_are_refused_with_a_suggestion() -> None:
 def test_unknown_optimizer_and_schedule_names_are_refused_via_fit() -> None:
     model = tiny_net()
     train_loader, test_loader = loaders()
-    with pytest.raises(TrainingConfigError, match="did you mean 'sgd'"):
+    with pytest.raises(ConfigError, match="did you mean 'sgd'"):
         fit(model, train_loader, test_loader, epochs=1, optimizer="sgdd")
-    with pytest.raises(TrainingConfigError, match="did you mean 'linear'"):
+    with pytest.raises(ConfigError, match="did you mean 'linear'"):
         fit(model, train_loader, test_loader, epochs=1, schedule="liner")
 
 
@@ -105,7 +106,7 @@ def test_max_steps_stops_early_even_in_the_middle_of_an_epoch(tmp_path: Path) ->
 
 
 def test_accumulation_steps_through_fit() -> None:
-    with pytest.raises(TrainingConfigError, match="accumulation_steps=0"):
+    with pytest.raises(ConfigError, match="accumulation_steps must be an int >= 1, got 0"):
         train(accumulation_steps=0)
     for accumulation_steps, steps in ((1, 5), (2, 3), (5, 1)):  # 5 micro-batches an epoch
         with count_optimizer_steps() as counted:

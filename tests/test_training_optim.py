@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 import vitlib
 from tests.training_helpers import TokenNet, tiny_net
+from vitlib import ConfigError
 from vitlib.training import (
     TrainConfig,
-    TrainingConfigError,
     build_optimizer,
     build_scheduler,
     lr_factor,
@@ -173,14 +173,14 @@ def test_the_scheduler_sets_the_learning_rate_of_every_step() -> None:
 @pytest.mark.parametrize(
     ("field", "value", "hint"),
     [
-        ("optimizer", "AdamW", "did you mean 'adamw'"),
-        ("optimizer", "lamb", "expected one of 'adamw', 'adam', 'sgd'"),
-        ("schedule", "cosin", "did you mean 'cosine'"),
-        ("schedule", "step", "expected one of 'cosine', 'linear', 'constant'"),
+        ("optimizer", "AdamW", "got 'AdamW' \\(did you mean 'adamw'"),
+        ("optimizer", "lamb", "must be one of 'adamw', 'adam', 'sgd', got 'lamb'"),
+        ("schedule", "cosin", "got 'cosin' \\(did you mean 'cosine'"),
+        ("schedule", "step", "must be one of 'cosine', 'linear', 'constant', got 'step'"),
     ],
 )
 def test_unknown_names_are_refused_with_the_valid_ones(field: str, value: str, hint: str) -> None:
-    with pytest.raises(TrainingConfigError, match=rf"{field}='{value}'.*{hint}"):
+    with pytest.raises(ConfigError, match=rf"{field} {hint}" if "must" in hint else hint):
         TrainConfig(**{field: value})  # type: ignore[arg-type]
 
 
@@ -210,11 +210,12 @@ def test_unknown_schedule_in_the_functional_api() -> None:
     ],
 )
 def test_out_of_range_settings_name_the_value_given(field: str, value: object) -> None:
-    with pytest.raises(TrainingConfigError, match=rf"{field}=") as caught:
+    with pytest.raises(
+        vitlib.VitlibError, match=rf"^(each of )?{field} must be .*, got "
+    ) as caught:
         TrainConfig(**{field: value})  # type: ignore[arg-type]
-    assert "expected" in str(caught.value)
-    assert isinstance(caught.value, ValueError)
-    assert isinstance(caught.value, vitlib.VitlibError)
+    wrong_type = isinstance(value, float) and field in ("warmup_steps",)
+    assert isinstance(caught.value, TypeError if wrong_type else ValueError)
 
 
 def test_the_config_round_trips_through_a_plain_dict() -> None:

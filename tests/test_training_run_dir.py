@@ -323,7 +323,7 @@ def test_a_damaged_training_state_is_named_with_what_to_do(
 
 
 def test_loading_a_missing_training_state_names_it(tmp_path: Path) -> None:
-    from vitlib.training.run_dir import load_training_state  # fit refuses earlier: no run
+    from vitlib.training.resume import load_training_state  # fit refuses earlier: no run
 
     with pytest.raises(vitlib.CheckpointError, match=r"training_state.pt is missing; the run"):
         load_training_state(tmp_path / "last")

@@ -14,17 +14,14 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 from torch import Tensor
 from torch.nn import functional as F
 
-from vitlib.analysis.plots import _check_path, _displayable, _new_figure
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
+from vitlib.analysis.plots import check_png_path, displayable, draw_image, new_figure, save_figure
 
 __all__ = [
     "plot_attention_distance",
@@ -74,7 +71,7 @@ def plot_embedding_filters(
         raise ValueError("filters is empty (k = 0); pass at least one filter")
     if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
         raise ValueError(f"columns must be an int >= 1, got {columns!r}; the paper uses 7")
-    out = _check_path(path, overwrite)
+    out = check_png_path(path, overwrite)
     pixels = filters.detach().cpu().float()
     low = pixels.amin(dim=(1, 2, 3), keepdim=True)
     high = pixels.amax(dim=(1, 2, 3), keepdim=True)
@@ -82,7 +79,7 @@ def plot_embedding_filters(
     count = len(scaled)
     columns = min(columns, count)
     rows = math.ceil(count / columns)
-    figure = _new_figure(width=_CELL_INCHES * columns, height=_CELL_INCHES * rows + 0.5)
+    figure = new_figure(width=_CELL_INCHES * columns, height=_CELL_INCHES * rows + 0.5)
     for index in range(count):
         axes = figure.add_subplot(rows, columns, index + 1)
         image = scaled[index]
@@ -92,9 +89,7 @@ def plot_embedding_filters(
             axes.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
         axes.axis("off")
     figure.suptitle(f"Embedding filters (first {count} principal components)")
-    figure.tight_layout()
-    figure.savefig(out, format="png")
-    return out
+    return save_figure(figure, out, overwrite=overwrite)
 
 
 def plot_position_similarity(
@@ -130,11 +125,11 @@ def plot_position_similarity(
             f"similarity must be a tensor (rows, cols, rows, cols), got {_describe(similarity)}; "
             f"pass vitlib.analysis.position_embedding_similarity(model)"
         )
-    out = _check_path(path, overwrite)
+    out = check_png_path(path, overwrite)
     rows, cols = similarity.shape[:2]
     mosaic = similarity_mosaic(similarity)
     side = min(8.0, 2.0 + 0.45 * max(rows, cols))
-    figure = _new_figure(width=side + 1.2, height=side)
+    figure = new_figure(width=side + 1.2, height=side)
     axes = figure.add_subplot(1, 1, 1)
     from matplotlib import colormaps
 
@@ -151,9 +146,7 @@ def plot_position_similarity(
     axes.set_ylabel("Input patch row")
     axes.set_title("Position embedding similarity")
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="Cosine similarity")
-    figure.tight_layout()
-    figure.savefig(out, format="png")
-    return out
+    return save_figure(figure, out, overwrite=overwrite)
 
 
 def similarity_mosaic(similarity: Tensor) -> npt.NDArray[np.float32]:
@@ -196,10 +189,10 @@ def plot_attention_distance(
             f"distances must be a non-empty tensor (layers, heads), got {_describe(distances)}; "
             f"pass vitlib.analysis.mean_attention_distance(model, images)"
         )
-    out = _check_path(path, overwrite)
+    out = check_png_path(path, overwrite)
     values = distances.detach().cpu().float()
     layers, heads = values.shape
-    figure = _new_figure(width=6.0, height=4.5)
+    figure = new_figure(width=6.0, height=4.5)
     axes = figure.add_subplot(1, 1, 1)
     depth = np.arange(1, layers + 1)
     for head in range(heads):
@@ -212,9 +205,7 @@ def plot_attention_distance(
     if heads <= 16:
         axes.legend(fontsize=7, ncol=2 if heads > 8 else 1, loc="lower right")
     axes.set_title("Mean attention distance")
-    figure.tight_layout()
-    figure.savefig(out, format="png")
-    return out
+    return save_figure(figure, out, overwrite=overwrite)
 
 
 def plot_attention_rollout(
@@ -262,34 +253,25 @@ def plot_attention_rollout(
             f"attention must be one map (rows, cols), got {_describe(attention)}; pass "
             f"vitlib.analysis.rollout_map(model, images)[0]"
         )
-    shown = _displayable(image.unsqueeze(0), mean, std)[0]
-    out = _check_path(path, overwrite)
+    shown = displayable(image.unsqueeze(0), mean, std)[0]
+    out = check_png_path(path, overwrite)
     height, width = shown.shape[-2:]
     heat = attention.detach().cpu().float()[None, None]
     heat = F.interpolate(heat, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
     heat = heat.clamp_min(0.0) / heat.max().clamp_min(1e-12)
     masked = shown * heat
-    figure = _new_figure(width=9.0, height=3.4)
+    figure = new_figure(width=9.0, height=3.4)
     panels = figure.subplots(1, 3)
-    _draw(panels[0], shown)
+    draw_image(panels[0], shown)
     panels[0].set_title("Input")
     colours = panels[1].imshow(heat.numpy(), cmap=_ROLLOUT_COLOURS, vmin=0.0, vmax=1.0)
     panels[1].set_title("Attention rollout")
-    _draw(panels[2], masked)
+    draw_image(panels[2], masked)
     panels[2].set_title("Input x attention")
     for axes in panels:
         axes.axis("off")
     figure.colorbar(colours, ax=list(panels), fraction=0.02, pad=0.02, label="share of maximum")
-    figure.savefig(out, format="png", bbox_inches="tight")
-    return out
-
-
-def _draw(axes: Axes, image: Tensor) -> None:
-    """Show a (C, H, W) image in [0, 1]: grey for one channel, else RGB."""
-    if image.shape[0] == 1:
-        axes.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)
-    else:
-        axes.imshow(image.permute(1, 2, 0).clamp(0.0, 1.0).numpy())
+    return save_figure(figure, out, overwrite=overwrite, crop=True)
 
 
 def _describe(value: object) -> str:

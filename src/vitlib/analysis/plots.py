@@ -16,9 +16,13 @@ from typing import TYPE_CHECKING, Final
 import torch
 from torch import Tensor
 
+from vitlib._checks import check_positive_int
 from vitlib._optional import missing_extra
+from vitlib.errors import ConfigError
+from vitlib.files import write_files
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 HISTORY_KEYS: Final = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -59,8 +63,8 @@ def plot_history(
         PosixPath('runs/history.png')
     """
     curves = _check_history(history)
-    out = _check_path(path, overwrite)
-    figure = _new_figure(width=10.0, height=4.0)
+    out = check_png_path(path, overwrite)
+    figure = new_figure(width=10.0, height=4.0)
     from matplotlib.ticker import MaxNLocator
 
     epochs = range(1, len(curves["train_loss"]) + 1)
@@ -74,9 +78,7 @@ def plot_history(
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
         axes.legend()
-    figure.tight_layout()
-    figure.savefig(out, format="png")
-    return out
+    return save_figure(figure, out, overwrite=overwrite)
 
 
 def plot_predictions(
@@ -116,34 +118,19 @@ def plot_predictions(
             ``std`` (or the reverse), ``max_images < 1`` or a path not ending in ``.png``.
         FileExistsError: If ``path`` exists and ``overwrite`` is false.
     """
-    shown = _displayable(images, mean, std)
+    shown = displayable(images, mean, std)
     true_labels = _check_labels("labels", labels, len(images), len(class_names))
     predicted = _check_labels("predictions", predictions, len(images), len(class_names))
-    if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1:
-        raise ValueError(f"max_images must be an int >= 1, got {max_images!r}; use e.g. 16")
-    out = _check_path(path, overwrite)
-    count = min(len(shown), max_images)
-    columns = math.ceil(math.sqrt(count))
-    rows = math.ceil(count / columns)
-    figure = _new_figure(width=_CELL_INCHES * columns, height=_CELL_INCHES * rows + 0.3)
-    for index in range(count):
-        axes = figure.add_subplot(rows, columns, index + 1)
-        image = shown[index]
-        if image.shape[0] == 1:
-            axes.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)
-        else:
-            axes.imshow(image.permute(1, 2, 0).numpy())
-        right = predicted[index] == true_labels[index]
-        axes.set_title(
-            f"{class_names[predicted[index]]} / {class_names[true_labels[index]]}",
-            color=_CORRECT_COLOUR if right else _WRONG_COLOUR,
-            fontsize=9,
-        )
-        axes.axis("off")
-    figure.suptitle("predicted / true")
-    figure.tight_layout()
-    figure.savefig(out, format="png")
-    return out
+    count = min(len(shown), check_positive_int("max_images", max_images))
+    titles = [
+        f"{class_names[guess]} / {class_names[truth]}"
+        for guess, truth in zip(predicted[:count], true_labels[:count], strict=True)
+    ]
+    colours = [
+        _CORRECT_COLOUR if guess == truth else _WRONG_COLOUR
+        for guess, truth in zip(predicted[:count], true_labels[:count], strict=True)
+    ]
+    return _image_grid(shown[:count], titles, colours, path, "predicted / true", overwrite)
 
 
 def plot_image_predictions(
@@ -176,7 +163,7 @@ def plot_image_predictions(
         ValueError: On mismatched lengths or shapes, or a path not ending in ``.png``.
         FileExistsError: If ``path`` exists and ``overwrite`` is false.
     """
-    shown = _displayable(images, mean, std)
+    shown = displayable(images, mean, std)
     _check_count("labels", labels, len(shown))
     _check_count("probabilities", probabilities, len(shown))
     titles = [
@@ -221,7 +208,7 @@ def plot_mistakes(
             ending in ``.png``.
         FileExistsError: If ``path`` exists and ``overwrite`` is false.
     """
-    shown = _displayable(images, mean, std)
+    shown = displayable(images, mean, std)
     true_labels = _check_labels("labels", labels, len(shown), len(class_names))
     predicted = _check_labels("predictions", predictions, len(shown), len(class_names))
     _check_count("confidences", confidences, len(shown))
@@ -267,9 +254,9 @@ def plot_confusion_matrix(
             f"matrix must be {classes} x {classes} non-negative counts (one row and column per "
             f"class name), got shape {tuple(counts.shape)}"
         )
-    out = _check_path(path, overwrite)
+    out = check_png_path(path, overwrite)
     side = min(24.0, 2.0 + 0.6 * classes)
-    figure = _new_figure(width=side + 1.5, height=side)
+    figure = new_figure(width=side + 1.5, height=side)
     axes = figure.add_subplot(1, 1, 1)
     fractions = counts / counts.sum(dim=1, keepdim=True).clamp_min(1.0)
     picture = axes.imshow(fractions.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
@@ -285,9 +272,7 @@ def plot_confusion_matrix(
                 count = f"{int(counts[row, column])}"
                 axes.text(column, row, count, ha="center", va="center", color=colour, fontsize=8)
     axes.set_title("confusion matrix")
-    figure.tight_layout()
-    figure.savefig(out, format="png")
-    return out
+    return save_figure(figure, out, overwrite=overwrite)
 
 
 def _image_grid(
@@ -298,26 +283,19 @@ def _image_grid(
     suptitle: str,
     overwrite: bool,
 ) -> Path:
-    out = _check_path(path, overwrite)
+    out = check_png_path(path, overwrite)
     count = len(shown)
     columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
     # At least 5 inches wide, so that the title fits above one or two images.
     width = max(5.0, _CELL_INCHES * columns + 0.5)
-    figure = _new_figure(width=width, height=_CELL_INCHES * rows + 0.4)
+    figure = new_figure(width=width, height=_CELL_INCHES * rows + 0.4)
     for index in range(count):
         axes = figure.add_subplot(rows, columns, index + 1)
-        image = shown[index]
-        if image.shape[0] == 1:
-            axes.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)
-        else:
-            axes.imshow(image.permute(1, 2, 0).numpy())
+        draw_image(axes, shown[index])
         axes.set_title(titles[index], color=colours[index], fontsize=8)
-        axes.axis("off")
     figure.suptitle(suptitle, fontsize=11)
-    figure.tight_layout()
-    figure.savefig(out, format="png")
-    return out
+    return save_figure(figure, out, overwrite=overwrite)
 
 
 def _check_count(name: str, values: Sequence[object], count: int) -> None:
@@ -325,7 +303,12 @@ def _check_count(name: str, values: Sequence[object], count: int) -> None:
         raise ValueError(f"{name} has {len(values)} entries for {count} images; give one per image")
 
 
-def _new_figure(*, width: float, height: float) -> Figure:
+def new_figure(*, width: float, height: float) -> Figure:
+    """A bare ``Figure`` (Agg, no pyplot) of ``width x height`` inches at 100 dpi.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed (``pip install "vitlib[plots]"``).
+    """
     try:
         from matplotlib.figure import Figure
     except ImportError as error:
@@ -333,14 +316,41 @@ def _new_figure(*, width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=100)
 
 
-def _check_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
+def check_png_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """``path`` as a ``Path``, refused before any drawing unless it ends in ``.png`` and (without
+    ``overwrite``) is free."""
     out = Path(path)
     if out.suffix.lower() != ".png":
-        raise ValueError(f"plots are saved as PNG, got path {out}; give a path ending in .png")
+        raise ConfigError(f"plots are saved as PNG, got path {out}; give a path ending in .png")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass overwrite=True to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def save_figure(figure: Figure, path: Path, *, overwrite: bool, crop: bool = False) -> Path:
+    """Lay out ``figure`` (or, with ``crop``, cut the saved picture to what is drawn) and write
+    it to ``path`` as a PNG through the one atomic writer (missing parent folders are created);
+    return ``path``."""
+    if not crop:
+        figure.tight_layout()
+    bbox = "tight" if crop else None
+    write_files(
+        path.parent,
+        lambda staging: figure.savefig(staging / path.name, format="png", bbox_inches=bbox),
+        overwrite=overwrite,
+        what="plot",
+        exclusive=False,
+    )
+    return path
+
+
+def draw_image(axes: Axes, image: Tensor) -> None:
+    """Show a displayable (C, H, W) image on ``axes``: grey for one channel, RGB for three."""
+    if image.shape[0] == 1:
+        axes.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+    else:
+        axes.imshow(image.permute(1, 2, 0).numpy())
+    axes.axis("off")
 
 
 def _check_history(history: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
@@ -381,7 +391,7 @@ def _check_labels(name: str, values: Sequence[int] | Tensor, count: int, classes
     return indices
 
 
-def _displayable(
+def displayable(
     images: Tensor, mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> Tensor:
     """Return the images as float (B, C, H, W) in [0, 1], un-normalised as documented."""

@@ -8,21 +8,26 @@ loads without unpickling.
 
 from __future__ import annotations
 
+from vitlib.checkpoints._mapping import ConfigFormat, Family
 from vitlib.checkpoints.adapt import AdaptedCheckpointWarning, adapt_input_channels
 from vitlib.checkpoints.families import (
     FAMILIES,
+    SAVE_FORMATS,
     convert_state_dict,
     detect_family,
     export_state_dict,
 )
-from vitlib.checkpoints.files import read_weights
 from vitlib.checkpoints.metadata import ModelMetadata, attach_metadata, model_metadata
 from vitlib.checkpoints.pretrained import load_pretrained, save_pretrained
 from vitlib.checkpoints.sources import NonFiniteWeightsWarning
+from vitlib.checkpoints.weights import read_weights
 
 __all__ = [
     "FAMILIES",
+    "SAVE_FORMATS",
     "AdaptedCheckpointWarning",
+    "ConfigFormat",
+    "Family",
     "ModelMetadata",
     "NonFiniteWeightsWarning",
     "adapt_input_channels",

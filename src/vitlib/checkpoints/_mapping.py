@@ -10,14 +10,23 @@ from typing import Any
 
 from torch import Tensor
 
-from vitlib._checks import check_bool, check_layer_norm_eps, check_positive_int, to_pair
+from vitlib._checks import (
+    check_bool,
+    check_layer_norm_eps,
+    check_positive_int,
+    check_rate,
+    to_pair,
+)
 from vitlib.checkpoints._slots import Slot
+from vitlib.checkpoints.metadata import ModelMetadata
 from vitlib.config import ViTConfig
 from vitlib.errors import CheckpointError
 
 __all__ = [
+    "ConfigFormat",
     "Converted",
     "Family",
+    "RecordedMetadata",
     "Table",
     "checked_fields",
     "count_layers",
@@ -50,25 +59,59 @@ class Converted:
     hints: dict[str, Any] = field(default_factory=dict)
 
 
+#: What a family's ``config.json`` (and the files beside it) records besides the architecture:
+#: the class names and the preprocessing fields, each None where it records none.
+RecordedMetadata = tuple[list[Any] | None, dict[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class ConfigFormat:
+    """How a family's checkpoint folder describes its model: ``config.json`` and the JSON files
+    beside it.
+
+    Attributes:
+        marker: What marks a ``config.json`` as the family's, for messages.
+        read: The ``ViTConfig`` fields a ``config.json`` states, or None when it is not the
+            family's.
+        read_metadata: What it records of the class names and the preprocessing, from the
+            ``config.json``, the side files present (by name) and the checkpoint's config.
+        side_files: JSON files read beside ``config.json`` (and fetched with it from a hub).
+        write: The JSON files ``save_pretrained(format=name)`` writes, by file name, for a
+            model's config and metadata; None where vitlib does not save in the family's format.
+    """
+
+    marker: str
+    read: Callable[[Mapping[str, Any]], dict[str, Any] | None]
+    read_metadata: Callable[
+        [Mapping[str, Any], Mapping[str, Mapping[str, Any]], ViTConfig], RecordedMetadata
+    ]
+    side_files: tuple[str, ...] = ()
+    write: Callable[[ViTConfig, ModelMetadata], dict[str, dict[str, Any]]] | None = None
+
+
 @dataclass(frozen=True)
 class Family:
-    """One checkpoint family: how to recognise its state dicts and convert them, both ways.
+    """One checkpoint family: everything vitlib knows of it.
+
+    Adding a family is a module with its ``FAMILY`` and a line in
+    [`FAMILIES`][vitlib.checkpoints.FAMILIES].
 
     Attributes:
         name: The family's name, e.g. ``"timm"``.
+        title: Its name in messages, e.g. ``"Hugging Face"``.
         matches: Whether a set of state-dict keys is this family's.
         to_vitlib: Its state dict in vitlib's layout.
         from_vitlib: A vitlib state dict (of a model with the given config) under its names;
             None where vitlib does not export to the family.
-        read_config: The ``ViTConfig`` fields a ``config.json`` of the family states, or None
-            when the JSON is not the family's; None for a family without such a file.
+        config: Its ``config.json`` and side files; None for a family without them.
     """
 
     name: str
+    title: str
     matches: Callable[[set[str]], bool]
     to_vitlib: Callable[[Mapping[str, Tensor]], Converted]
     from_vitlib: Callable[[Mapping[str, Tensor], ViTConfig], dict[str, Tensor]] | None = None
-    read_config: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None = None
+    config: ConfigFormat | None = None
 
 
 def count_layers(keys: Iterable[str], pattern: str) -> int:
@@ -147,6 +190,9 @@ _FIELD_CHECKS: dict[str, Callable[[str, Any], object]] = {
     "num_heads": check_positive_int,
     "layer_norm_eps": lambda _, value: check_layer_norm_eps(value),
     "qkv_bias": check_bool,
+    "mlp_dropout": check_rate,
+    "embedding_dropout": check_rate,
+    "attn_dropout": check_rate,
 }
 
 

@@ -9,8 +9,10 @@
 * The server must answer within ``DOWNLOAD_TIMEOUT`` seconds, both to connect and for each read;
   set ``VITLIB_DOWNLOAD_TIMEOUT=<seconds>`` to change it. At most ``MAX_REDIRECTS`` redirects are
   followed, and only to ``http``/``https`` URLs.
-* A download goes to a temporary file in the same folder, which is renamed into place only once it
-  is complete (and its hash checked), so an interrupted download never becomes the cached file.
+* A download is written by [`vitlib.files.write_files`][vitlib.files.write_files]: into a
+  staging folder beside the cache, renamed into place only once it is complete (and its hash
+  checked), so an interrupted download never becomes the cached file; two processes fetching the
+  same file take turns.
 """
 
 from __future__ import annotations
@@ -20,11 +22,8 @@ import http.client
 import math
 import os
 import socket
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Final
 from urllib.parse import urlparse
@@ -33,6 +32,7 @@ import torch
 
 from vitlib._version import __version__
 from vitlib.errors import CheckpointError
+from vitlib.files import write_files
 
 __all__ = ["DOWNLOAD_TIMEOUT", "MAX_REDIRECTS", "cache_path", "checkpoint_folder", "download"]
 
@@ -104,19 +104,25 @@ def download(url: str, cached: Path, *, sha256_prefix: str | None = None) -> Pat
             _check_sha256(cached, sha256_prefix, fix=f"delete {cached} to download it again")
         return cached
     timeout = _download_timeout()
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        with _temporary_file(cached) as (stream, partial):
+
+    def fetch_into(staging: Path) -> None:
+        if cached.is_file():  # another process fetched it while this one waited
+            return
+        partial = staging / cached.name
+        with open(partial, "wb") as stream:
             size = _fetch(url, stream, timeout)
-            stream.close()
-            if sha256_prefix is not None:
-                _check_sha256(
-                    partial,
-                    sha256_prefix,
-                    fix=f"the server sent a different file ({size} bytes); check the URL",
-                    what=f"the file downloaded from {url}",
-                )
-            os.replace(partial, cached)
+        if sha256_prefix is not None:
+            _check_sha256(
+                partial,
+                sha256_prefix,
+                fix=f"the server sent a different file ({size} bytes); check the URL",
+                what=f"the file downloaded from {url}",
+            )
+
+    try:
+        write_files(
+            cached.parent, fetch_into, overwrite=True, what="download", exclusive=False, wait=True
+        )
     except CheckpointError:
         raise
     except (OSError, http.client.HTTPException, ValueError) as error:
@@ -125,18 +131,6 @@ def download(url: str, cached: Path, *, sha256_prefix: str | None = None) -> Pat
             f"network, or put the file at {cached} to load it offline."
         ) from error
     return cached
-
-
-@contextmanager
-def _temporary_file(cached: Path) -> Iterator[tuple[IO[bytes], Path]]:
-    """A new file next to ``cached``, removed unless it was renamed away."""
-    handle, name = tempfile.mkstemp(dir=cached.parent, prefix=f".{cached.name}.", suffix=".part")
-    partial = Path(name)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            yield stream, partial
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _fetch(url: str, stream: IO[bytes], timeout: float) -> int:

@@ -96,4 +96,4 @@ def to_vitlib(arrays: Mapping[str, Tensor]) -> Converted:
     return Converted(NAME, state, hints)
 
 
-FAMILY: Final = Family(NAME, matches, to_vitlib)
+FAMILY: Final = Family(NAME, "Google's .npz", matches, to_vitlib)

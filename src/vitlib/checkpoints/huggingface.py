@@ -19,8 +19,10 @@ from torch import Tensor
 
 from vitlib.checkpoints import _slots as slots
 from vitlib.checkpoints._mapping import (
+    ConfigFormat,
     Converted,
     Family,
+    RecordedMetadata,
     Table,
     checked_fields,
     count_layers,
@@ -28,7 +30,10 @@ from vitlib.checkpoints._mapping import (
     rename,
     require,
 )
+from vitlib.checkpoints.metadata import ModelMetadata
+from vitlib.checkpoints.weights import CONFIG_FILE
 from vitlib.config import ViTConfig
+from vitlib.data.preprocessing import Preprocessing
 from vitlib.errors import CheckpointError
 
 __all__ = [
@@ -39,11 +44,14 @@ __all__ = [
     "labels_from_hf",
     "matches",
     "preprocessing_from_hf",
+    "preprocessing_to_hf",
     "read_config",
     "to_vitlib",
 ]
 
 NAME = "huggingface"
+#: Hugging Face's image-processor settings, beside ``config.json``.
+PREPROCESSOR_FILE: Final = "preprocessor_config.json"
 
 _LAYER = "vit.encoder.layer.{i}"
 _TABLE: Table = (
@@ -174,6 +182,10 @@ def config_from_hf(data: Mapping[str, Any]) -> dict[str, Any]:
         "num_heads": data.get("num_attention_heads", 12),
         "layer_norm_eps": data.get("layer_norm_eps", 1e-12),
         "qkv_bias": data.get("qkv_bias", True),
+        # Hugging Face's hidden dropout acts after the embeddings and inside the MLP.
+        "mlp_dropout": data.get("hidden_dropout_prob", 0.0),
+        "embedding_dropout": data.get("hidden_dropout_prob", 0.0),
+        "attn_dropout": data.get("attention_probs_dropout_prob", 0.0),
     }
     activation = data.get("hidden_act", "gelu")
     if activation != "gelu":
@@ -256,30 +268,109 @@ def labels_from_hf(data: Mapping[str, Any]) -> list[str] | None:
 
 # Pillow's resampling filters by number, as preprocessor_config.json stores them.
 _RESAMPLE: Final = {0: "nearest-exact", 2: "bilinear", 3: "bicubic"}
+_PILLOW_FILTERS: Final = {name: number for number, name in _RESAMPLE.items()}
+# ConvNextImageProcessor crops only below this shortest edge; at and above it, it squashes.
+_CONVNEXT_CROP_BELOW: Final = 384
 
 
 def preprocessing_from_hf(data: Mapping[str, Any], channels: int) -> dict[str, Any] | None:
-    """``Preprocessing`` fields from a ``ViTImageProcessor``'s ``preprocessor_config.json``:
-    the image is resized straight to ``size`` (no crop), then normalised. ``None`` when it does
-    not resize or normalise as vitlib can (``do_resize``/``do_normalize`` false, a centre crop,
-    an unknown filter)."""
+    """``Preprocessing`` fields from a ``preprocessor_config.json``.
+
+    A ``ViTImageProcessor`` resizes straight to ``size`` (``"squash"``); a
+    ``ConvNextImageProcessor`` resizes the shortest edge to ``shortest_edge / crop_pct`` and
+    crops the centre (``"center_crop"``). ``None`` when it does not resize or normalise as
+    vitlib can (``do_resize``/``do_normalize`` false, another crop, an unknown filter); the
+    fields are not checked here (``Preprocessing`` checks them).
+    """
     if not data.get("do_resize", True) or not data.get("do_normalize", True):
         return None
-    if data.get("do_center_crop", False):
-        return None
-    size = data.get("size", {"height": 224, "width": 224})
     resample = _RESAMPLE.get(data.get("resample", 2))
-    if not isinstance(size, Mapping) or "height" not in size or resample is None:
+    size = data.get("size", {"height": 224, "width": 224})
+    if resample is None or not isinstance(size, Mapping):
         return None
-    return {
-        "image_size": (size["height"], size["width"]),
+    fields: dict[str, Any] = {
         "channels": channels,
         "mean": data.get("image_mean", [0.5] * channels),
         "std": data.get("image_std", [0.5] * channels),
-        "resize": "squash",
-        "crop_ratio": 1.0,
         "interpolation": resample,
+    }
+    if "crop_pct" in data and "shortest_edge" in size:
+        edge = size["shortest_edge"]
+        return {
+            **fields,
+            "image_size": edge,
+            "resize": "center_crop",
+            "crop_ratio": data["crop_pct"],
+        }
+    if data.get("do_center_crop", False) or "height" not in size or "width" not in size:
+        return None
+    image_size = (size["height"], size["width"])
+    return {**fields, "image_size": image_size, "resize": "squash", "crop_ratio": 1.0}
+
+
+def preprocessing_to_hf(spec: Preprocessing) -> dict[str, Any] | None:
+    """A ``preprocessor_config.json`` that ``transformers``' ``AutoImageProcessor`` loads and
+    that prepares images as ``spec`` does: a ``ViTImageProcessor`` for ``"squash"``, a
+    ``ConvNextImageProcessor`` for a square ``"center_crop"`` below 384 pixels; None for any
+    other (Hugging Face has no processor that crops a non-square centre)."""
+    common: dict[str, Any] = {
+        "do_resize": True,
+        "resample": _PILLOW_FILTERS[spec.interpolation],
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(spec.mean),
+        "image_std": list(spec.std),
+    }
+    height, width = spec.image_size
+    if spec.resize == "squash":
+        size = {"height": height, "width": width}
+        return {"image_processor_type": "ViTImageProcessor", **common, "size": size}
+    if height != width or height >= _CONVNEXT_CROP_BELOW:
+        return None
+    return {
+        "image_processor_type": "ConvNextImageProcessor",
+        **common,
+        "size": {"shortest_edge": height},
+        "crop_pct": spec.crop_ratio,
     }
 
 
-FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib, read_config)
+def read_metadata(
+    data: Mapping[str, Any], side_files: Mapping[str, Mapping[str, Any]], config: ViTConfig
+) -> RecordedMetadata:
+    """The class names of ``id2label`` and the ``ViTImageProcessor`` settings of
+    ``preprocessor_config.json``, if it is there."""
+    processor = side_files.get(PREPROCESSOR_FILE)
+    preprocessing = (
+        None if processor is None else preprocessing_from_hf(processor, config.in_channels)
+    )
+    return labels_from_hf(data), preprocessing
+
+
+def write(config: ViTConfig, metadata: ModelMetadata) -> dict[str, dict[str, Any]]:
+    """``config.json`` (with the class names as ``id2label``/``label2id``) and, where the
+    preprocessing is one a ``ViTImageProcessor`` can express, ``preprocessor_config.json``."""
+    files = {CONFIG_FILE: config_to_hf(config, metadata.labels)}
+    processor = (
+        None if metadata.preprocessing is None else preprocessing_to_hf(metadata.preprocessing)
+    )
+    if processor is not None:
+        files[PREPROCESSOR_FILE] = processor
+    return files
+
+
+FAMILY: Final = Family(
+    NAME,
+    "Hugging Face",
+    matches,
+    to_vitlib,
+    from_vitlib,
+    ConfigFormat(
+        "'model_type': 'vit'",
+        read_config,
+        read_metadata,
+        side_files=(PREPROCESSOR_FILE,),
+        write=write,
+    ),
+)

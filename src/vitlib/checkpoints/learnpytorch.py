@@ -49,4 +49,4 @@ def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
     return Converted(NAME, converted, {"layer_norm_eps": 1e-5})
 
 
-FAMILY: Final = Family(NAME, matches, to_vitlib)
+FAMILY: Final = Family(NAME, "the learnpytorch.io chapter", matches, to_vitlib)

@@ -11,16 +11,17 @@ the run directories of [`fit`][vitlib.training.fit] write it into ``config.json`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import Final
 
 from torch import nn
 
-from vitlib.checkpoints import huggingface, timm
+from vitlib._checks import check_sequence, check_type
 from vitlib.config import ViTConfig
 from vitlib.data.preprocessing import Preprocessing
-from vitlib.errors import CheckpointError, DataError
+from vitlib.errors import ConfigError, DataError, InputTypeError
 
 __all__ = [
     "ModelMetadata",
@@ -29,7 +30,6 @@ __all__ = [
     "check_labels",
     "default_preprocessing",
     "model_metadata",
-    "read_metadata",
 ]
 
 _ATTRIBUTE: Final = "vitlib_metadata"
@@ -51,24 +51,32 @@ class ModelMetadata:
 def check_labels(labels: object, num_classes: int | None = None, *, where: str = "labels") -> None:
     """Refuse labels that are not distinct non-empty strings, one per class.
 
+    Two names that differ only in their Unicode form (``"é"`` composed or as ``"e"`` and an
+    accent) are the same name: they look alike in every listing and file name.
+
     Raises:
-        TypeError: ``labels`` is not a sequence of strings.
-        ValueError: Empty, repeated or wrongly counted names.
+        InputTypeError: ``labels`` is not a sequence of non-empty strings.
+        ConfigError: Repeated names, or not one per class.
     """
-    if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
-        raise TypeError(
-            f"{where} must be a list of class names, got {type(labels).__name__}; "
-            "e.g. ['cat', 'dog']."
-        )
-    bad = [label for label in labels if not isinstance(label, str) or not label]
+    names = check_sequence(where, labels, "a list of class names, e.g. ['cat', 'dog']")
+    bad = [label for label in names if not isinstance(label, str) or not label]
     if bad:
-        raise TypeError(f"{where} must be non-empty strings, got {bad[:3]!r} among them.")
-    repeated = sorted({label for label in labels if list(labels).count(label) > 1})
+        raise InputTypeError(f"{where} must be non-empty strings, got {bad[:3]!r} among them.")
+    seen: dict[str, str] = {}
+    repeated = []
+    for label in names:
+        normal = unicodedata.normalize("NFC", str(label))
+        if normal in seen:
+            repeated.append(label if seen[normal] == label else f"{seen[normal]!r}/{label!r}")
+        seen.setdefault(normal, str(label))
     if repeated:
-        raise ValueError(f"{where} repeat {repeated[:3]}; expected one distinct name per class.")
-    if num_classes is not None and len(labels) != num_classes:
-        raise ValueError(
-            f"{where} name {len(labels)} classes but the model's head has {num_classes} outputs; "
+        raise ConfigError(
+            f"{where} repeat {repeated[:3]}; expected one distinct name per class (names equal "
+            "in Unicode NFC form count as one)."
+        )
+    if num_classes is not None and len(names) != num_classes:
+        raise ConfigError(
+            f"{where} name {len(names)} classes but the model's head has {num_classes} outputs; "
             "expected one name per output. Pass the class names of the data the head was "
             "trained on."
         )
@@ -95,11 +103,8 @@ def attach_metadata(
     num_classes = getattr(getattr(model, "config", None), "num_classes", None)
     if labels is not None:
         check_labels(labels, num_classes if isinstance(num_classes, int) else None)
-    if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
-        raise TypeError(
-            f"preprocessing must be a vitlib.data.Preprocessing, got "
-            f"{type(preprocessing).__name__}."
-        )
+    if preprocessing is not None:
+        check_type("preprocessing", preprocessing, Preprocessing, "a vitlib.data.Preprocessing")
     current = model_metadata(model)
     updated = ModelMetadata(
         tuple(labels) if labels is not None else current.labels,
@@ -145,72 +150,3 @@ def adapt_metadata(
         elif model.image_hw != checkpoint.image_hw:
             preprocessing = replace(preprocessing, image_size=model.image_hw)
     return ModelMetadata(labels, preprocessing)
-
-
-def metadata_to_json(metadata: ModelMetadata) -> dict[str, Any]:
-    """The ``config.json`` entries of ``metadata`` (none for what is unknown)."""
-    entries: dict[str, Any] = {}
-    if metadata.labels is not None:
-        entries["labels"] = list(metadata.labels)
-    if metadata.preprocessing is not None:
-        entries["preprocessing"] = metadata.preprocessing.to_dict()
-    return entries
-
-
-def read_metadata(
-    config_json: Mapping[str, Any],
-    config: ViTConfig,
-    preprocessor_json: Mapping[str, Any] | None = None,
-) -> ModelMetadata:
-    """The class names and preprocessing a checkpoint's ``config.json`` records.
-
-    vitlib's own ``labels`` and ``preprocessing`` (format version 2; version 1 has neither);
-    Hugging Face's ``id2label`` and, from ``preprocessor_config.json``, its
-    ``ViTImageProcessor`` settings; timm's ``label_names`` and ``pretrained_cfg``.
-
-    Args:
-        config_json: The checkpoint's ``config.json``.
-        config: The checkpoint's architecture (its head fixes how many labels there must be).
-        preprocessor_json: Hugging Face's ``preprocessor_config.json`` beside it, if any.
-
-    Raises:
-        CheckpointError: The labels are malformed or not one per output of the head, or
-            vitlib's own ``preprocessing`` entry is malformed.
-    """
-    labels: Any = None
-    preprocessing: Preprocessing | None = None
-    if config_json.get("format") == "vitlib":
-        labels = config_json.get("labels")
-        if config_json.get("preprocessing") is not None:
-            try:
-                preprocessing = Preprocessing.from_dict(config_json["preprocessing"])
-            except DataError as error:
-                raise CheckpointError(f"its 'preprocessing' is invalid: {error}") from error
-    elif config_json.get("model_type") == "vit":
-        labels = huggingface.labels_from_hf(config_json)
-        if preprocessor_json is not None:
-            found = huggingface.preprocessing_from_hf(preprocessor_json, config.in_channels)
-            preprocessing = _foreign_preprocessing(found)
-    elif "architecture" in config_json:
-        labels = timm.labels_from_timm(config_json)
-        preprocessing = _foreign_preprocessing(timm.preprocessing_from_timm(config_json))
-    if labels is not None:
-        if config.num_classes == 0:
-            labels = None  # a feature extractor: its names belong to a head it no longer has
-        else:
-            try:
-                check_labels(labels, config.num_classes, where="its labels")
-            except (TypeError, ValueError) as error:
-                raise CheckpointError(str(error)) from error
-    return ModelMetadata(tuple(labels) if labels is not None else None, preprocessing)
-
-
-def _foreign_preprocessing(fields: dict[str, Any] | None) -> Preprocessing | None:
-    """A foreign family's settings as ``Preprocessing``; None where vitlib cannot express them
-    (the weights load all the same; ``predict`` then says what it assumes)."""
-    if fields is None:
-        return None
-    try:
-        return Preprocessing.from_dict(fields)
-    except DataError:
-        return None

@@ -5,28 +5,25 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from torch import Tensor
 
-from vitlib._version import __version__
-from vitlib.checkpoints import huggingface
+from vitlib._checks import check_choice, check_type
 from vitlib.checkpoints.adapt import adapt_state, load_strict
-from vitlib.checkpoints.atomic import write_files_atomically
-from vitlib.checkpoints.families import convert_state_dict, export_state_dict
-from vitlib.checkpoints.files import write_checkpoint_files
-from vitlib.checkpoints.metadata import (
-    adapt_metadata,
-    attach_metadata,
-    metadata_to_json,
-    model_metadata,
-    read_metadata,
+from vitlib.checkpoints.families import (
+    FAMILIES,
+    SAVE_FORMATS,
+    convert_state_dict,
+    export_state_dict,
 )
+from vitlib.checkpoints.metadata import adapt_metadata, attach_metadata, model_metadata
 from vitlib.checkpoints.precedence import ConfigSources, resolve_configs
 from vitlib.checkpoints.shapes import ShapeFacts
-from vitlib.checkpoints.sources import check_tensors, read_source
-from vitlib.checkpoints.vitlib_layout import FORMAT_VERSION
+from vitlib.checkpoints.sources import check_tensors, read_source, recorded_metadata
+from vitlib.checkpoints.weights import write_checkpoint_files
 from vitlib.config import check_field_names
+from vitlib.files import write_files
 from vitlib.vit import ViT
 
 __all__ = ["checkpoint_contents", "load_pretrained", "save_pretrained"]
@@ -37,7 +34,7 @@ def save_pretrained(
     directory: str | os.PathLike[str],
     *,
     overwrite: bool = False,
-    format: Literal["vitlib", "huggingface"] = "vitlib",
+    format: str = "vitlib",
 ) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into ``directory``.
 
@@ -45,10 +42,13 @@ def save_pretrained(
     [`attach_metadata`][vitlib.checkpoints.attach_metadata] recorded: the class names
     (``labels``) and the ``preprocessing`` of the input images. ``format="huggingface"`` writes
     a directory that ``transformers``' ``ViTForImageClassification.from_pretrained`` (or
-    ``ViTModel``) reads as is, the class names as its ``id2label`` and ``label2id``.
+    ``ViTModel``) reads as is, the class names as its ``id2label`` and ``label2id``, and the
+    preprocessing as its ``preprocessor_config.json`` where Hugging Face can express it
+    (``AutoImageProcessor`` loads it). The formats are those of
+    [`SAVE_FORMATS`][vitlib.checkpoints.families.SAVE_FORMATS].
 
-    The two files replace their namesakes at once (see
-    [`vitlib.checkpoints.atomic`][vitlib.checkpoints.atomic]): an interrupted save leaves the
+    The files replace their namesakes at once (see [`vitlib.files`][vitlib.files]): an
+    interrupted save leaves the
     previous checkpoint or the new one, never a mix, and other files in ``directory`` are never
     touched. ``directory`` may be ``"."`` or a symbolic link to a folder (written through).
 
@@ -58,37 +58,31 @@ def save_pretrained(
         NotADirectoryError: ``directory`` is a file.
         PermissionError: ``directory`` cannot be created or written.
     """
-    if not isinstance(model, ViT):
-        raise TypeError(f"save_pretrained expects a vitlib.ViT, got {type(model).__name__}.")
-    if format not in ("vitlib", "huggingface"):
-        raise ValueError(f"format must be 'vitlib' or 'huggingface', got {format!r}.")
-    tensors, config = checkpoint_contents(model, format)  # before any file: may refuse the model
-    return write_files_atomically(
+    tensors, files = checkpoint_contents(model, format)  # before any file: may refuse the model
+    return write_files(
         directory,
-        lambda staging: write_checkpoint_files(staging, tensors, config),
+        lambda staging: write_checkpoint_files(staging, tensors, files),
         overwrite=overwrite,
     )
 
 
 def checkpoint_contents(
-    model: ViT, format: Literal["vitlib", "huggingface"] = "vitlib"
-) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """The tensors and the ``config.json`` content that
-    [`save_pretrained`][vitlib.checkpoints.save_pretrained] writes."""
-    metadata = model_metadata(model)
-    if format == "vitlib":
-        config: dict[str, Any] = {
-            "format": "vitlib",
-            "format_version": FORMAT_VERSION,
-            "vitlib_version": __version__,
-            "config": model.config.to_dict(),
-            **metadata_to_json(metadata),
-        }
-        tensors = export_state_dict(model, "vitlib")
-    else:
-        config = huggingface.config_to_hf(model.config, metadata.labels)
-        tensors = export_state_dict(model, "huggingface")
-    return tensors, config
+    model: ViT, format: str = "vitlib"
+) -> tuple[dict[str, Tensor], dict[str, dict[str, Any]]]:
+    """The tensors and the JSON files (by name) that
+    [`save_pretrained`][vitlib.checkpoints.save_pretrained] writes in ``format``.
+
+    Raises:
+        InputTypeError: ``model`` is not a ViT.
+        ConfigError: ``format`` is not one of ``SAVE_FORMATS``.
+        CheckpointError: The family cannot express the model.
+    """
+    check_type("model", model, ViT, "a vitlib.ViT")
+    config_format = FAMILIES[check_choice("format", format, SAVE_FORMATS)].config
+    if config_format is None or config_format.write is None:  # unreachable: SAVE_FORMATS
+        raise ValueError(f"format {format!r} writes no config")
+    tensors = export_state_dict(model, format)
+    return tensors, config_format.write(model.config, model_metadata(model))
 
 
 def load_pretrained(
@@ -137,9 +131,7 @@ def load_pretrained(
         overrides=config_overrides,
     )
     checkpoint, target = resolve_configs(sources)
-    metadata = read.metadata
-    if read.config_json is not None:
-        metadata = read_metadata(read.config_json, checkpoint, read.preprocessor_json)
+    metadata = recorded_metadata(read, checkpoint)
     model = ViT.from_config(target)
     load_strict(
         model, adapt_state(dict(converted.state_dict), checkpoint, target), converted.family

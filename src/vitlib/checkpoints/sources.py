@@ -1,5 +1,5 @@
-"""Reading what a checkpoint source holds (its tensors, what its config states, what its name
-implies), and refusing tensors that would load as wrong weights."""
+"""Reading what a checkpoint source holds (its tensors, what its config states and records, what
+its name implies), and refusing tensors that would load as wrong weights."""
 
 from __future__ import annotations
 
@@ -14,28 +14,49 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vitlib.checkpoints.atomic import recover_interrupted_save
-from vitlib.checkpoints.families import read_config
-from vitlib.checkpoints.files import CONFIG_FILE, SUPPORTED_SUFFIXES, read_json, read_weights
-from vitlib.checkpoints.metadata import ModelMetadata, model_metadata
-from vitlib.checkpoints.vitlib_layout import check_format_version
-from vitlib.errors import CheckpointError
+from vitlib._checks import check_type
+from vitlib.checkpoints._mapping import ConfigFormat
+from vitlib.checkpoints.families import identify_config
+from vitlib.checkpoints.metadata import ModelMetadata, check_labels, model_metadata
+from vitlib.checkpoints.run_folder import checkpoint_of_run
+from vitlib.checkpoints.weights import CONFIG_FILE, SUPPORTED_SUFFIXES, read_weights
+from vitlib.config import ViTConfig
+from vitlib.data.preprocessing import Preprocessing
+from vitlib.errors import CheckpointError, VitlibError
+from vitlib.files import read_json, recover_interrupted_save
 from vitlib.vit import ViT
 
-__all__ = ["NonFiniteWeightsWarning", "RawCheckpoint", "check_tensors", "read_source"]
+__all__ = [
+    "NonFiniteWeightsWarning",
+    "RawCheckpoint",
+    "check_tensors",
+    "read_source",
+    "recorded_metadata",
+]
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.npz")
-#: Hugging Face's image-processor settings, read beside a ``config.json`` when present.
-PREPROCESSOR_FILE = "preprocessor_config.json"
-# The folders of a run directory (vitlib.training.fit), the one to load first.
-_RUN_BEST, _RUN_LAST = "best", "last"
+_URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
 class NonFiniteWeightsWarning(UserWarning):
     """A checkpoint holds NaN or infinite weights; the model will output NaN for some inputs."""
 
 
-_URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+@dataclass(frozen=True)
+class ConfigFiles:
+    """A checkpoint folder's ``config.json``, its format and the side files beside it.
+
+    Attributes:
+        path: The ``config.json``.
+        data: Its content.
+        format: Its family's format.
+        side_files: The format's side files that are present, by name, with their paths.
+    """
+
+    path: Path
+    data: dict[str, Any]
+    format: ConfigFormat
+    side_files: dict[str, tuple[Path, dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,16 +68,14 @@ class RawCheckpoint:
         stated: The ``ViTConfig`` fields its own config states (all of them for a vitlib
             checkpoint or a ``ViT``); empty without a config.
         hints: What its hub name implies (the image size of torchvision's weights).
-        config_json: Its ``config.json``, read for class names and preprocessing.
-        preprocessor_json: Hugging Face's ``preprocessor_config.json`` beside it, if any.
+        config: Its ``config.json`` and side files, if it has them.
         metadata: The class names and preprocessing of a ``ViT`` source.
     """
 
     state: dict[str, Tensor]
     stated: dict[str, Any] = field(default_factory=dict)
     hints: dict[str, Any] = field(default_factory=dict)
-    config_json: dict[str, Any] | None = None
-    preprocessor_json: dict[str, Any] | None = None
+    config: ConfigFiles | None = None
     metadata: ModelMetadata = field(default_factory=ModelMetadata)
 
 
@@ -69,7 +88,7 @@ def read_source(source: str | os.PathLike[str] | Mapping[str, Tensor] | ViT) -> 
         CheckpointError: The source is unreadable or of an unsupported kind, or its config is
             invalid.
         FileNotFoundError: Nothing is at a local path.
-        TypeError: ``source`` is not a path, a hub name, a state dict or a ``ViT``.
+        InputTypeError: ``source`` is not a path, a hub name, a state dict or a ``ViT``.
     """
     if isinstance(source, ViT):
         state = {key: value.detach().clone() for key, value in source.state_dict().items()}
@@ -89,10 +108,7 @@ def read_source(source: str | os.PathLike[str] | Mapping[str, Tensor] | ViT) -> 
             f"http(s) URL of a weights file, 'hf-hub:<owner>/<name>', 'torchvision:<name>' or a "
             f"local path (download the file first)."
         )
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(
-            f"source must be a path, a hub name or a state dict, got {type(source).__name__}."
-        )
+    check_type("source", source, (str, os.PathLike), "a path, a hub name, a state dict or a ViT")
     return _read_path(Path(source))
 
 
@@ -101,41 +117,24 @@ def _read_path(path: Path) -> RawCheckpoint:
         raise FileNotFoundError(f"no checkpoint at {path}; check the path.")
     if not path.is_dir():
         return RawCheckpoint(read_weights(path))
-    path = _model_folder(path)
+    path = checkpoint_of_run(path) or path
     recover_interrupted_save(path)
+    weights = read_weights(_weights_file(path))
     config_path = path / CONFIG_FILE
     if not config_path.exists():
-        return RawCheckpoint(read_weights(_weights_file(path)))
-    config_json = read_json(config_path)
-    preprocessor_path = path / PREPROCESSOR_FILE
-    preprocessor = read_json(preprocessor_path) if preprocessor_path.exists() else None
-    return RawCheckpoint(
-        read_weights(_weights_file(path)),
-        stated=_stated_config(config_json, config_path),
-        config_json=config_json,
-        preprocessor_json=preprocessor,
-    )
-
-
-def _model_folder(path: Path) -> Path:
-    """``path``, or its ``best/`` if it is the run directory of ``fit`` (no checkpoint of its
-    own, a ``best/`` checkpoint inside).
-
-    Raises:
-        CheckpointError: A run directory without ``best/``; the message names the folders to
-            load instead.
-    """
-    if (path / CONFIG_FILE).exists() or any((path / name).exists() for name in _WEIGHT_FILES):
-        return path
-    best, last = path / _RUN_BEST, path / _RUN_LAST
-    if (best / CONFIG_FILE).is_file() or (best / "model.safetensors").is_file():
-        return best
-    if last.is_dir():
-        raise CheckpointError(
-            f"{path} is a training run without a {_RUN_BEST}/ checkpoint (the model with the best "
-            f"test accuracy); load {last} (the latest epoch) by its path."
-        )
-    return path
+        return RawCheckpoint(weights)
+    data = read_json(config_path)
+    try:
+        config_format, stated = identify_config(data)
+    except (VitlibError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{config_path} is not a valid model config: {error}") from error
+    side_files = {
+        name: (path / name, read_json(path / name))
+        for name in config_format.side_files
+        if (path / name).exists()
+    }
+    files = ConfigFiles(config_path, data, config_format, side_files)
+    return RawCheckpoint(weights, stated=stated, config=files)
 
 
 def _weights_file(folder: Path) -> Path:
@@ -159,23 +158,47 @@ def _weights_file(folder: Path) -> Path:
     return candidates[0]
 
 
-def _stated_config(data: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The ``ViTConfig`` fields the ``config.json`` at ``path`` states (read by its family)."""
-    if data.get("format") == "vitlib":
+def recorded_metadata(raw: RawCheckpoint, config: ViTConfig) -> ModelMetadata:
+    """The class names and preprocessing ``raw`` records, checked against its model ``config``.
+
+    A vitlib ``config.json`` that records invalid ones is refused; a foreign family's settings
+    that vitlib cannot express are left out with a warning that names the file.
+
+    Raises:
+        CheckpointError: Labels that are not one distinct name per output of the head, or a
+            vitlib ``preprocessing`` that is malformed; the message names the file.
+    """
+    files = raw.config
+    if files is None:
+        return raw.metadata
+    side = {name: content for name, (_, content) in files.side_files.items()}
+    labels, preprocessing = files.format.read_metadata(files.data, side, config)
+    where = f"{files.path}"
+    if labels is not None and config.num_classes == 0:
+        labels = None  # a feature extractor: its names belong to a head it no longer has
+    if labels is not None:
         try:
-            check_format_version(data.get("format_version", 1))
-        except CheckpointError as error:
-            raise CheckpointError(f"cannot load {path}: {error}.") from None
-    try:
-        stated = read_config(data)
-    except (CheckpointError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a valid model config: {error}") from error
-    if stated is None:
-        raise CheckpointError(
-            f"{path} is not a vitlib, Hugging Face or timm config (no 'format', 'model_type' or "
-            f"'architecture' key)."
-        )
-    return stated
+            check_labels(labels, config.num_classes)
+        except VitlibError as error:
+            raise CheckpointError(
+                f"{where}: {error} Fix the file, or load the model and re-save it after "
+                "vitlib.checkpoints.attach_metadata(model, labels=[...])."
+            ) from error
+    spec: Preprocessing | None = None
+    if preprocessing is not None:
+        try:
+            spec = Preprocessing.from_dict(preprocessing)
+        except VitlibError as error:
+            if files.data.get("format") == "vitlib":
+                raise CheckpointError(f"{where}: its preprocessing is invalid: {error}") from error
+            source = ", ".join(str(path) for path, _ in files.side_files.values()) or where
+            warnings.warn(
+                f"{source}: the preprocessing it records cannot be used ({error}); it is ignored, "
+                "and predict assumes ImageNet's (pass preprocessing=... to override).",
+                UserWarning,
+                stacklevel=4,
+            )
+    return ModelMetadata(tuple(labels) if labels is not None else None, spec)
 
 
 def check_tensors(state: Mapping[str, Any]) -> None:

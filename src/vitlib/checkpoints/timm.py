@@ -14,8 +14,10 @@ from torch import Tensor
 
 from vitlib.checkpoints import _slots as slots
 from vitlib.checkpoints._mapping import (
+    ConfigFormat,
     Converted,
     Family,
+    RecordedMetadata,
     Table,
     checked_fields,
     count_layers,
@@ -161,4 +163,18 @@ def preprocessing_from_timm(data: Mapping[str, Any]) -> dict[str, Any] | None:
     return fields
 
 
-FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib, read_config)
+def read_metadata(
+    data: Mapping[str, Any], side_files: Mapping[str, Mapping[str, Any]], config: ViTConfig
+) -> RecordedMetadata:
+    """The ``label_names`` and the ``pretrained_cfg`` preprocessing of a timm hub config."""
+    return labels_from_timm(data), preprocessing_from_timm(data)
+
+
+FAMILY: Final = Family(
+    NAME,
+    "timm",
+    matches,
+    to_vitlib,
+    from_vitlib,
+    ConfigFormat("an 'architecture' (a timm model name)", read_config, read_metadata),
+)

@@ -50,4 +50,4 @@ def to_vitlib(state: Mapping[str, Tensor]) -> Converted:
     return Converted(NAME, converted, {"layer_norm_eps": 1e-6})
 
 
-FAMILY: Final = Family(NAME, matches, to_vitlib)
+FAMILY: Final = Family(NAME, "torchvision", matches, to_vitlib)

@@ -9,11 +9,22 @@ from torch import Tensor
 
 from vitlib._version import __version__
 from vitlib.checkpoints import _slots as slots
-from vitlib.checkpoints._mapping import Converted, Family
+from vitlib.checkpoints._mapping import ConfigFormat, Converted, Family, RecordedMetadata
+from vitlib.checkpoints.metadata import ModelMetadata
+from vitlib.checkpoints.weights import CONFIG_FILE
 from vitlib.config import ViTConfig
 from vitlib.errors import CheckpointError
 
-__all__ = ["FAMILY", "from_vitlib", "matches", "read_config", "to_vitlib"]
+__all__ = [
+    "FAMILY",
+    "FORMAT_VERSION",
+    "from_vitlib",
+    "matches",
+    "read_config",
+    "read_metadata",
+    "to_vitlib",
+    "write",
+]
 
 NAME = "vitlib"
 #: The ``format_version`` that ``save_pretrained`` writes: 2 adds ``labels`` and
@@ -68,4 +79,35 @@ def check_format_version(version: object) -> None:
         )
 
 
-FAMILY: Final = Family(NAME, matches, to_vitlib, from_vitlib, read_config)
+def read_metadata(
+    data: Mapping[str, Any], side_files: Mapping[str, Mapping[str, Any]], config: ViTConfig
+) -> RecordedMetadata:
+    """The ``labels`` and ``preprocessing`` of a ``config.json`` of format version 2 (version 1
+    has neither)."""
+    return data.get("labels"), data.get("preprocessing")
+
+
+def write(config: ViTConfig, metadata: ModelMetadata) -> dict[str, dict[str, Any]]:
+    """The ``config.json`` of ``save_pretrained``: the architecture, the class names and the
+    preprocessing (what is unknown is left out)."""
+    data: dict[str, Any] = {
+        "format": NAME,
+        "format_version": FORMAT_VERSION,
+        "vitlib_version": __version__,
+        "config": config.to_dict(),
+    }
+    if metadata.labels is not None:
+        data["labels"] = list(metadata.labels)
+    if metadata.preprocessing is not None:
+        data["preprocessing"] = metadata.preprocessing.to_dict()
+    return {CONFIG_FILE: data}
+
+
+FAMILY: Final = Family(
+    NAME,
+    "vitlib",
+    matches,
+    to_vitlib,
+    from_vitlib,
+    ConfigFormat("'format': 'vitlib'", read_config, read_metadata, write=write),
+)

@@ -5,7 +5,7 @@ Pillow and scikit-learn are the optional extra ``vitlib[data]``; they are import
 
 from __future__ import annotations
 
-from vitlib.data.digits import DIGITS_MEAN, DIGITS_STD, DigitsDataset
+from vitlib.data.digits import DIGITS_MEAN, DIGITS_STD, DigitsDataset, digits_preprocessing
 from vitlib.data.image_folder import (
     IMAGE_EXTENSIONS,
     ImageFolderDataset,
@@ -13,8 +13,8 @@ from vitlib.data.image_folder import (
     load_image_folders,
 )
 from vitlib.data.loaders import make_dataloaders
-from vitlib.data.preprocessing import Preprocessing
-from vitlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from vitlib.data.preprocessing import Preprocessing, train_transform
+from vitlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "DIGITS_MEAN",
@@ -26,7 +26,7 @@ __all__ = [
     "ImageFolderDataset",
     "Preprocessing",
     "SkippedImagesWarning",
-    "eval_transform",
+    "digits_preprocessing",
     "load_image_folders",
     "make_dataloaders",
     "train_transform",

@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vitlib._optional import missing_extra
+from vitlib.data.preprocessing import Preprocessing
 from vitlib.errors import DataError
 
 DIGITS_MEAN: Final = 0.30513582
@@ -157,3 +158,17 @@ def _load_split(split: Literal["train", "test"]) -> tuple[Tensor, Tensor]:
         is_test[members[_TEST_EVERY - 1 :: _TEST_EVERY]] = True
     keep = is_test if split == "test" else ~is_test
     return pixels[keep], labels[keep]
+
+
+def digits_preprocessing(image_size: int) -> Preprocessing:
+    """How ``DigitsDataset`` makes its images, for photos of digits: grey, squashed to the size
+    (nearest-exact, as the 8x8 digits are enlarged), normalised by the digits' statistics."""
+    return Preprocessing(
+        (image_size, image_size),
+        channels=1,
+        mean=(DIGITS_MEAN,),
+        std=(DIGITS_STD,),
+        resize="squash",
+        crop_ratio=1.0,
+        interpolation="nearest-exact",
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -13,14 +13,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vitlib._optional import missing_extra
+from vitlib.data.preprocessing import Preprocessing, train_transform
 from vitlib.data.transforms import (
     HIGH_PRECISION_MODES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     apply_exif_orientation,
-    eval_transform,
     pil_to_tensor,
-    train_transform,
 )
 from vitlib.errors import DataError
 
@@ -122,35 +119,25 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
     def load_image(self, index: int) -> Image.Image:
         """Load the image at ``index``, upright and untransformed.
 
-        The image is turned upright by its EXIF orientation tag
-        ([`apply_exif_orientation`][vitlib.data.transforms.apply_exif_orientation]; the tag is
-        removed, so the transforms do not turn it again) and converted to RGB. 16-bit and float
-        greyscale images (modes in ``vitlib.data.transforms.HIGH_PRECISION_MODES``: ``"I;16"``...,
-        ``"I"``, ``"F"``) keep their mode instead, because converting them to 8-bit RGB clips every
-        value above 255 to white; [`pil_to_tensor`][vitlib.data.transforms.pil_to_tensor] and both
-        transforms scale them to [0, 1] and repeat them into three channels. A custom transform
-        receives them in that mode too.
+        Read by [`open_image`][vitlib.data.image_folder.open_image] (turned upright by its EXIF
+        orientation tag, which is removed so that the transforms do not turn it again), then
+        converted to RGB. 16-bit and float greyscale images (modes in
+        ``vitlib.data.transforms.HIGH_PRECISION_MODES``: ``"I;16"``..., ``"I"``, ``"F"``) keep
+        their mode instead, because converting them to 8-bit RGB clips every value above 255 to
+        white; [`pil_to_tensor`][vitlib.data.transforms.pil_to_tensor] and both transforms scale
+        them to [0, 1] and repeat them into three channels. A custom transform receives them in
+        that mode too.
 
         Raises:
             OSError: Naming the file, if it cannot be decoded or is a decompression bomb (more than
                 ``PIL.Image.MAX_IMAGE_PIXELS`` pixels).
         """
-        from PIL import Image
-
         path = self.samples[index][0]
         try:
-            with _refusing_decompression_bombs(), Image.open(path) as image:
-                upright = apply_exif_orientation(image)
-                if upright.mode not in HIGH_PRECISION_MODES:
-                    loaded: Image.Image = upright.convert("RGB")
-                else:
-                    loaded = upright if upright is not image else image.copy()
-        except _unreadable_errors() as error:
-            raise OSError(
-                f"cannot decode image {path}: {_describe(error, path)}; "
-                f"delete or replace the file{_bomb_fix(error)}"
-            ) from error
-        return loaded
+            image = open_image(path)
+        except DataError as error:
+            raise OSError(f"cannot decode image {path}: {error}") from error
+        return image if image.mode in HIGH_PRECISION_MODES else image.convert("RGB")
 
     def __repr__(self) -> str:
         """Summarise root, size and classes."""
@@ -162,25 +149,25 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
 
 def load_image_folders(
     data_dir: str | os.PathLike[str],
+    preprocessing: Preprocessing | None = None,
     *,
     image_size: int = 224,
     strict: bool = False,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
 ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """Load ``data_dir/train`` and ``data_dir/test`` with the train and eval transforms.
 
-    The train set uses [`train_transform`][vitlib.data.train_transform] and the test set
-    [`eval_transform`][vitlib.data.eval_transform], both at ``image_size`` and normalised with
-    ``mean`` and ``std``: ImageNet's by default; a pretrained checkpoint's own when fine-tuning
-    (its recorded [`Preprocessing`][vitlib.data.Preprocessing]).
+    The test set is prepared by ``preprocessing``'s transform (the model's own, which
+    ``predict`` and ``evaluate_model`` use too), the train set by
+    [`train_transform`][vitlib.data.train_transform] at the same size, channels and
+    normalisation.
 
     Args:
         data_dir: The folder holding ``train/`` and ``test/``, each with one sub-folder per class.
-        image_size: Side of the square images the transforms produce.
+        preprocessing: How the model's images are made; default
+            [`Preprocessing.imagenet(image_size)`][vitlib.data.Preprocessing.imagenet]
+            (ImageNet's mean and std; a pretrained checkpoint's own when fine-tuning).
+        image_size: Side of the square images, without ``preprocessing``.
         strict: Passed to [`ImageFolderDataset`][vitlib.data.ImageFolderDataset].
-        mean: Per-channel RGB mean subtracted after scaling to [0, 1].
-        std: Per-channel RGB standard deviation divided by.
 
     Returns:
         ``(train_dataset, test_dataset)``, with identical ``classes``.
@@ -198,10 +185,9 @@ def load_image_folders(
             raise FileNotFoundError(
                 f"no {split}/ folder in {data_dir}; expected the layout {_LAYOUT}"
             )
-    train_images = train_transform(image_size, mean=mean, std=std)
-    test_images = eval_transform(image_size, mean=mean, std=std)
-    train = ImageFolderDataset(data_dir / "train", train_images, strict=strict)
-    test = ImageFolderDataset(data_dir / "test", test_images, strict=strict)
+    spec = preprocessing if preprocessing is not None else Preprocessing.imagenet(image_size)
+    train = ImageFolderDataset(data_dir / "train", train_transform(spec), strict=strict)
+    test = ImageFolderDataset(data_dir / "test", spec.transform(), strict=strict)
     if train.classes != test.classes:
         only_train = sorted(set(train.classes) - set(test.classes))
         only_test = sorted(set(test.classes) - set(train.classes))
@@ -210,6 +196,33 @@ def load_image_folders(
             f"only in test/: {only_test}; give both splits the same class folders"
         )
     return train, test
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open and decode the image file ``path`` once, upright by its EXIF orientation.
+
+    The one reader of image files: ``ImageFolderDataset`` and ``predict`` use it.
+
+    Raises:
+        ImportError: Pillow is missing (``pip install "vitlib[data]"``).
+        DataError: ``path`` is no regular file, cannot be decoded, or is a decompression bomb
+            (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels); the message says why (with how
+            to accept a genuine large image), without repeating the path.
+    """
+    _import_pillow()
+    from PIL import Image
+
+    if not path.is_file():
+        raise DataError("no such file" if not path.exists() else "not a regular file")
+    try:
+        with _refusing_decompression_bombs(), Image.open(path) as image:
+            upright = apply_exif_orientation(image)
+            upright.load()
+            return upright if upright is not image else image.copy()
+    except _unreadable_errors() as error:
+        raise DataError(
+            f"{_describe(error, path)}; delete or replace the file{_bomb_fix(error)}"
+        ) from error
 
 
 def _check_directory(path: Path, name: str, fix: str) -> None:
@@ -232,7 +245,7 @@ def _find_classes(root: Path) -> list[str]:
 
 def _find_samples(root: Path, classes: list[str], *, strict: bool) -> list[tuple[Path, int]]:
     """List readable images per class; skip or raise on unreadable ones (see the class doc)."""
-    candidates = {name: _image_files(root / name) for name in classes}
+    candidates = {name: image_files(root / name) for name in classes}
     if not any(candidates.values()):
         raise DataError(
             f"no images in {root}: its class folders {classes} hold no files ending in "
@@ -276,7 +289,9 @@ def _find_samples(root: Path, classes: list[str], *, strict: bool) -> list[tuple
     return samples
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files below ``folder`` at any depth (suffix in ``IMAGE_EXTENSIONS``), sorted;
+    hidden files and folders (``.ipynb_checkpoints``) left out."""
     return sorted(
         path
         for path in folder.rglob("*")

@@ -4,7 +4,9 @@ A trained model expects its images prepared exactly as its test images were: the
 channels, resize and crop rule, interpolation and normalisation. ``Preprocessing`` records those
 choices as data (Hugging Face keeps them in ``preprocessor_config.json``, timm in
 ``pretrained_cfg``) and [`transform`][vitlib.data.Preprocessing.transform] turns them back into
-the transform, so [`vitlib.predict`][vitlib.predict] prepares a photo as the test set was.
+the one evaluation transform, used for the test split of a training run, by ``predict`` and by
+``evaluate_model``. [`train_transform`][vitlib.data.train_transform] is its training twin: the
+same size, channels and normalisation after a random crop and flip.
 """
 
 from __future__ import annotations
@@ -15,28 +17,54 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from vitlib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, normalize, pil_to_tensor
-from vitlib.errors import DataError
+from vitlib._checks import (
+    check_choice,
+    check_int,
+    check_names,
+    check_number,
+    check_sequence,
+    check_type,
+    to_pair,
+)
+from vitlib.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    normalize,
+    pil_to_tensor,
+    random_resized_crop_box,
+    resize,
+    to_channels,
+    uniform,
+)
+from vitlib.errors import ConfigError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["Interpolation", "PreprocessTransform", "Preprocessing", "ResizeRule"]
+__all__ = [
+    "Interpolation",
+    "PreprocessTransform",
+    "Preprocessing",
+    "ResizeRule",
+    "TrainTransform",
+    "train_transform",
+]
 
 ResizeRule = Literal["center_crop", "squash"]
-"""``"center_crop"``: resize the shorter side to ``image_size / crop_ratio`` and cut the centre
-square (the evaluation transform of torchvision and timm); ``"squash"``: resize straight to
-``image_size`` without keeping the aspect ratio (Hugging Face's ``ViTImageProcessor``)."""
+"""``"center_crop"``: resize, keeping the aspect ratio, until the image covers
+``image_size / crop_ratio``, then cut the centre (the evaluation transform of torchvision and
+timm); ``"squash"``: resize straight to ``image_size`` without keeping the aspect ratio (Hugging
+Face's ``ViTImageProcessor``)."""
 Interpolation = Literal["bilinear", "bicubic", "nearest-exact"]
 """The resampling filter; bilinear and bicubic are antialiased when shrinking."""
 
-_RESIZE_RULES: Final = get_args(ResizeRule)
-_INTERPOLATIONS: Final = get_args(Interpolation)
-# ITU-R 601-2 luma, the weights of Pillow's convert("L").
-_LUMA: Final = (0.299, 0.587, 0.114)
+_RESIZE_RULES: Final[tuple[ResizeRule, ...]] = get_args(ResizeRule)
+# The range of each mean and std: normalised pixels stay finite and informative in float32 (a
+# std of 1e-300 is 0 in float32, one of 1e300 maps every image to 0).
+_BOUNDS: Final = {"mean": (-1e3, 1e3), "std": (1e-3, 1e3)}
+_INTERPOLATIONS: Final[tuple[Interpolation, ...]] = get_args(Interpolation)
 
 
 @dataclass(frozen=True)
@@ -44,17 +72,18 @@ class Preprocessing:
     """The preparation of a model's input images: size, channels, resize rule, normalisation.
 
     Attributes:
-        image_size: ``(height, width)`` of the model's input.
+        image_size: ``(height, width)`` of the model's input (an int for a square).
         channels: 3 (RGB) or 1 (grey, by ITU-R 601-2 luma).
         mean: Per-channel mean subtracted from pixels scaled to [0, 1].
         std: Per-channel standard deviation divided by.
         resize: ``"center_crop"`` or ``"squash"`` (see ``ResizeRule``).
-        crop_ratio: With ``"center_crop"``: the fraction of the resized shorter side kept, in
-            (0, 1]; 0.875 is the standard 256 -> 224. Ignored by ``"squash"`` (kept at 1.0).
+        crop_ratio: With ``"center_crop"``: the fraction of the resized image kept, in (0, 1];
+            0.875 is the standard 256 -> 224. Ignored by ``"squash"``.
         interpolation: ``"bilinear"``, ``"bicubic"`` or ``"nearest-exact"``.
 
     Raises:
-        DataError: A field is out of range (the message names it and the valid values).
+        ConfigError: A field is out of range (the message names it and the valid values).
+        InputTypeError: A field has the wrong type.
     """
 
     image_size: tuple[int, int]
@@ -66,72 +95,32 @@ class Preprocessing:
     interpolation: Interpolation = "bilinear"
 
     def __post_init__(self) -> None:
-        size: object = self.image_size
-        if isinstance(size, int) and not isinstance(size, bool):
-            size = (size, size)
-        if (
-            not isinstance(size, (tuple, list))
-            or len(size) != 2
-            or not all(isinstance(side, int) and not isinstance(side, bool) for side in size)
-            or min(size) < 1
-        ):
-            raise DataError(
-                f"Preprocessing image_size={self.image_size!r} is invalid; expected an int >= 1 "
-                "or a (height, width) pair of them, e.g. 224."
-            )
-        object.__setattr__(self, "image_size", (int(size[0]), int(size[1])))
-        if self.channels not in (1, 3) or isinstance(self.channels, bool):
-            raise DataError(
-                f"Preprocessing channels={self.channels!r} is not supported; expected 3 (RGB) or "
-                "1 (grey)."
-            )
-        for name in ("mean", "std"):
-            values = _floats(name, getattr(self, name))
-            if len(values) != self.channels:
-                raise DataError(
-                    f"Preprocessing {name}={values} has {len(values)} value(s) for "
-                    f"{self.channels} channel(s); expected one per channel."
-                )
+        object.__setattr__(self, "image_size", to_pair("image_size", self.image_size))
+        if check_int("channels", self.channels, minimum=1, maximum=3) == 2:
+            raise ConfigError("channels must be 1 (grey) or 3 (RGB), got 2.")
+        for name, (low, high) in _BOUNDS.items():
+            values = _per_channel(name, getattr(self, name), self.channels, low, high)
             object.__setattr__(self, name, values)
-        if not all(value > 0 for value in self.std):
-            raise DataError(f"Preprocessing std={self.std} must be > 0 in every channel.")
-        if self.resize not in _RESIZE_RULES:
-            raise DataError(
-                f"Preprocessing resize={self.resize!r} is unknown; expected one of "
-                f"{', '.join(map(repr, _RESIZE_RULES))}."
-            )
-        if self.interpolation not in _INTERPOLATIONS:
-            raise DataError(
-                f"Preprocessing interpolation={self.interpolation!r} is unknown; expected one of "
-                f"{', '.join(map(repr, _INTERPOLATIONS))}."
-            )
-        ratio = self.crop_ratio
-        if (
-            isinstance(ratio, bool)
-            or not isinstance(ratio, (int, float))
-            or not math.isfinite(ratio)
-            or not 0.0 < ratio <= 1.0
-        ):
-            raise DataError(
-                f"Preprocessing crop_ratio={ratio!r} is out of range; expected a number in "
-                "(0, 1], e.g. 0.875 (256 -> 224) or 1.0 (no border cut)."
-            )
-        object.__setattr__(self, "crop_ratio", float(ratio))
+        check_choice("resize", self.resize, _RESIZE_RULES)
+        check_choice("interpolation", self.interpolation, _INTERPOLATIONS)
+        ratio = check_number(
+            "crop_ratio",
+            self.crop_ratio,
+            low=0.0,
+            high=1.0,
+            low_open=True,
+            fix="e.g. 0.875 (256 -> 224) or 1.0 (no border cut)",
+        )
+        object.__setattr__(self, "crop_ratio", ratio)
 
     @classmethod
     def imagenet(cls, image_size: int | tuple[int, int] = 224) -> Preprocessing:
-        """RGB, ImageNet mean and std, shorter side to ``image_size / 0.875``, centre crop:
-        what ``vitlib.data.eval_transform`` does, and what most pretrained ViTs expect."""
-        size = (image_size, image_size) if isinstance(image_size, int) else image_size
-        return cls(image_size=size)
+        """RGB, ImageNet mean and std, resized to cover ``image_size / 0.875``, centre crop:
+        the evaluation transform of most pretrained ViTs."""
+        return cls(image_size=to_pair("image_size", image_size))
 
     def transform(self) -> PreprocessTransform:
-        """The transform from a ``PIL.Image.Image`` to the model's input tensor (C, H, W).
-
-        For RGB, ``"center_crop"`` and ``"bilinear"`` it computes exactly what
-        [`eval_transform`][vitlib.data.eval_transform] does with the same size, ratio, mean and
-        std (the test set of ``vitlib train`` and ``vitlib finetune``).
-        """
+        """The transform from a ``PIL.Image.Image`` to the model's input tensor (C, H, W)."""
         return PreprocessTransform(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,46 +135,49 @@ class Preprocessing:
         """Rebuild from `to_dict` output.
 
         Raises:
-            DataError: Unknown or missing keys, or invalid values.
+            InputTypeError: Not a mapping, or unknown keys.
+            ConfigError: ``image_size`` is missing, or a value is invalid.
         """
-        if not isinstance(data, Mapping):
-            raise DataError(f"preprocessing must be a JSON object, got {type(data).__name__}.")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown or "image_size" not in data:
-            raise DataError(
-                f"preprocessing has unknown keys {unknown} or lacks 'image_size'; expected "
-                f"image_size and some of {sorted(known - {'image_size'})}."
-            )
+        check_type("preprocessing", data, Mapping, "a JSON object of Preprocessing fields")
+        known = list(cls.__dataclass_fields__)
+        check_names(data, known, "preprocessing", "field")
+        if "image_size" not in data:
+            raise ConfigError(f"preprocessing lacks 'image_size'; expected it and some of {known}.")
         values = dict(data)
-        values["image_size"] = _size(values["image_size"])
-        for name in ("mean", "std"):
-            if name in values:
-                values[name] = _floats(name, values[name])
+        for name in ("image_size", "mean", "std"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
         return cls(**values)
 
 
-def _size(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-def _floats(name: str, values: Any) -> tuple[float, ...]:
+def _per_channel(
+    name: str, values: object, channels: int, low: float, high: float
+) -> tuple[float, ...]:
+    """One number in ``[low, high]`` per channel, as floats."""
     if isinstance(values, (int, float)) and not isinstance(values, bool):
         values = (values,)
-    if not isinstance(values, Sequence) or isinstance(values, str):
-        raise DataError(
-            f"Preprocessing {name}={values!r} is invalid; expected a number per channel."
+    given = check_sequence(name, values, f"{channels} number(s), one per channel")
+    if len(given) != channels:
+        raise ConfigError(
+            f"{name} must be {channels} number(s), one per channel, got {len(given)}: {values!r}."
         )
-    floats: list[float] = []
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DataError(
-                f"Preprocessing {name}={values!r} holds {value!r}; expected finite numbers."
-            )
-        if not math.isfinite(value):
-            raise DataError(f"Preprocessing {name}={values!r} holds a non-finite value.")
-        floats.append(float(value))
-    return tuple(floats)
+    return tuple(
+        check_number(
+            f"each of {name}",
+            value,
+            low=low,
+            high=high,
+            fix="pixels are scaled to [0, 1] before the mean is subtracted and the std divides",
+        )
+        for value in given
+    )
+
+
+def _prepare(pixels: Tensor, spec: Preprocessing, size: tuple[int, int]) -> Tensor:
+    """The part every transform ends with: ``spec``'s channels, resized to ``size`` with its
+    filter, normalised with its mean and std."""
+    resized = resize(to_channels(pixels, spec.channels), size, spec.interpolation)
+    return normalize(resized, spec.mean, spec.std)
 
 
 @dataclass(frozen=True)
@@ -202,33 +194,111 @@ class PreprocessTransform:
     def from_pixels(self, pixels: Tensor) -> Tensor:
         """Prepare an image already scaled to [0, 1], float (3, H, W) or (1, H, W)."""
         spec = self.preprocessing
-        if spec.channels == 1 and pixels.shape[0] == 3:
-            luma = torch.tensor(_LUMA, dtype=pixels.dtype).view(3, 1, 1)
-            pixels = (pixels * luma).sum(dim=0, keepdim=True)
-        elif spec.channels == 3 and pixels.shape[0] == 1:
-            pixels = pixels.expand(3, -1, -1)
-        height, width = spec.image_size
         if spec.resize == "squash":
-            return normalize(self._resize(pixels, (height, width)), spec.mean, spec.std)
-        # As EvalTransform: the shorter side to floor(side / ratio), never below the side.
-        short_target = max(min(height, width), math.floor(min(height, width) / spec.crop_ratio))
-        source_height, source_width = pixels.shape[1], pixels.shape[2]
-        if source_height <= source_width:
-            new_height = short_target
-            new_width = max(width, int(short_target * source_width / source_height))
-        else:
-            new_width = short_target
-            new_height = max(height, int(short_target * source_height / source_width))
-        resized = self._resize(pixels, (new_height, new_width))
-        top, left = (new_height - height) // 2, (new_width - width) // 2
-        crop = resized[:, top : top + height, left : left + width]
-        return normalize(crop, spec.mean, spec.std)
+            return _prepare(pixels, spec, spec.image_size)
+        height, width = pixels.shape[1], pixels.shape[2]
+        covered = cover_size((height, width), spec.image_size, spec.crop_ratio)
+        top = (covered[0] - spec.image_size[0]) // 2
+        left = (covered[1] - spec.image_size[1]) // 2
+        resized = _prepare(pixels, spec, covered)
+        return resized[:, top : top + spec.image_size[0], left : left + spec.image_size[1]]
 
-    def _resize(self, pixels: Tensor, size: tuple[int, int]) -> Tensor:
-        mode = self.preprocessing.interpolation
-        if mode == "nearest-exact":
-            return F.interpolate(pixels[None], size=size, mode=mode)[0]
-        resized = F.interpolate(
-            pixels[None], size=size, mode=mode, align_corners=False, antialias=True
-        )[0]
-        return resized.clamp(0.0, 1.0) if mode == "bicubic" else resized
+
+def cover_size(source: tuple[int, int], target: tuple[int, int], ratio: float) -> tuple[int, int]:
+    """The size to resize ``source`` to, keeping its aspect ratio, so that a centre crop of
+    ``target`` keeps ``ratio`` of it along the side that binds.
+
+    The binding side (the one that needs the larger scale) becomes ``floor(side / ratio)``, the
+    other follows the aspect ratio (rounded down), and neither ends below the target. For a
+    square target this is torchvision's and timm's rule: the shorter side to
+    ``floor(size / ratio)``, 256 for 224 at 0.875.
+    """
+    (height, width), (target_h, target_w) = source, target
+    if target_h * width >= target_w * height:  # the height needs the larger scale
+        new_height = max(target_h, math.floor(target_h / ratio))
+        return new_height, max(target_w, int(new_height * width / height))
+    new_width = max(target_w, math.floor(target_w / ratio))
+    return max(target_h, int(new_width * height / width)), new_width
+
+
+@dataclass(frozen=True)
+class TrainTransform:
+    """RandomResizedCrop + random horizontal flip, then ``preprocessing``'s channels, size and
+    normalisation; built by [`train_transform`][vitlib.data.train_transform]."""
+
+    preprocessing: Preprocessing
+    scale: tuple[float, float]
+    ratio: tuple[float, float]
+    generator: torch.Generator | None = None
+
+    def __call__(self, image: Image.Image) -> Tensor:
+        """Transform one image into a normalised float32 tensor (C, H, W)."""
+        pixels = pil_to_tensor(image)
+        top, left, crop_height, crop_width = random_resized_crop_box(
+            pixels.shape[1],
+            pixels.shape[2],
+            scale=self.scale,
+            ratio=self.ratio,
+            generator=self.generator,
+        )
+        crop = pixels[:, top : top + crop_height, left : left + crop_width]
+        prepared = _prepare(crop, self.preprocessing, self.preprocessing.image_size)
+        return prepared.flip(-1) if uniform(0.0, 1.0, self.generator) < 0.5 else prepared
+
+
+def train_transform(
+    image_size: int | tuple[int, int] | Preprocessing,
+    *,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
+) -> TrainTransform:
+    """The training transform: RandomResizedCrop, random horizontal flip, to tensor, normalise.
+
+    Randomness comes from ``generator`` if given, else from torch's global RNG, so
+    ``torch.manual_seed`` makes it reproducible (and DataLoader workers, which seed torch per
+    worker, draw different crops). Pass ``generator`` only for single-process use: each worker would
+    get a copy of it and repeat the same crops.
+
+    Args:
+        image_size: Side of the square output, ``(height, width)``, or the
+            [`Preprocessing`][vitlib.data.Preprocessing] of the test images (its size, channels,
+            filter, mean and std are used; ``mean`` and ``std`` are then ignored).
+        mean: Per-channel mean subtracted after scaling to [0, 1] (one value: grey images).
+        std: Per-channel standard deviation divided by.
+        scale: Range of the crop area as a fraction of the image area.
+        ratio: Range of the crop aspect ratio (width / height), sampled log-uniformly.
+        generator: Optional RNG for the crop and the flip.
+
+    Returns:
+        A callable mapping a ``PIL.Image.Image`` to a float32 tensor (C, height, width).
+
+    Examples:
+        >>> from PIL import Image
+        >>> transform = train_transform(32, generator=torch.Generator().manual_seed(0))
+        >>> transform(Image.new("RGB", (50, 40))).shape
+        torch.Size([3, 32, 32])
+    """
+    if isinstance(image_size, Preprocessing):
+        spec = image_size
+    else:
+        channels = len(check_sequence("mean", mean, "one number per channel"))
+        spec = Preprocessing(to_pair("image_size", image_size), channels, tuple(mean), tuple(std))
+    return TrainTransform(
+        spec, _range("scale", scale, upper=1.0), _range("ratio", ratio, upper=math.inf), generator
+    )
+
+
+def _range(name: str, bounds: object, *, upper: float) -> tuple[float, float]:
+    """``(low, high)`` with ``0 < low <= high <= upper``."""
+    pair = check_sequence(name, bounds, "a pair (low, high)")
+    if len(pair) != 2:
+        raise ConfigError(f"{name} must be a pair (low, high), got {bounds!r}.")
+    low, high = (check_number(f"each of {name}", side, low=0.0, low_open=True) for side in pair)
+    if not low <= high <= upper:
+        raise ConfigError(
+            f"{name} must be a pair (low, high) with 0 < low <= high <= {upper:g}, got {bounds!r}."
+        )
+    return low, high

@@ -1,22 +1,17 @@
 """Image transforms for training and evaluation, in plain torch (no torchvision).
 
-``train_transform`` is the standard Inception-style augmentation (RandomResizedCrop + horizontal
-flip) used by torchvision and timm recipes; ``eval_transform`` is the matching resize + centre crop.
-Both take a ``PIL.Image.Image`` and return a normalised float32 tensor shaped (3, image_size,
-image_size). Every path from a PIL image to a tensor goes through
-[`pil_to_tensor`][vitlib.data.transforms.pil_to_tensor], which turns the image upright by its EXIF
-orientation and scales 16-bit and float greyscale images at full precision (see its docstring for
-the rules).
-
-The transforms are small frozen dataclasses rather than closures so that they pickle, which
-DataLoader workers need under the ``spawn`` and ``forkserver`` start methods.
+The building blocks of the two transforms of `vitlib.data.preprocessing`: the evaluation transform
+of a [`Preprocessing`][vitlib.data.Preprocessing] and the training transform
+[`train_transform`][vitlib.data.train_transform]. Every path from a PIL image to a tensor goes
+through [`pil_to_tensor`][vitlib.data.transforms.pil_to_tensor], which turns the image upright by
+its EXIF orientation and scales 16-bit and float greyscale images at full precision (see its
+docstring for the rules).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
@@ -44,6 +39,8 @@ HIGH_PRECISION_MODES: Final = SIXTEEN_BIT_MODES | {"I", "F"}
 converting to 8-bit RGB (that conversion clips every value above 255 to white)."""
 
 _CROP_ATTEMPTS: Final = 10
+# ITU-R 601-2 luma, the weights of Pillow's convert("L").
+_LUMA: Final = (0.299, 0.587, 0.114)
 _SIXTEEN_BIT_MAX: Final = 65535
 _EXIF_ORIENTATION_TAG: Final = 0x0112
 _TRANSPOSING_ORIENTATIONS: Final = frozenset(range(2, 9))
@@ -159,12 +156,27 @@ def normalize(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> Ten
     return (image - mean_t) / std_t
 
 
-def resize(image: Tensor, size: tuple[int, int]) -> Tensor:
-    """Resize a (C, H, W) float tensor to ``size`` = (height, width), bilinear with antialiasing."""
-    batch = F.interpolate(
-        image[None], size=size, mode="bilinear", align_corners=False, antialias=True
-    )
-    return batch[0]
+def resize(image: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:
+    """Resize a (C, H, W) float tensor in [0, 1] to ``size`` = (height, width).
+
+    ``mode`` is ``"bilinear"`` or ``"bicubic"`` (both antialiased, bicubic clamped to [0, 1]
+    since it overshoots) or ``"nearest-exact"``.
+    """
+    if mode == "nearest-exact":
+        return F.interpolate(image[None], size=size, mode=mode)[0]
+    batch = F.interpolate(image[None], size=size, mode=mode, align_corners=False, antialias=True)
+    return batch[0].clamp(0.0, 1.0) if mode == "bicubic" else batch[0]
+
+
+def to_channels(pixels: Tensor, channels: int) -> Tensor:
+    """A (1 or 3, H, W) image as ``channels`` channels: grey by ITU-R 601-2 luma (Pillow's
+    ``convert("L")``), or grey repeated into RGB."""
+    if channels == 1 and pixels.shape[0] == 3:
+        luma = torch.tensor(_LUMA, dtype=pixels.dtype).view(3, 1, 1)
+        return (pixels * luma).sum(dim=0, keepdim=True)
+    if channels == 3 and pixels.shape[0] == 1:
+        return pixels.expand(3, -1, -1)
+    return pixels
 
 
 def random_resized_crop_box(
@@ -187,8 +199,8 @@ def random_resized_crop_box(
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(_CROP_ATTEMPTS):
-        target_area = area * _uniform(scale[0], scale[1], generator)
-        aspect = math.exp(_uniform(log_ratio[0], log_ratio[1], generator))
+        target_area = area * uniform(scale[0], scale[1], generator)
+        aspect = math.exp(uniform(log_ratio[0], log_ratio[1], generator))
         crop_width = round(math.sqrt(target_area * aspect))
         crop_height = round(math.sqrt(target_area / aspect))
         if 0 < crop_width <= width and 0 < crop_height <= height:
@@ -205,169 +217,10 @@ def random_resized_crop_box(
     return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
 
 
-@dataclass(frozen=True)
-class TrainTransform:
-    """RandomResizedCrop + random horizontal flip + normalise; built by ``train_transform``."""
-
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    scale: tuple[float, float]
-    ratio: tuple[float, float]
-    generator: torch.Generator | None = None
-
-    def __call__(self, image: Image.Image) -> Tensor:
-        """Transform one image into a normalised (3, image_size, image_size) float32 tensor."""
-        pixels = pil_to_tensor(image)
-        top, left, crop_height, crop_width = random_resized_crop_box(
-            pixels.shape[1],
-            pixels.shape[2],
-            scale=self.scale,
-            ratio=self.ratio,
-            generator=self.generator,
-        )
-        crop = pixels[:, top : top + crop_height, left : left + crop_width]
-        resized = resize(crop, (self.image_size, self.image_size))
-        if _uniform(0.0, 1.0, self.generator) < 0.5:
-            resized = resized.flip(-1)
-        return normalize(resized, self.mean, self.std)
-
-
-@dataclass(frozen=True)
-class EvalTransform:
-    """Resize the shorter side + centre crop + normalise; build it with ``eval_transform``."""
-
-    image_size: int
-    resize_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def __call__(self, image: Image.Image) -> Tensor:
-        """Transform one image into a normalised (3, image_size, image_size) float32 tensor."""
-        pixels = pil_to_tensor(image)
-        height, width = pixels.shape[1], pixels.shape[2]
-        if height <= width:
-            new_height, new_width = self.resize_size, int(self.resize_size * width / height)
-        else:
-            new_height, new_width = int(self.resize_size * height / width), self.resize_size
-        resized = resize(pixels, (new_height, new_width))
-        top = (new_height - self.image_size) // 2
-        left = (new_width - self.image_size) // 2
-        crop = resized[:, top : top + self.image_size, left : left + self.image_size]
-        return normalize(crop, self.mean, self.std)
-
-
-def train_transform(
-    image_size: int,
-    *,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    generator: torch.Generator | None = None,
-) -> TrainTransform:
-    """The training transform: RandomResizedCrop, random horizontal flip, to tensor, normalise.
-
-    Randomness comes from ``generator`` if given, else from torch's global RNG, so
-    ``torch.manual_seed`` makes it reproducible (and DataLoader workers, which seed torch per
-    worker, draw different crops). Pass ``generator`` only for single-process use: each worker would
-    get a copy of it and repeat the same crops.
-
-    Args:
-        image_size: Side of the square output.
-        mean: Per-channel RGB mean subtracted after scaling to [0, 1].
-        std: Per-channel RGB standard deviation divided by.
-        scale: Range of the crop area as a fraction of the image area.
-        ratio: Range of the crop aspect ratio (width / height), sampled log-uniformly.
-        generator: Optional RNG for the crop and the flip.
-
-    Returns:
-        A callable mapping a ``PIL.Image.Image`` to a float32 tensor (3, image_size, image_size).
-
-    Examples:
-        >>> from PIL import Image
-        >>> transform = train_transform(32, generator=torch.Generator().manual_seed(0))
-        >>> transform(Image.new("RGB", (50, 40))).shape
-        torch.Size([3, 32, 32])
-    """
-    _check_image_size(image_size)
-    _check_range("scale", scale, upper=1.0)
-    _check_range("ratio", ratio, upper=math.inf)
-    mean_t, std_t = _check_mean_std(mean, std)
-    return TrainTransform(image_size, mean_t, std_t, scale, ratio, generator)
-
-
-def eval_transform(
-    image_size: int,
-    *,
-    resize_ratio: float = 0.875,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> EvalTransform:
-    """The evaluation transform: resize the shorter side, centre crop, to tensor, normalise.
-
-    The shorter side is resized (bilinear, antialiased, aspect ratio kept) to ``floor(image_size /
-    resize_ratio)``, e.g. 256 for 224 with the default 0.875, then the centre ``image_size`` square
-    is cropped. ``resize_ratio=1.0`` resizes straight to ``image_size`` (no border cut).
-
-    Args:
-        image_size: Side of the square output.
-        resize_ratio: Fraction of the resized shorter side that the crop keeps, in (0, 1].
-        mean: Per-channel RGB mean subtracted after scaling to [0, 1].
-        std: Per-channel RGB standard deviation divided by.
-
-    Returns:
-        A callable mapping a ``PIL.Image.Image`` to a float32 tensor (3, image_size, image_size).
-    """
-    _check_image_size(image_size)
-    if isinstance(resize_ratio, bool) or not isinstance(resize_ratio, (int, float)):
-        raise TypeError(
-            f"resize_ratio must be a float in (0, 1], got {type(resize_ratio).__name__}"
-        )
-    if not 0.0 < resize_ratio <= 1.0:
-        raise DataError(
-            f"resize_ratio must be in (0, 1], got {resize_ratio}; "
-            "use 0.875 for the standard 256 -> 224 crop or 1.0 for no crop"
-        )
-    mean_t, std_t = _check_mean_std(mean, std)
-    resize_size = max(image_size, math.floor(image_size / resize_ratio))
-    return EvalTransform(image_size, resize_size, mean_t, std_t)
-
-
-def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+def uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+    """One draw from ``U(low, high)`` (``generator``, or torch's global RNG)."""
     return float(torch.empty(1).uniform_(low, high, generator=generator).item())
 
 
 def _randint(high: int, generator: torch.Generator | None) -> int:
     return int(torch.randint(0, high, (1,), generator=generator).item())
-
-
-def _check_image_size(image_size: int) -> None:
-    if isinstance(image_size, bool) or not isinstance(image_size, int):
-        raise TypeError(
-            f"image_size must be an int, got {type(image_size).__name__} {image_size!r}"
-        )
-    if image_size < 1:
-        raise DataError(f"image_size must be >= 1, got {image_size}; use e.g. 224")
-
-
-def _check_range(name: str, bounds: tuple[float, float], *, upper: float) -> None:
-    if len(bounds) != 2 or not 0.0 < bounds[0] <= bounds[1] <= upper:
-        limit = "1" if upper == 1.0 else "inf"
-        raise DataError(
-            f"{name} must be a pair (low, high) with 0 < low <= high <= {limit}, got {bounds!r}"
-        )
-
-
-def _check_mean_std(
-    mean: Sequence[float], std: Sequence[float]
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    mean_t, std_t = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-    if len(mean_t) != 3 or len(std_t) != 3:
-        raise DataError(
-            f"mean and std need one value per RGB channel (3 each), got {len(mean_t)} and "
-            f"{len(std_t)}; use IMAGENET_MEAN and IMAGENET_STD or your dataset's own numbers"
-        )
-    if not all(s > 0.0 for s in std_t):
-        raise DataError(f"std must be positive in every channel, got {std_t}")
-    return mean_t, std_t

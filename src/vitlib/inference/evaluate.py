@@ -15,7 +15,6 @@ per-epoch check of ``fit``; this is the report on a finished model.)
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -23,16 +22,17 @@ from pathlib import Path
 from typing import Any, Final
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from vitlib._checks import check_non_negative_int, check_positive_int
 from vitlib._runtime import resolve_device
-from vitlib.checkpoints.atomic import write_files_atomically
 from vitlib.checkpoints.metadata import default_preprocessing, model_metadata
 from vitlib.data.preprocessing import Preprocessing
 from vitlib.errors import DataError
+from vitlib.files import dump_json, write_files
 from vitlib.inference.predict import resolve_model
+from vitlib.training.engine import evaluate
 from vitlib.vit import ViT
 
 __all__ = ["ClassMetrics", "EvaluationReport", "Mistake", "evaluate_model"]
@@ -40,6 +40,7 @@ __all__ = ["ClassMetrics", "EvaluationReport", "Mistake", "evaluate_model"]
 REPORT_FILE: Final = "report.json"
 CONFUSION_FILE: Final = "confusion_matrix.png"
 MISTAKES_FILE: Final = "mistakes.png"
+_REPORT_FILES: Final = (REPORT_FILE, CONFUSION_FILE, MISTAKES_FILE)
 _TOP_K: Final = 5
 
 
@@ -152,10 +153,11 @@ class EvaluationReport:
                     std=spec.std if spec is not None else None,
                 )
                 report["mistakes_png"] = MISTAKES_FILE
-            text = json.dumps(report, indent=2) + "\n"
-            (staging / REPORT_FILE).write_text(text, encoding="utf-8")
+            dump_json(report, staging / REPORT_FILE)
 
-        return write_files_atomically(directory, write, overwrite=overwrite, what="evaluate")
+        return write_files(
+            directory, write, overwrite=overwrite, what="evaluate", owned=_REPORT_FILES
+        )
 
     def summary(self) -> str:
         """A table for people: the headline numbers, then precision, recall and F1 per class."""
@@ -208,62 +210,23 @@ def evaluate_model(
         FileNotFoundError: The folder does not exist.
     """
     vit = resolve_model(model)
-    if isinstance(max_mistakes, bool) or not isinstance(max_mistakes, int) or max_mistakes < 0:
-        raise TypeError(f"max_mistakes must be an int >= 0, got {max_mistakes!r}.")
+    check_non_negative_int("max_mistakes", max_mistakes)
     labels, loader, sources, spec = _data(vit, data, batch_size=batch_size, strict=strict)
-    target = resolve_device(vit, device)
-    classes = vit.config.num_classes
-    top_k = min(_TOP_K, classes)
-    confusion = torch.zeros(classes, classes, dtype=torch.int64)
-    loss_sum, correct, in_top_k, samples = 0.0, 0, 0, 0
-    kept: list[tuple[float, int, int, int, Tensor]] = []  # confidence, index, true, predicted
-    was_training = vit.training
-    vit.eval()
-    try:
-        with torch.no_grad():
-            for batch_index, batch in enumerate(loader):
-                images, targets = _batch(batch, batch_index, classes)
-                logits = vit(images.to(target))
-                targets = targets.to(target)
-                loss_sum += F.cross_entropy(logits, targets).item() * len(targets)
-                probabilities = logits.float().softmax(dim=-1)
-                confidence, predicted = probabilities.max(dim=-1)
-                correct += int((predicted == targets).sum().item())
-                top = probabilities.topk(top_k, dim=-1).indices
-                in_top_k += int((top == targets[:, None]).any(dim=-1).sum().item())
-                pairs = targets.cpu() * classes + predicted.cpu()
-                confusion += torch.bincount(pairs, minlength=classes * classes).view(
-                    classes, classes
-                )
-                wrong = (predicted != targets).nonzero().flatten().tolist()
-                for position in wrong:
-                    kept.append(
-                        (
-                            float(confidence[position]),
-                            samples + position,
-                            int(targets[position]),
-                            int(predicted[position]),
-                            images[position].detach().cpu(),
-                        )
-                    )
-                kept = sorted(kept, key=lambda item: (-item[0], item[1]))[:max_mistakes]
-                samples += len(targets)
-    finally:
-        vit.train(was_training)
-    if samples == 0:
-        raise DataError("the data holds no samples; expected at least one labelled image.")
+    tally = _ReportTally(vit.config.num_classes, max_mistakes)
+    result = evaluate(vit, loader, device=resolve_device(vit, device), on_batch=tally.add)
     mistakes = tuple(
         Mistake(_source(sources, index), labels[true], labels[guess], confidence)
-        for confidence, index, true, guess, _ in kept
+        for confidence, index, true, guess, _ in tally.kept
     )
-    images_kept = torch.stack([item[4] for item in kept]) if kept else torch.empty(0)
+    images_kept = torch.stack([item[4] for item in tally.kept]) if tally.kept else torch.empty(0)
+    confusion = tally.confusion_matrix()
     return EvaluationReport(
         labels=labels,
-        samples=samples,
-        loss=loss_sum / samples,
-        accuracy=correct / samples,
-        top_k=top_k,
-        top_k_accuracy=in_top_k / samples,
+        samples=result.samples,
+        loss=result.loss,
+        accuracy=result.accuracy,
+        top_k=tally.top_k,
+        top_k_accuracy=tally.in_top_k / result.samples,
         per_class=_per_class(confusion, labels),
         confusion_matrix=tuple(tuple(row) for row in confusion.tolist()),
         mistakes=mistakes,
@@ -272,33 +235,53 @@ def evaluate_model(
     )
 
 
+class _ReportTally:
+    """What the report adds to the evaluation loop's loss and accuracy, batch by batch: top-k
+    hits, the confusion counts and the most confident mistakes (with their images)."""
+
+    def __init__(self, classes: int, max_mistakes: int) -> None:
+        self.classes = classes
+        self.top_k = min(_TOP_K, classes)
+        self.max_mistakes = max_mistakes
+        self.in_top_k = 0
+        self.samples = 0
+        self.pairs: dict[tuple[int, int], int] = {}
+        self.kept: list[tuple[float, int, int, int, Tensor]] = []  # confidence, index, true, guess
+
+    def add(self, images: Tensor, targets: Tensor, logits: Tensor) -> None:
+        """Count one batch (``BatchObserver`` of the evaluation loop)."""
+        probabilities = logits.float().softmax(dim=-1)
+        confidence, predicted = probabilities.max(dim=-1)
+        top = probabilities.topk(self.top_k, dim=-1).indices
+        self.in_top_k += int((top == targets[:, None]).any(dim=-1).sum().item())
+        pairs, counts = torch.unique(
+            torch.stack([targets, predicted], dim=1).cpu(), dim=0, return_counts=True
+        )
+        for (true, guess), count in zip(pairs.tolist(), counts.tolist(), strict=True):
+            self.pairs[(true, guess)] = self.pairs.get((true, guess), 0) + count
+        for position in (predicted != targets).nonzero().flatten().tolist():
+            self.kept.append(
+                (
+                    float(confidence[position]),
+                    self.samples + position,
+                    int(targets[position]),
+                    int(predicted[position]),
+                    images[position].detach().cpu(),
+                )
+            )
+        self.kept = sorted(self.kept, key=lambda item: (-item[0], item[1]))[: self.max_mistakes]
+        self.samples += len(targets)
+
+    def confusion_matrix(self) -> Tensor:
+        """``[true][predicted]`` counts, ``(classes, classes)``."""
+        matrix = torch.zeros(self.classes, self.classes, dtype=torch.int64)
+        for (true, guess), count in self.pairs.items():
+            matrix[true, guess] = count
+        return matrix
+
+
 def _source(sources: Sequence[str] | None, index: int) -> str:
     return sources[index] if sources is not None else f"sample {index}"
-
-
-def _batch(batch: object, batch_index: int, classes: int) -> tuple[Tensor, Tensor]:
-    if (
-        not isinstance(batch, (tuple, list))
-        or len(batch) != 2
-        or not all(isinstance(part, Tensor) for part in batch)
-    ):
-        raise TypeError(
-            f"batch {batch_index} of the data is a {type(batch).__name__}; expected "
-            "(images, labels) tensor pairs."
-        )
-    images, targets = batch
-    if targets.is_floating_point() or targets.dtype == torch.bool:
-        raise DataError(
-            f"batch {batch_index} has labels of dtype {targets.dtype}; expected int64 class "
-            "indices."
-        )
-    targets = targets.long()
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= classes):
-        raise DataError(
-            f"batch {batch_index} has labels from {int(targets.min())} to {int(targets.max())}; "
-            f"expected class indices in [0, {classes}) of the model's head."
-        )
-    return images, targets
 
 
 def _per_class(confusion: Tensor, labels: Sequence[str]) -> tuple[ClassMetrics, ...]:
@@ -324,8 +307,7 @@ def _data(
     strict: bool,
 ) -> tuple[tuple[str, ...], Iterable[Any], list[str] | None, Preprocessing | None]:
     """``(labels, loader, sample sources, preprocessing)`` for ``data``."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise TypeError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    check_positive_int("batch_size", batch_size)
     recorded = model_metadata(model)
     classes = model.config.num_classes
     if data == "digits":
@@ -339,7 +321,7 @@ def _data(
 def _digits(
     model: ViT, batch_size: int
 ) -> tuple[tuple[str, ...], Iterable[Any], list[str] | None, Preprocessing | None]:
-    from vitlib.data.digits import DIGITS_MEAN, DIGITS_STD, DigitsDataset
+    from vitlib.data.digits import DigitsDataset, digits_preprocessing
 
     config = model.config
     if config.in_channels != 1 or config.num_classes != 10:
@@ -349,7 +331,7 @@ def _digits(
             "an image folder instead."
         )
     test = DigitsDataset("test", image_size=config.image_hw[0])
-    spec = Preprocessing(config.image_hw, channels=1, mean=(DIGITS_MEAN,), std=(DIGITS_STD,))
+    spec = digits_preprocessing(config.image_hw[0])
     loader = DataLoader(test, batch_size=batch_size, shuffle=False)
     sources = [f"digits test #{index}" for index in range(len(test))]
     return tuple(test.classes), loader, sources, spec

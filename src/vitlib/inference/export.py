@@ -11,14 +11,16 @@ from __future__ import annotations
 import errno
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Final
 
 import torch
 
+from vitlib._checks import check_bool, check_type
 from vitlib._optional import missing_extra
+from vitlib._runtime import eval_mode
+from vitlib.errors import ConfigError
+from vitlib.files import write_files
 from vitlib.vit import ViT
 
 __all__ = ["ONNX_OPSET", "export_onnx"]
@@ -59,14 +61,13 @@ def export_onnx(
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         ImportError: onnx or onnxscript is missing (``pip install "vitlib[onnx]"``).
     """
-    if not isinstance(model, ViT):
-        raise TypeError(
-            f"export_onnx expects a vitlib.ViT, got {type(model).__name__}; for another module "
-            f"call torch.onnx.export directly."
-        )
+    check_type("model", model, ViT, "a vitlib.ViT (for another module call torch.onnx.export)")
+    check_bool("overwrite", overwrite)
     target = Path(path)
     if target.suffix.lower() != ".onnx":
-        raise ValueError(f"export_onnx writes a .onnx file, got {target}; name it e.g. model.onnx.")
+        raise ConfigError(
+            f"export_onnx writes a .onnx file, got {target}; name it e.g. model.onnx."
+        )
     if target.exists() and not overwrite:
         raise FileExistsError(
             errno.EEXIST,
@@ -75,27 +76,24 @@ def export_onnx(
         )
     if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxscript")):
         raise missing_extra("onnx and onnxscript", "onnx", "export_onnx")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        written = _export(model, staging / target.name, opset=opset, max_batch=max_batch)
-        for file in written:
-            os.replace(file, target.parent / file.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    write_files(
+        target.parent,
+        lambda staging: _export(model, staging / target.name, opset=opset, max_batch=max_batch),
+        overwrite=overwrite,
+        what="export_onnx",
+        exclusive=False,
+    )
     return target
 
 
-def _export(model: ViT, path: Path, *, opset: int, max_batch: int) -> list[Path]:
-    """Export into ``path`` (in a staging folder); return the files written."""
+def _export(model: ViT, path: Path, *, opset: int, max_batch: int) -> None:
+    """Export into ``path`` (in a staging folder)."""
     config = model.config
     weight = model.patch_embedding.patcher.weight
     example = torch.zeros(2, config.in_channels, *config.image_hw, dtype=weight.dtype)
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     size = sum(p.numel() * p.element_size() for p in model.parameters())
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         torch.onnx.export(
             model,
             (example.to(weight.device),),
@@ -108,6 +106,3 @@ def _export(model: ViT, path: Path, *, opset: int, max_batch: int) -> list[Path]
             external_data=size > _PROTOBUF_LIMIT,
             verbose=False,
         )
-    finally:
-        model.train(was_training)
-    return sorted(path.parent.iterdir())

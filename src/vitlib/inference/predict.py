@@ -19,14 +19,15 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import torch
 from torch import Tensor
 
-from vitlib._runtime import resolve_device
+from vitlib._checks import check_bool, check_positive_int, check_type
+from vitlib._runtime import eval_mode, resolve_device
 from vitlib.checkpoints.metadata import default_preprocessing, model_metadata
-from vitlib.data.image_folder import SkippedImagesWarning
+from vitlib.data.image_folder import SkippedImagesWarning, image_files, open_image
 from vitlib.data.preprocessing import Preprocessing, PreprocessTransform
 from vitlib.errors import DataError
 from vitlib.vit import ViT
@@ -184,16 +185,15 @@ def run_predictions(
     prepared inputs too; ``keep_inputs`` is how many prepared tensors to keep, the first ones.
     The other arguments are those of ``predict``."""
     vit = resolve_model(model)
-    _check_count("top_k", top_k)
-    _check_count("batch_size", batch_size)
+    check_positive_int("top_k", top_k)
+    check_positive_int("batch_size", batch_size)
+    check_bool("strict", strict)
     names = _labels(vit, labels)
     spec = _preprocessing(vit, preprocessing)
     transform = spec.transform()
     run = PredictionRun(preprocessing=spec)
     target = resolve_device(vit, device)
-    was_training = vit.training
-    vit.eval()
-    try:
+    with eval_mode(vit):
         batch: list[tuple[str, Tensor]] = []
         for source, prepared in _prepared(images, transform, run, strict=strict):
             if len(run.inputs) < keep_inputs:
@@ -204,34 +204,24 @@ def run_predictions(
                 batch = []
         if batch:
             run.predictions += _classify(vit, batch, names, top_k, target)
-    finally:
-        vit.train(was_training)
     return run
 
 
 def resolve_model(model: ViT | str | os.PathLike[str]) -> ViT:
     """``model``, or the model ``load_pretrained`` reads from it; refused without a head."""
+    check_type("model", model, (ViT, str, os.PathLike), "a vitlib.ViT or a checkpoint path")
     if isinstance(model, ViT):
         vit = model
-    elif isinstance(model, (str, os.PathLike)):
+    else:
         from vitlib.checkpoints import load_pretrained
 
         vit = load_pretrained(model)
-    else:
-        raise TypeError(
-            f"model must be a vitlib.ViT or a checkpoint path, got {type(model).__name__}."
-        )
     if vit.config.num_classes == 0:
         raise DataError(
             "the model has no classification head (num_classes=0): it outputs features, not "
             "classes; predict with a model trained for classification."
         )
     return vit
-
-
-def _check_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TypeError(f"{name} must be an int >= 1, got {value!r}.")
 
 
 def _labels(model: ViT, labels: Sequence[str] | None) -> tuple[str, ...]:
@@ -248,10 +238,7 @@ def _labels(model: ViT, labels: Sequence[str] | None) -> tuple[str, ...]:
 
 def _preprocessing(model: ViT, given: Preprocessing | None) -> Preprocessing:
     if given is not None:
-        if not isinstance(given, Preprocessing):
-            raise TypeError(
-                f"preprocessing must be a vitlib.data.Preprocessing, got {type(given).__name__}."
-            )
+        check_type("preprocessing", given, Preprocessing, "a vitlib.data.Preprocessing")
         return given
     recorded = model_metadata(model).preprocessing
     if recorded is not None:
@@ -268,16 +255,19 @@ def _preprocessing(model: ViT, given: Preprocessing | None) -> Preprocessing:
 
 
 def _inputs(images: ImageInput | Iterable[ImageInput]) -> Iterator[ImageInput]:
-    """The inputs one by one (a single path, image or tensor is one input)."""
+    """The inputs one by one: a single path, image or tensor is one input, and a folder stands
+    for the image files below it (sorted; hidden ones left out), as the command expands it."""
+    items: Iterable[Any]
     if isinstance(images, (str, os.PathLike, Tensor)) or _is_pil(images):
-        yield images  # type: ignore[misc]
-        return
-    if not isinstance(images, Iterable):
-        raise TypeError(
-            f"images must be a path, a PIL image, a tensor or a list of them, got "
-            f"{type(images).__name__}."
-        )
-    yield from images
+        items = [images]
+    else:
+        check_type("images", images, Iterable, "a path, a PIL image, a tensor or a list of them")
+        items = cast("Iterable[Any]", images)
+    for item in items:
+        if isinstance(item, (str, os.PathLike)) and Path(item).is_dir():
+            yield from image_files(Path(item))
+        else:
+            yield item
 
 
 def _is_pil(value: object) -> bool:
@@ -312,7 +302,7 @@ def _prepared(
         if isinstance(item, (str, os.PathLike)):
             source = str(item)
             try:
-                pixels = _read_image(Path(item))
+                pixels = open_image(Path(item))
             except DataError as error:
                 if strict:
                     raise DataError(
@@ -356,30 +346,6 @@ def _unit_pixels(image: Tensor, position: int) -> Tensor:
             "are already prepared."
         )
     return pixels
-
-
-def _read_image(path: Path) -> Image.Image:
-    """Open and decode ``path`` once, upright; unreadable files raise ``DataError``."""
-    from vitlib.data.image_folder import (
-        _describe,
-        _import_pillow,
-        _refusing_decompression_bombs,
-        _unreadable_errors,
-    )
-    from vitlib.data.transforms import apply_exif_orientation
-
-    _import_pillow()
-    from PIL import Image
-
-    if not path.is_file():
-        raise DataError("no such file" if not path.exists() else "not a regular file")
-    try:
-        with _refusing_decompression_bombs(), Image.open(path) as image:
-            upright = apply_exif_orientation(image)
-            upright.load()
-            return upright if upright is not image else image.copy()
-    except _unreadable_errors() as error:
-        raise DataError(_describe(error, path)) from error
 
 
 @torch.inference_mode()

@@ -7,105 +7,76 @@ linear warmup then decay per step (cosine here), and global-norm gradient clippi
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
 import torch
 
-from vitlib._checks import did_you_mean
-from vitlib.training.errors import TrainingConfigError
+from vitlib._checks import (
+    check_choice,
+    check_names,
+    check_non_negative_int,
+    check_number,
+    check_positive_float,
+    check_positive_int,
+    check_sequence,
+)
+from vitlib.errors import ConfigError
 
 OPTIMIZERS: Final[tuple[str, ...]] = ("adamw", "adam", "sgd")
 SCHEDULES: Final[tuple[str, ...]] = ("cosine", "linear", "constant")
 AMP_DTYPES: Final[Mapping[str, torch.dtype]] = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 
 
-def _choice(name: str, value: object, choices: Sequence[str]) -> None:
-    if not isinstance(value, str) or value not in choices:
-        hint = did_you_mean(value, choices) if isinstance(value, str) else ""
-        raise TrainingConfigError(
-            f"{name}={value!r} is not supported; "
-            f"expected one of {', '.join(map(repr, choices))}{hint}."
+def _betas(name: str, value: object) -> tuple[float, float]:
+    pair = check_sequence(name, value, "two numbers in [0, 1), e.g. (0.9, 0.999)")
+    if len(pair) != 2:
+        raise ConfigError(
+            f"{name} must be two numbers in [0, 1), e.g. (0.9, 0.999), got {value!r}."
         )
-
-
-def _number(
-    name: str, value: object, *, low: float, high: float, low_open: bool, high_open: bool
-) -> None:
-    ok = False
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        above = value > low if low_open else value >= low
-        below = value < high if high_open else value <= high
-        ok = above and below
-    if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise TrainingConfigError(
-            f"{name}={value!r} is out of range; expected a finite number in {interval}."
-        )
-
-
-def _count(name: str, value: object, *, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise TrainingConfigError(f"{name}={value!r} is invalid; expected an integer >= {minimum}.")
-
-
-def _betas(name: str, value: object) -> None:
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TrainingConfigError(
-            f"{name}={value!r} is invalid; expected two numbers, e.g. (0.9, 0.999)."
-        )
-    for beta in value:
-        _number(f"each of {name}", beta, low=0.0, high=1.0, low_open=False, high_open=True)
+    low, high = (
+        check_number(f"each of {name}", beta, low=0.0, high=1.0, high_open=True) for beta in pair
+    )
+    return low, high
 
 
 def _amp_dtype(name: str, value: object) -> None:
     if value not in (None, torch.bfloat16):
-        raise TrainingConfigError(
-            f"{name}={value!r} is not supported; expected torch.bfloat16 or None "
-            "(float16 would need loss scaling, which bfloat16 does not)."
+        raise ConfigError(
+            f"{name} must be torch.bfloat16 or None, got {value!r} (float16 would need loss "
+            "scaling, which bfloat16 does not)."
         )
 
 
-def _optional(check: Callable[[str, object], None]) -> Callable[[str, object], None]:
-    def checked(name: str, value: object) -> None:
-        if value is not None:
-            check(name, value)
+def _optional(check: Callable[[str, object], object]) -> Callable[[str, object], object]:
+    def checked(name: str, value: object) -> object:
+        return None if value is None else check(name, value)
 
     return checked
 
 
-# The one validation of every training setting: TrainConfig runs it on construction, and the
-# functions that take a setting as a plain argument (train_one_epoch, lr_factor...) run it too.
-_CHECKS: Final[dict[str, Callable[[str, object], None]]] = {
-    "optimizer": lambda name, value: _choice(name, value, OPTIMIZERS),
-    "lr": lambda name, value: _number(
-        name, value, low=0.0, high=math.inf, low_open=True, high_open=True
-    ),
-    "weight_decay": lambda name, value: _number(
-        name, value, low=0.0, high=math.inf, low_open=False, high_open=True
-    ),
+def _rate(name: str, value: object) -> float:
+    return check_number(name, value, low=0.0, high=1.0, high_open=True)
+
+
+# The one validation of every training setting, by the shared checks: TrainConfig runs it on
+# construction, and the functions that take a setting as a plain argument (train_one_epoch...)
+# run it too.
+_CHECKS: Final[dict[str, Callable[[str, object], object]]] = {
+    "optimizer": lambda name, value: check_choice(name, value, OPTIMIZERS),
+    "lr": check_positive_float,
+    "weight_decay": lambda name, value: check_number(name, value, low=0.0),
     "betas": _betas,
-    "momentum": lambda name, value: _number(
-        name, value, low=0.0, high=1.0, low_open=False, high_open=True
-    ),
-    "schedule": lambda name, value: _choice(name, value, SCHEDULES),
-    "warmup_steps": lambda name, value: _count(name, value, minimum=0),
-    "min_lr_ratio": lambda name, value: _number(
-        name, value, low=0.0, high=1.0, low_open=False, high_open=False
-    ),
-    "grad_clip_norm": _optional(
-        lambda name, value: _number(
-            name, value, low=0.0, high=math.inf, low_open=True, high_open=True
-        )
-    ),
-    "accumulation_steps": lambda name, value: _count(name, value, minimum=1),
-    "label_smoothing": lambda name, value: _number(
-        name, value, low=0.0, high=1.0, low_open=False, high_open=True
-    ),
+    "momentum": _rate,
+    "schedule": lambda name, value: check_choice(name, value, SCHEDULES),
+    "warmup_steps": check_non_negative_int,
+    "min_lr_ratio": lambda name, value: check_number(name, value, low=0.0, high=1.0),
+    "grad_clip_norm": _optional(check_positive_float),
+    "accumulation_steps": check_positive_int,
+    "label_smoothing": _rate,
     "amp_dtype": _amp_dtype,
-    "max_steps": _optional(lambda name, value: _count(name, value, minimum=1)),
+    "max_steps": _optional(check_positive_int),
 }
 
 
@@ -114,8 +85,8 @@ def check_option(name: str, value: object) -> None:
     itself applies.
 
     Raises:
-        TrainingConfigError: ``value`` is out of range or unknown; the message names the
-            setting, the value and what is expected.
+        ConfigError: ``value`` is out of range or unknown.
+        InputTypeError: ``value`` has the wrong type.
     """
     _CHECKS[name](name, value)
 
@@ -163,7 +134,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for field in fields(self):
             check_option(field.name, getattr(self, field.name))
-        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+        object.__setattr__(self, "betas", _betas("betas", self.betas))
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-friendly values (``amp_dtype`` as ``"bfloat16"`` or ``None``)."""
@@ -177,22 +148,14 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Rebuild a config from `to_dict` output; unknown keys raise ``TypeError``."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            hint = did_you_mean(unknown[0], sorted(known))
-            raise TypeError(
-                f"unknown TrainConfig field(s) {unknown}{hint}; expected some of {sorted(known)}."
-            )
+        check_names(
+            data, [f.name for f in fields(cls)], "TrainConfig.from_dict", "TrainConfig field"
+        )
         values = dict(data)
         if "betas" in values:
             values["betas"] = tuple(values["betas"])
         if isinstance(values.get("amp_dtype"), str):
-            name = values["amp_dtype"]
-            if name not in AMP_DTYPES:
-                raise TrainingConfigError(
-                    f"amp_dtype={name!r} is not supported; expected one of {sorted(AMP_DTYPES)} "
-                    "or None."
-                )
-            values["amp_dtype"] = AMP_DTYPES[name]
+            values["amp_dtype"] = AMP_DTYPES[
+                check_choice("amp_dtype", values["amp_dtype"], list(AMP_DTYPES))
+            ]
         return cls(**values)

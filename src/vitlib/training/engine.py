@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from vitlib._runtime import resolve_device
+from vitlib._runtime import eval_mode, resolve_device
 from vitlib.errors import DataError
 from vitlib.training.config import check_option
 from vitlib.training.distributed import all_reduce_sums, gradient_sync, is_sharded
@@ -29,6 +29,8 @@ from vitlib.training.progress import Progress
 from vitlib.vit import ViT
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: Sees each evaluation batch: ``(images, labels, logits)``.
+BatchObserver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 _ErrorFor = Callable[[float], Exception]
 _DEFERRED_DEVICES = {"cuda"}  # device types whose loss checks do not wait for the device
 _Item = TypeVar("_Item")
@@ -437,17 +439,23 @@ def evaluate(
     device: torch.device | str | None = None,
     progress: bool = False,
     epoch: int | None = None,
+    on_batch: BatchObserver | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on ``loader`` in eval mode, without gradients.
 
+    The one evaluation loop: ``fit`` runs it after every epoch, and
+    [`evaluate_model`][vitlib.evaluate_model] builds its report on it (through ``on_batch``).
+
     Args:
-        model: The model; put in eval mode (and left there).
+        model: The model; in eval mode for the pass, then back in the mode it was in.
         loader: Yields ``(images, labels)``.
         loss_fn: Mean-reduced loss; default plain cross-entropy.
         amp_dtype: ``torch.bfloat16`` for autocast, ``None`` for full precision.
         device: Where to move the batches; default the model's device.
         progress: Show a progress bar (tqdm) or log lines.
         epoch: The 1-based epoch being evaluated, named in errors (``fit`` passes it).
+        on_batch: Called as ``on_batch(images, labels, logits)`` for each batch, once its
+            labels and loss are checked (tensors on the device).
 
     Returns:
         Per-sample mean loss and accuracy over the whole loader (summed over ranks if it is sharded
@@ -463,9 +471,8 @@ def evaluate(
     check_classification_head(model)
     device = resolve_device(model, device)
     loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
-    model.eval()
     tally, watch = _Tally(device), _FiniteWatch(device)
-    with Progress(_safe_len(loader), "evaluate", enabled=progress) as bar:
+    with Progress(_safe_len(loader), "evaluate", enabled=progress) as bar, eval_mode(model):
         for batch_index, batch in enumerate(loader):
             unpacked = _unpack(
                 batch, device, role="evaluation", batch_index=batch_index, epoch=epoch
@@ -487,6 +494,8 @@ def evaluate(
                 functools.partial(NonFiniteEvalLossError, batch_index=batch_index, epoch=epoch),
             )
             tally.add(loss, logits, labels)
+            if on_batch is not None:
+                on_batch(images, labels, logits)
             bar.update(tally.means)
         watch.finish()
     loss_sum, correct = tally.read()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vitlib.errors import CheckpointError, VitlibError
+from vitlib.errors import CheckpointError, ConfigError, VitlibError
 
 
-class TrainingConfigError(VitlibError, ValueError):
-    """A training setting (learning rate, epochs, optimiser name...) is out of range or unknown."""
+class TrainingConfigError(ConfigError):
+    """Training settings that contradict each other or the run (``resume`` with ``overwrite``,
+    FSDP without a process group, a model without a head). A single setting out of range raises
+    [`ConfigError`][vitlib.ConfigError] as everywhere else."""
 
 
 class RunExistsError(VitlibError, FileExistsError):
@@ -68,6 +70,19 @@ class NonFiniteEvalLossError(VitlibError, RuntimeError):
         )
 
 
+def damaged_run_fix(path: Path) -> str:
+    """What to do when ``path``, a file of ``<run>/last/``, keeps the run from resuming."""
+    run = path.parent.parent
+    return (
+        f"the run in {run} cannot be resumed. Start it over with overwrite=True (vitlib train "
+        "--overwrite), which deletes its last/, best/ and history.json; or keep what it learnt: "
+        f"load the weights in {run / 'best'} (vitlib.load_pretrained for a ViT, "
+        "safetensors.torch.load_model otherwise) and fit them as a new run in another output_dir "
+        "(the optimiser state, schedule position and history are not carried over, so it will "
+        "not match an uninterrupted run)"
+    )
+
+
 def damaged_run_error(path: Path, problem: str) -> CheckpointError:
     """A ``vitlib.errors.CheckpointError`` for a file of a run that cannot be resumed.
 
@@ -78,12 +93,4 @@ def damaged_run_error(path: Path, problem: str) -> CheckpointError:
     Returns:
         The error to raise: it names ``path`` and ``problem``, and says what can be done instead.
     """
-    run = path.parent.parent
-    return CheckpointError(
-        f"{path} {problem}; the run in {run} cannot be resumed. Start it over with "
-        "overwrite=True (vitlib train --overwrite), which deletes its last/, best/ and "
-        f"history.json; or keep what it learnt: load the weights in {run / 'best'} "
-        "(vitlib.load_pretrained for a ViT, safetensors.torch.load_model otherwise) and fit them "
-        "as a new run in another output_dir (the optimiser state, schedule position and history "
-        "are not carried over, so it will not match an uninterrupted run)."
-    )
+    return CheckpointError(f"{path} {problem}; {damaged_run_fix(path)}.")

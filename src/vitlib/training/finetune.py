@@ -28,6 +28,7 @@ from vitlib.data import (
     IMAGENET_STD,
     DigitsDataset,
     Preprocessing,
+    digits_preprocessing,
     load_image_folders,
     make_dataloaders,
 )
@@ -37,13 +38,12 @@ from vitlib.training.loop import fit
 from vitlib.training.recipe import (
     check_batch_size,
     check_run_options,
-    digits_preprocessing,
     save_plots,
     save_settings_each_epoch,
 )
 from vitlib.vit import ViT
 
-__all__ = ["add_finetune_arguments", "freeze_backbone", "run_finetune"]
+__all__ = ["FINETUNE_SETTINGS", "freeze_backbone", "run_finetune"]
 
 #: The options that make a fine-tuning run what it is: --resume refuses to change them.
 FINETUNE_SETTINGS: Final = (
@@ -54,37 +54,13 @@ FINETUNE_SETTINGS: Final = (
     "unfreeze_last",
     "batch_size",
     "lr",
+    "weight_decay",
     "warmup_steps",
+    "label_smoothing",
     "bf16",
     "seed",
+    "num_workers",
 )
-
-
-def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``vitlib finetune`` / ``examples/finetune.py`` to ``parser``."""
-    parser.add_argument(
-        "--checkpoint", required=True, help="path, run folder, hf-hub:<repo> or torchvision:<name>"
-    )
-    parser.add_argument("--data", type=Path, help="folder with train/ and test/; default: digits")
-    parser.add_argument("--image-size", type=int, help="default: the checkpoint's")
-    parser.add_argument("--num-heads", type=int, help="only if nothing else tells it")
-    parser.add_argument(
-        "--unfreeze-last", type=int, default=0, help="also train the last N encoder blocks"
-    )
-    parser.add_argument("--epochs", type=int, default=10, help="epochs of the whole run")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per step")
-    parser.add_argument("--lr", type=float, default=1e-3, help="the chapter's Adam learning rate")
-    parser.add_argument(
-        "--warmup-steps", type=int, default=0, help="linear warmup; at most half of the run"
-    )
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    parser.add_argument("--seed", type=int, default=42, help="head, order and augmentation")
-    parser.add_argument(
-        "--output-dir", type=Path, default=Path("runs/finetune"), help="the run directory"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace the run in --output-dir")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
-    parser.add_argument("--no-progress", action="store_true", help="no per-batch progress")
 
 
 def freeze_backbone(model: ViT, unfreeze_last: int) -> None:
@@ -107,8 +83,8 @@ def _data(
         train = DigitsDataset("train", image_size=image_size)
         test = DigitsDataset("test", image_size=image_size)
         return train, test, train.classes, digits_preprocessing(image_size)
-    train_folder, test_folder = load_image_folders(data, image_size=image_size, mean=mean, std=std)
     spec = Preprocessing((image_size, image_size), mean=mean, std=std)
+    train_folder, test_folder = load_image_folders(data, spec)
     return train_folder, test_folder, train_folder.classes, spec
 
 
@@ -150,14 +126,16 @@ def run_finetune(args: argparse.Namespace) -> int:
     )
     check_batch_size(args.batch_size, train_set)
     train_loader, test_loader = make_dataloaders(
-        train_set, test_set, args.batch_size, seed=args.seed
+        train_set, test_set, args.batch_size, seed=args.seed, num_workers=args.num_workers
     )
     config = TrainConfig(  # the chapter: Adam, lr 1e-3, no weight decay on a frozen backbone
         optimizer="adam",
         lr=args.lr,
-        weight_decay=0.0,
+        weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps,
+        label_smoothing=args.label_smoothing,
         amp_dtype=torch.bfloat16 if args.bf16 else None,
+        max_steps=args.max_steps,
     )
     history = fit(
         model,

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
+from vitlib._checks import check_positive_int
 from vitlib.training.config import TrainConfig, check_option
 from vitlib.training.errors import TrainingConfigError
 
@@ -135,10 +136,7 @@ def build_scheduler(
     A ``warmup_steps`` longer than half the run is shortened to half of it, with a log line that
     says so (`effective_warmup`).
     """
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-        raise TrainingConfigError(
-            f"total_steps={total_steps!r} is invalid; expected an integer >= 1."
-        )
+    check_positive_int("total_steps", total_steps)
     used = effective_warmup(warmup_steps, total_steps)
     if used < warmup_steps:
         logger.warning(

@@ -23,91 +23,31 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from vitlib.checkpoints.metadata import attach_metadata, model_metadata
+from vitlib.checkpoints.run_folder import SETTINGS_FILE
 from vitlib.counting import count_parameters
 from vitlib.data import (
-    DIGITS_MEAN,
-    DIGITS_STD,
     DigitsDataset,
     Preprocessing,
+    digits_preprocessing,
     load_image_folders,
     make_dataloaders,
 )
 from vitlib.training.config import TrainConfig
 from vitlib.training.distributed import DistributedContext, distributed_session
 from vitlib.training.errors import TrainingConfigError
-from vitlib.training.fsdp import PARALLEL_MODES
 from vitlib.training.history import History
 from vitlib.training.loop import fit
 from vitlib.training.rng import seed_everything
 from vitlib.training.run_dir import (
-    SETTINGS_FILE,
     check_output_dir,
-    check_resumed_settings,
-    write_json,
+    check_same_settings,
+    saved_settings,
+    write_run_json,
 )
 from vitlib.vit import create_model
 
 DIGITS_DEFAULTS: dict[str, Any] = {"preset": "ViT-Ti/4", "image_size": 16, "layers": 4}
 FOLDER_DEFAULTS: dict[str, Any] = {"preset": "ViT-Ti/16", "image_size": 224, "layers": None}
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``vitlib train`` / ``examples/train_from_scratch.py`` to ``parser``.
-
-    Options left at ``None`` get data-dependent values from `resolve_defaults`.
-    """
-    parser.add_argument("--data", type=Path, help="folder with train/ and test/; default: digits")
-    parser.add_argument("--preset", help="model preset; default ViT-Ti/4 (digits), ViT-Ti/16")
-    parser.add_argument("--layers", type=int, help="override the preset's encoder depth")
-    parser.add_argument("--image-size", type=int, help="default 16 (digits) or 224 (folders)")
-    parser.add_argument("--epochs", type=int, default=15, help="epochs of the whole run")
-    parser.add_argument("--batch-size", type=int, default=64, help="per process")
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    parser.add_argument("--weight-decay", type=float, default=0.05, help="AdamW's, on weights")
-    parser.add_argument(
-        "--warmup-steps", type=int, default=50, help="linear warmup; at most half of the run"
-    )
-    parser.add_argument("--label-smoothing", type=float, default=0.1, help="of the train loss")
-    parser.add_argument("--dropout", type=float, default=0.0, help="MLP and embedding dropout")
-    parser.add_argument(
-        "--position-std",
-        type=float,
-        default=1.0,
-        help="std of the initial position embeddings (the model's own init: 0.02)",
-    )
-    parser.add_argument(
-        "--no-clean-copies",
-        dest="clean_copies",
-        action="store_false",
-        help="digits: train on augmented images only, not augmented + clean",
-    )
-    parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
-    parser.add_argument(
-        "--bf16",
-        action="store_true",
-        help="bfloat16 autocast (with --parallel fsdp: bf16 parameters, float32 reduction)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="weights, order, augmentation")
-    parser.add_argument(
-        "--num-workers", type=int, default=0, help="loader processes; 0 loads in this one"
-    )
-    parser.add_argument(
-        "--output-dir", type=Path, default=Path("runs/from_scratch"), help="the run directory"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace the run in --output-dir")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
-    parser.add_argument("--no-progress", action="store_true", help="no per-batch progress")
-    parser.add_argument(
-        "--grad-checkpointing",
-        action="store_true",
-        help="recompute each encoder block in the backward pass: less memory, more compute",
-    )
-    parser.add_argument(
-        "--parallel",
-        choices=PARALLEL_MODES,
-        default="ddp",
-        help="under torchrun: ddp copies the model to every process, fsdp shards it (ViT-L/H)",
-    )
 
 
 def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
@@ -150,35 +90,14 @@ def check_batch_size(batch_size: int, train_set: Dataset[Any], processes: int = 
         )
 
 
-def check_position_std(std: object) -> None:
-    """Refuse a position-embedding std that is not a finite number > 0.
-
-    Raises:
-        TrainingConfigError: ``std`` is negative, zero, NaN, infinite or not a number.
-    """
-    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std):
-        valid = False
-    else:
-        valid = std > 0
-    if not valid:
-        raise TrainingConfigError(
-            f"position_std (--position-std) = {std!r} is out of range; expected a finite "
-            "number > 0. The recipe uses 1.0; 0.02 keeps the model's own scale."
-        )
-
-
 def check_args(args: argparse.Namespace) -> TrainConfig:
     """Validate the options before any data is loaded or any model built; return the recipe.
 
+    The flags' own ranges are checked as they are parsed (`vitlib.cli.options`).
+
     Raises:
-        TrainingConfigError: An option is out of range (``--epochs``, ``--position-std``,
-            ``--num-workers``, or a [`TrainConfig`][vitlib.training.TrainConfig] field such as
-            ``--lr``); the message names the option and the valid range.
+        TrainingConfigError: ``--num-workers`` is more than this machine can run.
     """
-    epochs = args.epochs
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise TrainingConfigError(f"epochs={epochs!r} is invalid; expected an integer >= 1.")
-    check_position_std(args.position_std)
     limit = max_num_workers()
     if isinstance(args.num_workers, int) and args.num_workers > limit:
         raise TrainingConfigError(
@@ -228,8 +147,12 @@ def check_run_options(args: argparse.Namespace, names: Sequence[str]) -> None:
     """Refuse, before any data is loaded, an --output-dir that would be overwritten silently, a
     --resume without a run, or a --resume that changes the run's options; in flag names."""
     check_output_dir(args.output_dir, resume=args.resume, overwrite=args.overwrite, cli=True)
-    if args.resume:
-        check_resumed_settings(args.output_dir, run_settings(args, names))
+    saved = saved_settings(args.output_dir, SETTINGS_FILE) if args.resume else None
+    if saved is not None:
+        given = run_settings(args, names)
+        check_same_settings(
+            saved, given, args.output_dir, may_change=("--epochs", "--max-steps"), cli=True
+        )
 
 
 def save_settings_each_epoch(
@@ -240,27 +163,16 @@ def save_settings_each_epoch(
 
     def save(epoch: int, history: History) -> None:
         if context.is_main:
-            write_json(args.output_dir / SETTINGS_FILE, settings)
+            write_run_json(args.output_dir, SETTINGS_FILE, settings)
 
     return save
 
 
-def digits_preprocessing(image_size: int) -> Preprocessing:
-    """How ``DigitsDataset`` makes its images, for photos of digits: grey, squashed to the size
-    (nearest-exact, as the 8x8 digits are enlarged), normalised by the digits' statistics."""
-    return Preprocessing(
-        (image_size, image_size),
-        channels=1,
-        mean=(DIGITS_MEAN,),
-        std=(DIGITS_STD,),
-        resize="squash",
-        crop_ratio=1.0,
-        interpolation="nearest-exact",
-    )
-
-
-def load_data(args: argparse.Namespace) -> tuple[Dataset[Any], Dataset[Any], list[str], int]:
-    """``(train_set, test_set, class_names, channels)`` for digits or the image folders."""
+def load_data(
+    args: argparse.Namespace,
+) -> tuple[Dataset[Any], Dataset[Any], list[str], Preprocessing]:
+    """``(train_set, test_set, class_names, preprocessing)`` for digits or the image folders;
+    ``preprocessing`` is how the test images are made, saved with the model."""
     if args.data is None:
         clean = DigitsDataset("train", image_size=args.image_size)
         augmented = DigitsDataset("train", image_size=args.image_size, augment=True)
@@ -268,9 +180,10 @@ def load_data(args: argparse.Namespace) -> tuple[Dataset[Any], Dataset[Any], lis
         # blurred by resampling (see benchmarks/digits_learning_target.py).
         train = ConcatDataset([augmented, clean]) if args.clean_copies else augmented
         test = DigitsDataset("test", image_size=args.image_size)
-        return train, test, clean.classes, 1
-    folder_train, folder_test = load_image_folders(args.data, image_size=args.image_size)
-    return folder_train, folder_test, folder_train.classes, 3
+        return train, test, clean.classes, digits_preprocessing(args.image_size)
+    spec = Preprocessing.imagenet(args.image_size)
+    folder_train, folder_test = load_image_folders(args.data, spec)
+    return folder_train, folder_test, folder_train.classes, spec
 
 
 def save_plots(
@@ -344,7 +257,7 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
             "--nproc_per_node N -m vitlib train --parallel fsdp ...`, or drop --parallel fsdp."
         )
     check_run_options(args, RUN_SETTINGS)
-    train_set, test_set, class_names, channels = load_data(args)
+    train_set, test_set, class_names, preprocessing = load_data(args)
     check_batch_size(args.batch_size, train_set, context.world_size)
     train_loader, test_loader = make_dataloaders(
         train_set,
@@ -359,7 +272,7 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
     model = create_model(
         args.preset,
         img_size=args.image_size,
-        in_channels=channels,
+        in_channels=preprocessing.channels,
         num_classes=len(class_names),
         mlp_dropout=args.dropout,
         embedding_dropout=args.dropout,
@@ -368,11 +281,6 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
     # The from-scratch init: position embeddings spread with std 1.0 by default (the model's
     # reset_parameters documents why), every other weight as the reference code draws it.
     model.reset_parameters(position_std=args.position_std)
-    preprocessing = (
-        digits_preprocessing(args.image_size)
-        if args.data is None
-        else Preprocessing.imagenet(args.image_size)
-    )
     attach_metadata(model, labels=class_names, preprocessing=preprocessing)  # saved with it
     model.to(context.device())
     if context.is_main:

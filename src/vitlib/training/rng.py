@@ -8,13 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from vitlib.training.errors import TrainingConfigError
+from vitlib._checks import check_int
 
 
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise TrainingConfigError(f"seed={seed!r} is invalid; expected an integer in [0, 2**32).")
+    check_int("seed", seed, minimum=0, maximum=2**32 - 1)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

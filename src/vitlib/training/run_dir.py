@@ -1,28 +1,17 @@
-"""The run directory: checkpoints, training state and history, written atomically.
-
-Layout of ``output_dir``:
-
-```text
-last/          the model after the latest epoch, plus training_state.pt (resume from here)
-best/          the model with the best test accuracy so far
-history.json   per-epoch metrics (History.as_dict())
-settings.json  the options of vitlib train / vitlib finetune (checked on --resume)
-```
+"""The run directory of [`fit`][vitlib.training.fit]: checking it, clearing it, writing its
+files. Its layout is named once, in `vitlib.checkpoints.run_folder`.
 
 ``last/`` and ``best/`` are ``vitlib.save_pretrained`` directories (``config.json`` +
 ``model.safetensors``) for a ``vitlib.ViT``, and hold just ``model.safetensors`` for any other
-model. They are written by ``vitlib.checkpoints.atomic.write_files_atomically``, the writer of
-``save_pretrained``: an interrupted save leaves the previous files or the new ones, never a mix,
-and the next resume (or load) finishes or undoes it.
+model. Every file is written by [`vitlib.files.write_files`][vitlib.files.write_files]: an
+interrupted save leaves the previous files or the new ones, never a mix, and the next resume
+(or load) finishes or undoes it.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import pickle
 import shutil
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,10 +20,16 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from vitlib.checkpoints.atomic import COMPLETE, recover_interrupted_save, write_files_atomically
-from vitlib.checkpoints.files import write_checkpoint_files
 from vitlib.checkpoints.metadata import attach_metadata, model_metadata
 from vitlib.checkpoints.pretrained import checkpoint_contents, load_pretrained
+from vitlib.checkpoints.run_folder import (
+    BEST,
+    LAST,
+    RUN_ENTRIES,
+    STATE_FILE,
+)
+from vitlib.checkpoints.weights import CONFIG_FILE, WEIGHTS_FILE, write_checkpoint_files
+from vitlib.files import COMPLETE, dump_json, read_json, recover_interrupted_save, write_files
 from vitlib.training.errors import (
     NoRunToResumeError,
     RunExistsError,
@@ -43,24 +38,25 @@ from vitlib.training.errors import (
 )
 from vitlib.vit import ViT
 
-LAST: Final = "last"
-BEST: Final = "best"
-HISTORY_FILE: Final = "history.json"
-STATE_FILE: Final = "training_state.pt"
-WEIGHTS_FILE: Final = "model.safetensors"
-SETTINGS_FILE: Final = "settings.json"
-RUN_ENTRIES: Final = (LAST, BEST, HISTORY_FILE, SETTINGS_FILE)
-# How check_output_dir names its settings: as fit's keywords, or as the command's flags.
+__all__ = [
+    "check_output_dir",
+    "check_same_settings",
+    "clear_run",
+    "load_model_files",
+    "prepare_output_dir",
+    "save_checkpoint",
+    "save_model_files",
+    "saved_settings",
+    "write_run_json",
+]
+
+# How the messages name the settings: as fit's keywords, or as the command's flags.
 _PYTHON_WORDS: Final = {
     "resume": "resume=True",
     "overwrite": "overwrite=True",
     "output_dir": "output_dir",
 }
 _CLI_WORDS: Final = {"resume": "--resume", "overwrite": "--overwrite", "output_dir": "--output-dir"}
-
-
-def _partial_json(path: Path) -> Path:
-    return path.parent / f".{path.name}.partial"
 
 
 def check_output_dir(output_dir: Path, *, resume: bool, overwrite: bool, cli: bool = False) -> None:
@@ -119,69 +115,74 @@ def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool, write
         clear_run(output_dir)
 
 
-def check_resumed_settings(output_dir: Path, settings: Mapping[str, Any]) -> None:
-    """Refuse to resume a run with command options that change it.
+def check_same_settings(
+    saved: Mapping[str, Any],
+    given: Mapping[str, Any],
+    run_dir: Path,
+    *,
+    may_change: Collection[str] = (),
+    cli: bool = False,
+) -> None:
+    """Refuse to resume the run in ``run_dir`` with settings that change it.
 
-    ``settings`` maps each flag that shapes the run (``--batch-size``, ``--lr``...) to its value;
-    those saved in ``output_dir/settings.json`` by the run's first epochs must be the same.
-    A run without the file (saved by ``fit`` directly, or an older vitlib) is not checked here
-    (``fit`` still compares its own recipe).
+    The one comparison of saved and given settings: ``fit``'s recipe (``TrainConfig`` fields)
+    and the commands' options (``settings.json``) alike.
+
+    Args:
+        saved: The settings the run was saved with.
+        given: The settings of this call.
+        run_dir: The run, for the message.
+        may_change: Settings that may differ (the run's length).
+        cli: Name the command's flags in the message instead of ``fit``'s keywords.
 
     Raises:
-        TrainingConfigError: A setting differs; the message names each flag, saved and given.
+        TrainingConfigError: A setting differs; the message names each, saved and given.
     """
-    path = output_dir / SETTINGS_FILE
-    if not path.is_file():
+    names = (set(saved) | set(given)) - set(may_change)
+    changed = sorted(name for name in names if saved.get(name) != given.get(name))
+    if not changed:
         return
-    from vitlib.checkpoints.files import read_json
-
-    saved = read_json(path)
-    changed = sorted(
-        name for name in set(saved) | set(settings) if saved.get(name) != settings.get(name)
+    differences = "; ".join(
+        f"{name}: saved {saved.get(name)!r}, given {given.get(name)!r}" for name in changed
     )
-    if changed:
-        differences = "; ".join(
-            f"{name} saved {saved.get(name)!r}, given {settings.get(name)!r}" for name in changed
-        )
-        raise TrainingConfigError(
-            f"--resume with options that change the run saved in {output_dir} ({differences}); "
-            "give the saved values to resume it, or start a new run (--overwrite or another "
-            "--output-dir). Only --epochs, --max-steps and the output options may change."
-        )
+    word = _CLI_WORDS if cli else _PYTHON_WORDS
+    allowed = (
+        f" Only {', '.join(sorted(may_change))} and the output options may change." if cli else ""
+    )
+    raise TrainingConfigError(
+        f"{word['resume']} with settings that differ from the run saved in {run_dir} "
+        f"({differences}); give the saved values to resume it, or start a new run "
+        f"({word['overwrite']} or another {word['output_dir']}).{allowed}"
+    )
+
+
+def saved_settings(run_dir: Path, name: str) -> dict[str, Any] | None:
+    """The JSON file ``name`` of the run (``settings.json``), or None where it has none."""
+    path = run_dir / name
+    return read_json(path) if path.is_file() else None
 
 
 def clear_run(output_dir: Path) -> None:
-    """Delete ``last/``, ``best/``, ``history.json``, ``settings.json`` and the history's
-    temporary (``overwrite=True``).
-
-    Other files in ``output_dir`` are left alone: vitlib only deletes what a run writes.
-    """
+    """Delete what a run writes (``last/``, ``best/``, ``history.json``, ``settings.json``)
+    for ``overwrite=True``; other files in ``output_dir`` are left alone."""
     output_dir.mkdir(parents=True, exist_ok=True)
     for entry in output_dir.iterdir():
-        if (
-            entry.name in RUN_ENTRIES
-            or entry.name == _partial_json(entry.parent / HISTORY_FILE).name
-        ):
+        if entry.name in RUN_ENTRIES:
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (``.<name>.partial``, then ``os.replace``).
-
-    The temporary has a fixed name, so one left by a killed process is replaced by the next write.
-    """
-    temporary = _partial_json(path)
-    try:
-        with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=2)
-            file.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+def write_run_json(run_dir: Path, name: str, data: Mapping[str, Any]) -> None:
+    """Write ``run_dir/name`` (``history.json``, ``settings.json``) atomically, replacing it."""
+    write_files(
+        run_dir,
+        lambda staging: dump_json(dict(data), staging / name),
+        overwrite=True,
+        what="fit",
+        exclusive=False,
+    )
 
 
 def save_model_files(
@@ -232,7 +233,7 @@ def save_checkpoint(
         if training_state is not None:
             torch.save(dict(training_state), staging / STATE_FILE)
 
-    write_files_atomically(directory, write, overwrite=True, what="fit")
+    write_files(directory, write, overwrite=True, what="fit")
 
 
 def load_model_files(model: nn.Module, directory: Path) -> None:
@@ -248,7 +249,7 @@ def load_model_files(model: nn.Module, directory: Path) -> None:
             parameter names or shapes).
     """
     is_vit = isinstance(model, ViT)
-    needed = [directory / "config.json"] if is_vit else []
+    needed = [directory / CONFIG_FILE] if is_vit else []
     needed.append(directory / WEIGHTS_FILE)
     for path in needed:
         if not path.is_file():
@@ -275,45 +276,3 @@ def load_model_files(model: nn.Module, directory: Path) -> None:
             "model class and sizes as the run was trained with. Build that model to resume, or "
             "start a new run (overwrite=True or another output_dir)."
         ) from error
-
-
-def load_training_state(directory: Path) -> dict[str, Any]:
-    """Read ``directory/training_state.pt`` without unpickling code (``weights_only=True``).
-
-    Only the file and its outer type are checked here; the entries are checked by the caller.
-
-    Raises:
-        CheckpointError: The file is missing, empty, truncated or corrupt, holds something other
-            than the plain data ``fit`` saves (refused: nothing in it is executed), or is not a
-            dict. The message names the file and what to do instead of resuming.
-    """
-    path = directory / STATE_FILE
-    if not path.is_file():
-        problem = "is missing" if not path.exists() else "is not a regular file"
-        raise damaged_run_error(path, problem)
-    if path.stat().st_size == 0:
-        raise damaged_run_error(path, "is empty (0 bytes): a save was cut short or truncated")
-    with path.open("rb") as file:  # errors opening it (permissions) are not about its bytes
-        try:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            # torch's text advises weights_only=False, i.e. running the file's code: never shown
-            refused = "global" in str(error).lower()
-            problem = (
-                "was refused: it holds objects other than the tensors, numbers, strings, lists "
-                "and dicts that fit() saves, and vitlib never runs code from a file "
-                "(weights_only=True)"
-                if refused
-                else "is corrupt: it is not the file fit() saves"
-            )
-            raise damaged_run_error(path, problem) from None
-        except MemoryError:
-            raise
-        except Exception as error:  # torch raises RuntimeError, EOFError, OSError... on bad bytes
-            reason = str(error).split(". ")[0].strip() or type(error).__name__
-            raise damaged_run_error(path, f"is corrupt or truncated ({reason})") from error
-    if not isinstance(state, dict):
-        raise damaged_run_error(
-            path, f"holds a {type(state).__name__}; expected the dict that fit() saves"
-        )
-    return state

@@ -1,4 +1,4 @@
-"""Reading weight files without unpickling, and writing them atomically.
+"""Reading weight files without unpickling, and writing a checkpoint's files.
 
 - ``.safetensors``: ``safetensors.torch.load_file``;
 - ``.npz``: ``numpy.load`` with ``allow_pickle=False``;
@@ -8,11 +8,7 @@
 
 from __future__ import annotations
 
-import errno
-import json
-import os
 import pickle
-import stat
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,21 +21,21 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from vitlib.errors import CheckpointError
+from vitlib.files import check_regular_file, dump_json
 
 __all__ = [
     "CONFIG_FILE",
-    "MAX_JSON_BYTES",
+    "SUPPORTED_SUFFIXES",
     "WEIGHTS_FILE",
-    "check_regular_file",
-    "read_json",
+    "load_torch_file",
     "read_weights",
     "write_checkpoint_files",
 ]
 
+#: The file that describes a checkpoint folder, in every family that has one.
 CONFIG_FILE: Final = "config.json"
+#: The weights file vitlib writes.
 WEIGHTS_FILE: Final = "model.safetensors"
-#: Largest ``config.json`` read (Hugging Face configs with 21k labels are about 1 MiB).
-MAX_JSON_BYTES: Final = 16 * 2**20
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SUPPORTED_SUFFIXES = (".safetensors", ".npz", *TORCH_SUFFIXES)
 # Wrappers that training frameworks put around a state dict, outermost first.
@@ -94,20 +90,41 @@ def _read_npz(path: Path) -> dict[str, Tensor]:
         ) from error
 
 
+def load_torch_file(path: Path, *, fix: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: plain data and tensors only, nothing
+    in the file is run. The one weights-only load of vitlib (weights files and a run's training
+    state).
+
+    Args:
+        path: A regular file written by ``torch.save``.
+        fix: What the user can do instead, ending each message.
+
+    Raises:
+        CheckpointError: The file is empty, corrupt or truncated, or holds other objects
+            (refused: possibly code); the message names it.
+    """
+    if check_regular_file(path) == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): a save was cut short; {fix}.")
+    with path.open("rb") as file:  # errors opening it (permissions) are not about its bytes
+        try:
+            return torch.load(file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            # torch's text advises weights_only=False, i.e. running the file's code: never shown
+            raise CheckpointError(
+                f"{path} was refused: it holds pickled objects other than tensors, numbers, "
+                f"strings, lists and dicts (possibly code); vitlib loads with "
+                f"torch.load(weights_only=True), so nothing was executed; {fix}."
+            ) from None
+        except MemoryError:
+            raise
+        except Exception as error:  # torch raises RuntimeError, EOFError, OSError... on bad bytes
+            reason = str(error).split(". ")[0].strip() or type(error).__name__
+            raise CheckpointError(f"{path} is corrupt or truncated ({reason}); {fix}.") from error
+
+
 def _read_torch(path: Path) -> dict[str, Tensor]:
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"refused to load {path}: it contains pickled objects other than tensors (possibly "
-            f"code); vitlib loads with torch.load(weights_only=True), so nothing was executed. "
-            f"Re-save only the state dict: torch.save(model.state_dict(), path)."
-        ) from error
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
-        raise CheckpointError(
-            f"cannot read {path} with torch.load ({error}); the file is corrupt or truncated."
-        ) from error
-    return _unwrap_state_dict(loaded, path)
+    fix = "re-save only the state dict: torch.save(model.state_dict(), path)"
+    return _unwrap_state_dict(load_torch_file(path, fix=fix), path)
 
 
 def _unwrap_state_dict(loaded: Any, path: Path) -> dict[str, Tensor]:
@@ -129,75 +146,13 @@ def _unwrap_state_dict(loaded: Any, path: Path) -> dict[str, Tensor]:
     return tensors
 
 
-def check_regular_file(path: Path) -> int:
-    """Return the size of ``path`` if it is a regular file (after symbolic links), else raise.
-
-    FIFOs, devices (``/dev/zero``) and sockets are refused before they are opened, since reading
-    them could block forever or never end.
-
-    Raises:
-        FileNotFoundError: Nothing is at ``path`` (or a symbolic link there is dangling).
-        CheckpointError: ``path`` is a folder, FIFO, device or socket.
-    """
-    try:
-        info = os.stat(path)
-    except FileNotFoundError as error:
-        raise FileNotFoundError(
-            errno.ENOENT, f"no checkpoint file at {path}; check the path", str(path)
-        ) from error
-    except OSError as error:  # a symbolic-link loop, a path through a file...
-        raise CheckpointError(f"cannot open {path} ({error.strerror}); check the path.") from error
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        if stat.S_ISFIFO(info.st_mode):
-            kind = "a FIFO (named pipe)"
-        elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
-            kind = "a device"
-        raise CheckpointError(
-            f"{path} is {kind}; vitlib reads checkpoints from regular files only. Point it at "
-            f"the checkpoint file itself."
-        )
-    return info.st_size
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object of at most ``MAX_JSON_BYTES`` from a regular file.
-
-    Raises:
-        CheckpointError: The file is not regular, too large, not UTF-8, not JSON (or nested too
-            deeply), or not an object; the message names the file.
-    """
-    size = check_regular_file(path)
-    if size > MAX_JSON_BYTES:
-        raise CheckpointError(
-            f"{path} is {size:,} bytes, more than the {MAX_JSON_BYTES:,} bytes a config.json may "
-            f"have; it is not a model config."
-        )
-    try:
-        with open(path, "rb") as file:
-            text = file.read(MAX_JSON_BYTES + 1).decode("utf-8")
-        data = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"cannot read {path} as JSON ({error}).") from error
-    except RecursionError as error:
-        raise CheckpointError(
-            f"cannot read {path} as JSON: it is nested too deeply to be a model config."
-        ) from error
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}.")
-    return data
-
-
 def write_checkpoint_files(
-    folder: Path,
-    tensors: Mapping[str, Tensor],
-    config: Mapping[str, Any],
-    *,
-    weights_name: str = WEIGHTS_FILE,
+    folder: Path, tensors: Mapping[str, Tensor], json_files: Mapping[str, Mapping[str, Any]]
 ) -> None:
-    """Write ``config.json`` and the safetensors weights into ``folder`` (not atomically: callers
-    write into a staging folder of
-    [`write_files_atomically`][vitlib.checkpoints.atomic.write_files_atomically])."""
+    """Write the safetensors weights and the JSON files (``config.json``...) into ``folder``
+    (not atomically: callers write into a staging folder of
+    [`write_files`][vitlib.files.write_files])."""
     contiguous = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
-    save_file(contiguous, str(folder / weights_name), metadata={"format": "pt"})
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    save_file(contiguous, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
+    for name, content in json_files.items():
+        dump_json(dict(content), folder / name)

@@ -1,0 +1,311 @@
+"""Every file vitlib reads or writes goes through here: regular files of bounded size on the way
+in, one atomic writer on the way out.
+
+The writer, [`write_files`][vitlib.files.write_files], is behind checkpoints (``save_pretrained``,
+``vitlib convert``, a run's ``last/`` and ``best/``), a run's JSON files, evaluation reports,
+plots, ONNX exports and downloads. A write into ``folder``:
+
+1. writes every new file into ``folder/.vitlib-save-partial/``;
+2. renames that to ``folder/.vitlib-save-complete/`` (the commit point: the new files are whole);
+3. moves each file over its namesake in ``folder`` and removes the empty staging folder.
+
+Only the files being written are replaced (and, for a report, the files of the old report that
+the new one does not have): other files in ``folder`` are never touched, and the folder itself is
+never renamed, so ``"."`` and a symbolic link to a folder work (the link is written through).
+New files get the mode a plain ``open`` would give them (0644 under umask 022).
+
+A write cut off (killed, power lost) before step 2 leaves the old files whole; one cut off after
+step 2 leaves the new files whole in the staging folder. The next write into the folder, or the
+next load from it, finishes the job:
+[`recover_interrupted_save`][vitlib.files.recover_interrupted_save] drops a partial staging
+folder and completes a committed one, so no hidden folder outlives the next use.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import stat
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from vitlib.errors import CheckpointError
+
+__all__ = [
+    "COMPLETE",
+    "MAX_JSON_BYTES",
+    "PARTIAL",
+    "check_regular_file",
+    "dump_json",
+    "read_json",
+    "recover_interrupted_save",
+    "write_files",
+]
+
+PARTIAL: Final = ".vitlib-save-partial"
+COMPLETE: Final = ".vitlib-save-complete"
+#: Largest JSON file read (Hugging Face configs with 21k labels are about 1 MiB).
+MAX_JSON_BYTES: Final = 16 * 2**20
+
+
+def write_files(
+    folder: str | os.PathLike[str],
+    write: Callable[[Path], None],
+    *,
+    overwrite: bool,
+    what: str = "save_pretrained",
+    exclusive: bool = True,
+    owned: Collection[str] = (),
+    wait: bool = False,
+) -> Path:
+    """Create ``folder`` if needed and replace the files ``write(staging)`` produces, at once.
+
+    Args:
+        folder: The destination folder (created with its parents if missing).
+        write: Writes the new files into the empty folder it is given (flat, no sub-folders).
+        overwrite: Allow replacing what is there (see ``exclusive``); without it nothing is
+            replaced and nothing is written.
+        what: The caller's name, for messages.
+        exclusive: ``folder`` is the product (a checkpoint, a report): a folder that holds
+            anything is refused without ``overwrite``. Otherwise ``folder`` merely holds the
+            files (a run folder, a cache, the folder of an ONNX file or a plot): only a file
+            about to be replaced is refused without ``overwrite``.
+        owned: Names of files this product may hold: those the new ``write`` does not produce
+            are removed (a new report does not keep the old report's extra picture).
+        wait: Wait for another process writing into ``folder`` instead of refusing at once.
+
+    Returns:
+        ``folder`` as a ``Path``.
+
+    Raises:
+        FileExistsError: What would be replaced exists and ``overwrite`` is False (nothing
+            written).
+        NotADirectoryError: ``folder`` (or a parent) is a file.
+        PermissionError: ``folder`` cannot be created or written; the message names it.
+        CheckpointError: Another process is writing into ``folder`` at this moment.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR,
+            f"{folder} is a file; {what} needs a folder path (new, empty, or with "
+            f"overwrite=True an existing folder of its own)",
+            str(folder),
+        )
+    with _explained_os_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        with _locked(folder, wait=wait):
+            recover_interrupted_save(folder, locked=True)
+            if exclusive and not overwrite and any(folder.iterdir()):
+                raise FileExistsError(
+                    errno.EEXIST,
+                    f"{folder} already exists and is not empty; nothing was written. Choose a "
+                    f"new folder, or pass overwrite=True to replace the files {what} writes "
+                    f"(other files there are kept)",
+                    str(folder),
+                )
+            staging = folder / PARTIAL
+            staging.mkdir()
+            try:
+                write(staging)
+                _apply_umask(staging)
+                if not overwrite:
+                    _refuse_replacing(folder, staging, what)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            written = {entry.name for entry in staging.iterdir()}
+            os.replace(staging, folder / COMPLETE)
+            for stale in set(owned) - written:
+                (folder / stale).unlink(missing_ok=True)
+            _move_into_place(folder)
+    return folder
+
+
+def recover_interrupted_save(folder: str | os.PathLike[str], *, locked: bool = False) -> bool:
+    """Finish or undo a write into ``folder`` that was cut off.
+
+    A committed staging folder (``.vitlib-save-complete``) holds complete new files: they are
+    moved into place. A partial one (``.vitlib-save-partial``) is deleted; the old files were never
+    touched.
+
+    Args:
+        folder: A folder that [`write_files`][vitlib.files.write_files] wrote into (any folder
+            is fine).
+        locked: The caller already holds the folder's lock.
+
+    Returns:
+        Whether anything was changed.
+
+    Raises:
+        CheckpointError: The folder cannot be repaired (read-only, or another process is writing
+            into it); the message names the staging folder that holds the complete files.
+    """
+    folder = Path(folder)
+    partial, complete = folder / PARTIAL, folder / COMPLETE
+    if not (_is_real_dir(partial) or _is_real_dir(complete)):
+        return False
+    if not locked:
+        with _locked(folder, wait=False):
+            return recover_interrupted_save(folder, locked=True)
+    try:
+        if _is_real_dir(partial):
+            shutil.rmtree(partial)
+        if _is_real_dir(complete):
+            _move_into_place(folder)
+    except OSError as error:
+        raise CheckpointError(
+            f"a write into {folder} was interrupted and cannot be finished ({error}); the "
+            f"complete new files are in {complete} (if it exists), the previous ones in {folder}. "
+            f"Make the folder writable and load or save again, or move the files by hand."
+        ) from error
+    return True
+
+
+def dump_json(data: Mapping[str, Any] | list[Any], path: Path) -> None:
+    """Write ``data`` as indented JSON to ``path`` (inside a staging folder). NaN and infinity
+    are refused (``ValueError``): strict JSON parsers reject them."""
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def check_regular_file(path: Path) -> int:
+    """Return the size of ``path`` if it is a regular file (after symbolic links), else raise.
+
+    FIFOs, devices (``/dev/zero``) and sockets are refused before they are opened, since reading
+    them could block forever or never end.
+
+    Raises:
+        FileNotFoundError: Nothing is at ``path`` (or a symbolic link there is dangling).
+        CheckpointError: ``path`` is a folder, FIFO, device or socket.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            errno.ENOENT, f"no checkpoint file at {path}; check the path", str(path)
+        ) from error
+    except OSError as error:  # a symbolic-link loop, a path through a file...
+        raise CheckpointError(f"cannot open {path} ({error.strerror}); check the path.") from error
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        if stat.S_ISFIFO(info.st_mode):
+            kind = "a FIFO (named pipe)"
+        elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
+            kind = "a device"
+        raise CheckpointError(
+            f"{path} is {kind}; vitlib reads checkpoints from regular files only. Point it at "
+            f"the checkpoint file itself."
+        )
+    return info.st_size
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object of at most ``MAX_JSON_BYTES`` from a regular file.
+
+    Raises:
+        CheckpointError: The file is not regular, too large, not UTF-8, not JSON (or nested too
+            deeply), or not an object; the message names the file.
+    """
+    size = check_regular_file(path)
+    if size > MAX_JSON_BYTES:
+        raise CheckpointError(
+            f"{path} is {size:,} bytes, more than the {MAX_JSON_BYTES:,} bytes a config.json may "
+            f"have; it is not a model config."
+        )
+    try:
+        with open(path, "rb") as file:
+            text = file.read(MAX_JSON_BYTES + 1).decode("utf-8")
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"cannot read {path} as JSON ({error}).") from error
+    except RecursionError as error:
+        raise CheckpointError(
+            f"cannot read {path} as JSON: it is nested too deeply to be a model config."
+        ) from error
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}.")
+    return data
+
+
+def _refuse_replacing(folder: Path, staging: Path, what: str) -> None:
+    taken = sorted(entry.name for entry in staging.iterdir() if (folder / entry.name).exists())
+    if taken:
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{folder / taken[0]} already exists; nothing was written. Pass overwrite=True to "
+            f"replace it, or choose another name",
+            str(folder / taken[0]),
+        )
+
+
+def _move_into_place(folder: Path) -> None:
+    complete = folder / COMPLETE
+    for entry in sorted(complete.iterdir()):
+        os.replace(entry, folder / entry.name)
+    complete.rmdir()
+
+
+def _apply_umask(staging: Path) -> None:
+    """Give the new files the mode a plain ``open`` would (some writers, such as safetensors,
+    create them private): 0644 under umask 022."""
+    mode = 0o666 & ~_umask()
+    for entry in staging.iterdir():
+        if entry.is_file() and not entry.is_symlink():
+            entry.chmod(mode)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+@contextmanager
+def _locked(folder: Path, *, wait: bool) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``folder`` (POSIX); refuse at once unless ``wait``."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks on folders
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise CheckpointError(
+                f"another process is writing into {folder} right now; wait for it to finish, or "
+                f"write into another folder."
+            ) from error
+        yield
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def _explained_os_errors(folder: Path) -> Iterator[None]:
+    """Re-raise permission and path errors with the user's folder named, not our temporaries."""
+    try:
+        yield
+    except (PermissionError, NotADirectoryError, IsADirectoryError) as error:
+        raise type(error)(
+            error.errno,
+            f"cannot write into {folder} ({error.strerror}); the files there are as they were. "
+            f"Choose a folder you can write to, or fix its permissions",
+            str(folder),
+        ) from error
