@@ -152,7 +152,9 @@ def test_unknown_split_is_refused() -> None:
 
 @pytest.mark.parametrize("image_size", [0, 7])
 def test_image_size_below_8_is_refused(image_size: int) -> None:
-    with pytest.raises(ValueError, match=rf">= 8 .*got {image_size}"):
+    with pytest.raises(
+        ValueError, match=rf"image_size must be an int >= 8, got {image_size}; the digits"
+    ):
         DigitsDataset(image_size=image_size)
 
 

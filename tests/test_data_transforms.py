@@ -155,7 +155,10 @@ def test_transforms_pickle_for_dataloader_workers() -> None:
 
 
 def test_a_tensor_input_is_refused_with_the_fix() -> None:
-    with pytest.raises(TypeError, match=r"expected a PIL.Image.Image, got Tensor.*Image.open"):
+    with pytest.raises(
+        TypeError,
+        match=r"image must be a PIL.Image.Image \(open the file .*\(Tensor\)",
+    ):
         Preprocessing((8, 8)).transform()(torch.zeros(3, 8, 8))  # type: ignore[arg-type]
 
 

@@ -60,7 +60,7 @@ def test_finetune_trains_only_a_new_head_on_an_adapted_checkpoint(
         heads_before_training.append({k: v.clone() for k, v in model.head.state_dict().items()})
         return real_fit(model, *args, **kwargs)
 
-    monkeypatch.setattr("vitlib.training.finetune.fit", fit)
+    monkeypatch.setattr("vitlib.training.recipe.fit", fit)
     assert example.main(argv) == 0
     out = capsys.readouterr().out
     assert "10 classes, 16px" in out

@@ -133,7 +133,9 @@ def test_tensors_that_are_not_images_are_refused(image: torch.Tensor, message: s
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="top_k must be an int >= 1, got 0"):
         vitlib.predict(_model(), torch.rand(3, 8, 8), top_k=0)
-    with pytest.raises(TypeError, match="expected a path, a PIL image or a tensor"):
+    with pytest.raises(
+        TypeError, match=r"image 0 must be a path, a PIL image or a tensor, got 3.5"
+    ):
         vitlib.predict(_model(), [3.5])  # type: ignore[list-item]
     with pytest.raises(ValueError, match="name 2 classes"):
         vitlib.predict(_model(), torch.rand(3, 8, 8), labels=["a", "b"])

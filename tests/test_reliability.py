@@ -495,8 +495,8 @@ CHECKPOINT_UNCLEAR_ERRORS = [
         lambda ck: vitlib.position.resample_position_embedding(
             _model().position_embedding, (4, 4), (0, 4), num_prefix_tokens=1
         ),
-        InputShapeError,
-        r"new_grid must be \(rows, cols\) of positive ints, got \(0, 4\)",
+        ConfigError,
+        r"new_grid\[0\] must be an int >= 1, got 0",
         id="K22i",
     ),
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vitlib.checkpoints._slots import SLOTS
+from vitlib.checkpoints.keys import SLOTS
 
 from .helpers import tiny_vit
 

@@ -137,7 +137,7 @@ def test_no_class_token_model() -> None:
         ((2, 3, 32, 32), r"expected images of size 16x16, got 32x32"),
         ((2, 1, 16, 16), "expected 3 input channels, got 1"),
         ((3, 16, 16), "got a 3-d tensor"),
-        ((2, 3, 18, 16), "not divisible by the patch size"),
+        ((2, 3, 18, 16), "image size 18x16 is not divisible by patch size 4x4"),
     ],
 )
 def test_wrong_inputs_raise_with_given_and_expected(shape: tuple[int, ...], message: str) -> None:

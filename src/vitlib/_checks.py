@@ -42,6 +42,7 @@ __all__ = [
     "check_type",
     "did_you_mean",
     "to_pair",
+    "type_error",
 ]
 
 #: Largest accepted ``layer_norm_eps``: beyond it the epsilon swamps the variance of the
@@ -57,7 +58,8 @@ _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 60
 
 
-def _refuse_type(name: str, value: object, expected: str) -> InputTypeError:
+def type_error(name: str, value: object, expected: str) -> InputTypeError:
+    """The error for ``value`` of the wrong type, for the caller to raise (when no check fits)."""
     shown = _SHORT.repr(value)
     return InputTypeError(f"{name} must be {expected}, got {shown} ({type(value).__name__}).")
 
@@ -71,13 +73,13 @@ def check_type(name: str, value: object, types: type | tuple[type, ...], expecte
     """Raise ``InputTypeError`` unless ``value`` is an instance of ``types`` (``expected`` says
     what it must be in words, e.g. ``"a vitlib.ViT"``)."""
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
-        raise _refuse_type(name, value, expected)
+        raise type_error(name, value, expected)
 
 
 def check_sequence(name: str, value: object, expected: str) -> Sequence[object]:
     """Return ``value`` if it is a sequence other than a string, else raise ``InputTypeError``."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise _refuse_type(name, value, expected)
+        raise type_error(name, value, expected)
     return value
 
 
@@ -99,7 +101,7 @@ def check_int(
     bounds += [f"<= {maximum}"] if maximum is not None else []
     expected = "an int" + (" " + " and ".join(bounds) if bounds else "")
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _refuse_type(name, value, expected)
+        raise type_error(name, value, expected)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise _refuse_value(name, value, expected, fix)
     return value
@@ -150,7 +152,7 @@ def check_number(
         opening, closing = "(" if low_open else "[", ")" if high_open else "]"
         expected = f"a number in {opening}{low:g}, {high:g}{closing}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _refuse_type(name, value, expected)
+        raise type_error(name, value, expected)
     number = float(value)
     above = number > low if low_open else number >= low
     below = number < high if high_open else number <= high
@@ -183,7 +185,7 @@ def check_choice(name: str, value: object, choices: Sequence[_Choice]) -> _Choic
     """Return ``value`` if it is one of ``choices`` (strings), naming a close match if not."""
     expected = f"one of {', '.join(map(repr, choices))}"
     if not isinstance(value, str):
-        raise _refuse_type(name, value, expected)
+        raise type_error(name, value, expected)
     for choice in choices:
         if value == choice:
             return choice
@@ -257,17 +259,22 @@ def to_pair(name: str, value: object) -> tuple[int, int]:
             f"{name}[1]", value[1]
         )
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _refuse_type(name, value, "an int >= 1 or a (height, width) pair of them")
+        raise type_error(name, value, "an int >= 1 or a (height, width) pair of them")
     size = check_positive_int(name, value)
     return size, size
 
 
 def check_divisible(
-    name: str, value: tuple[int, int], divisor_name: str, divisor: tuple[int, int]
+    name: str,
+    value: tuple[int, int],
+    divisor_name: str,
+    divisor: tuple[int, int],
+    error: type[ValueError] = ConfigError,
 ) -> None:
-    """Raise unless each side of ``value`` is a multiple of the matching side of ``divisor``."""
+    """Raise ``error`` unless each side of ``value`` is a multiple of the matching side of
+    ``divisor`` (a config's image size and patch size, or an input's)."""
     if value[0] % divisor[0] or value[1] % divisor[1]:
-        raise ConfigError(
+        raise error(
             f"{name} {value[0]}x{value[1]} is not divisible by {divisor_name} "
             f"{divisor[0]}x{divisor[1]}; use a {name} that is a multiple of the {divisor_name} "
             f"(e.g. {value[0] // divisor[0] * divisor[0] or divisor[0]}x"

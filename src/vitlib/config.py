@@ -32,6 +32,7 @@ from vitlib._checks import (
 from vitlib.errors import ConfigError, InputTypeError
 
 __all__ = [
+    "PRESET_DROPOUT",
     "SIZES",
     "PoolKind",
     "SizeSpec",
@@ -87,6 +88,9 @@ _SIZE_BY_WORD: Final[dict[str, str]] = {
     "huge": "H",
 }
 _SIZE_BY_LETTER: Final[dict[str, str]] = {key.lower(): key for key in SIZES}
+#: The dropout of every preset and of every loaded checkpoint whose config does not state its
+#: own: none (see [`from_preset`][vitlib.ViTConfig.from_preset]).
+PRESET_DROPOUT: Final = {"attn_dropout": 0.0, "mlp_dropout": 0.0, "embedding_dropout": 0.0}
 # Overriding one of these makes a preset another architecture, which then loses the preset's name.
 _SIZE_FIELDS: Final = frozenset(
     {"patch_size", "num_transformer_layers", "embedding_dim", "mlp_size", "num_heads"}
@@ -272,6 +276,10 @@ class ViTConfig:
     def from_preset(cls, preset: str, /, **overrides: Any) -> ViTConfig:
         """Build the config of a named preset, with any field overridden by keyword.
 
+        A preset has no dropout (``PRESET_DROPOUT``), as timm, torchvision and Hugging Face build
+        theirs and as the paper fine-tunes, so a preset equals the same preset loaded from any
+        checkpoint; the chapter's ``ViTConfig()`` keeps its 0.1 MLP and embedding dropout.
+
         Examples:
             >>> ViTConfig.from_preset("ViT-B/16", num_classes=3).num_classes
             3
@@ -279,6 +287,7 @@ class ViTConfig:
         size_key, patch, img_size = parse_preset_name(preset)
         size = SIZES[size_key]
         values: dict[str, Any] = {
+            **PRESET_DROPOUT,
             "patch_size": patch,
             "num_transformer_layers": size.num_transformer_layers,
             "embedding_dim": size.embedding_dim,

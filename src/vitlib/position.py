@@ -8,6 +8,7 @@ from einops import rearrange
 from torch import Tensor
 from torch.nn import functional as F
 
+from vitlib._checks import to_pair
 from vitlib.errors import InputShapeError
 
 __all__ = ["resample_position_embedding"]
@@ -39,17 +40,7 @@ def resample_position_embedding(
     Returns:
         ``(1, num_prefix_tokens + new_rows * new_cols, D)``.
     """
-    for name, given in (("old_grid", old_grid), ("new_grid", new_grid)):
-        if (
-            not isinstance(given, (tuple, list))
-            or len(given) != 2
-            or not all(isinstance(side, int) and not isinstance(side, bool) for side in given)
-            or min(given) < 1
-        ):
-            raise InputShapeError(
-                f"{name} must be (rows, cols) of positive ints, got {given!r}; e.g. (14, 14) for "
-                f"224x224 images with 16x16 patches."
-            )
+    old_grid, new_grid = to_pair("old_grid", old_grid), to_pair("new_grid", new_grid)
     if position_embedding.ndim != 3 or position_embedding.shape[0] != 1:
         raise InputShapeError(
             "position_embedding must be shaped (1, tokens, dim), got "

@@ -14,6 +14,7 @@ from torch.utils.checkpoint import checkpoint
 from vitlib._checks import (
     check_bool,
     check_choice,
+    check_divisible,
     check_fits_in_memory,
     check_input_tensor,
     check_int,
@@ -450,12 +451,7 @@ def _check_images(images: object, config: ViTConfig, weight: Tensor) -> None:
             f"(images of shape {tuple(images.shape)}); convert the images or build the "
             f"model with in_channels={channels}."
         )
-    patch_h, patch_w = config.patch_hw
-    if height % patch_h or width % patch_w:
-        raise InputShapeError(
-            f"image size {height}x{width} is not divisible by the patch size "
-            f"{patch_h}x{patch_w}; resize or crop to a multiple of the patch size."
-        )
+    check_divisible("image size", (height, width), "patch size", config.patch_hw, InputShapeError)
     expected = config.image_hw
     if not config.dynamic_img_size and (height, width) != expected:
         raise InputShapeError(

@@ -3,9 +3,9 @@
 One function per figure panel of Dosovitskiy et al. (2020): the embedding filters (Fig. 7 left),
 the position-embedding similarity (Fig. 7 centre), the mean attention distance by depth (Fig. 7
 right) and the attention rollout over the input image (Fig. 6). Each takes the tensor the
-analysis returned and a path, and draws as ``vitlib.analysis.plots`` does: matplotlib (the
-``vitlib[plots]`` extra) imported on use, a bare ``Figure`` without pyplot, no display needed, and
-an existing file replaced only with ``overwrite=True``.
+analysis returned and a path, and keeps the contract of every picture (`vitlib.analysis.plots`
+states it once): a PNG written atomically, an existing file replaced only with
+``overwrite=True``, matplotlib imported on use, no display needed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import numpy.typing as npt
 from torch import Tensor
 from torch.nn import functional as F
 
+from vitlib._checks import check_int
 from vitlib.analysis.plots import check_png_path, displayable, draw_image, new_figure, save_figure
+from vitlib.errors import ConfigError
 
 __all__ = [
     "plot_attention_distance",
@@ -50,27 +52,16 @@ def plot_embedding_filters(
     Args:
         filters: ``(k, C, P_h, P_w)`` with ``C`` 1 (drawn grey) or 3 (RGB), as
             [`embedding_filters`][vitlib.analysis.embedding_filters] returns.
-        path: Output file, ending in ``.png``; missing parent folders are created.
         columns: Filters per row; the paper shows 28 in 4 rows of 7.
-        overwrite: Replace an existing file instead of raising ``FileExistsError``.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
-        ValueError: On a tensor of another shape, ``columns < 1`` or a path not ending in ``.png``.
-        FileExistsError: If ``path`` exists and ``overwrite`` is false.
     """
     if not isinstance(filters, Tensor) or filters.ndim != 4 or filters.shape[1] not in (1, 3):
-        raise ValueError(
+        raise ConfigError(
             f"filters must be a tensor (k, C, P_h, P_w) with C = 1 or 3, got {_describe(filters)}; "
             f"pass vitlib.analysis.embedding_filters(model) (of a 1- or 3-channel model)"
         )
     if len(filters) == 0:
-        raise ValueError("filters is empty (k = 0); pass at least one filter")
-    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
-        raise ValueError(f"columns must be an int >= 1, got {columns!r}; the paper uses 7")
+        raise ConfigError("filters is empty (k = 0); pass at least one filter")
+    check_int("columns", columns, minimum=1, fix="the paper uses 7")
     out = check_png_path(path, overwrite)
     pixels = filters.detach().cpu().float()
     low = pixels.amin(dim=(1, 2, 3), keepdim=True)
@@ -104,16 +95,6 @@ def plot_position_similarity(
         similarity: ``(rows, cols, rows, cols)``, as
             [`position_embedding_similarity`][vitlib.analysis.position_embedding_similarity]
             returns.
-        path: Output file, ending in ``.png``; missing parent folders are created.
-        overwrite: Replace an existing file instead of raising ``FileExistsError``.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
-        ValueError: On a tensor of another shape or a path not ending in ``.png``.
-        FileExistsError: If ``path`` exists and ``overwrite`` is false.
     """
     if (
         not isinstance(similarity, Tensor)
@@ -121,7 +102,7 @@ def plot_position_similarity(
         or similarity.shape[:2] != similarity.shape[2:]
         or similarity.numel() == 0
     ):
-        raise ValueError(
+        raise ConfigError(
             f"similarity must be a tensor (rows, cols, rows, cols), got {_describe(similarity)}; "
             f"pass vitlib.analysis.position_embedding_similarity(model)"
         )
@@ -173,19 +154,9 @@ def plot_attention_distance(
     Args:
         distances: ``(layers, heads)`` in pixels, as
             [`mean_attention_distance`][vitlib.analysis.mean_attention_distance] returns.
-        path: Output file, ending in ``.png``; missing parent folders are created.
-        overwrite: Replace an existing file instead of raising ``FileExistsError``.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
-        ValueError: On a tensor of another shape or a path not ending in ``.png``.
-        FileExistsError: If ``path`` exists and ``overwrite`` is false.
     """
     if not isinstance(distances, Tensor) or distances.ndim != 2 or distances.numel() == 0:
-        raise ValueError(
+        raise ConfigError(
             f"distances must be a non-empty tensor (layers, heads), got {_describe(distances)}; "
             f"pass vitlib.analysis.mean_attention_distance(model, images)"
         )
@@ -226,30 +197,17 @@ def plot_attention_rollout(
         image: ``(C, H, W)`` with ``C`` 1 or 3, as given to the model.
         attention: ``(rows, cols)``, one image's map from
             [`rollout_map`][vitlib.analysis.rollout_map].
-        path: Output file, ending in ``.png``; missing parent folders are created.
-        mean: Per-channel mean the image was normalised with; undone with ``std`` if given.
-        std: Per-channel standard deviation, given together with ``mean``.
-        overwrite: Replace an existing file instead of raising ``FileExistsError``.
 
     Without ``mean``/``std`` the image is drawn as
     [`plot_predictions`][vitlib.analysis.plots.plot_predictions] draws one: as it is when in
     [0, 1], else min-max scaled.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
-        ValueError: On tensors of other shapes, ``mean`` without ``std`` (or the reverse) or a
-            path not ending in ``.png``.
-        FileExistsError: If ``path`` exists and ``overwrite`` is false.
     """
     if not isinstance(image, Tensor) or image.ndim != 3:
-        raise ValueError(
+        raise ConfigError(
             f"image must be one image (C, H, W), got {_describe(image)}; pass images[0]"
         )
     if not isinstance(attention, Tensor) or attention.ndim != 2 or attention.numel() == 0:
-        raise ValueError(
+        raise ConfigError(
             f"attention must be one map (rows, cols), got {_describe(attention)}; pass "
             f"vitlib.analysis.rollout_map(model, images)[0]"
         )

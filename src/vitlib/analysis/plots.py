@@ -1,8 +1,18 @@
-"""PNG plots of a training run: loss/accuracy curves and a grid of predictions.
+"""PNG plots of a training run and an evaluation: loss/accuracy curves, grids of predictions and
+mistakes, the confusion matrix; and the drawing helpers every picture of `vitlib.analysis` uses.
 
-matplotlib is the optional extra ``vitlib[plots]``, imported inside each function. The figures are
-drawn on a bare ``matplotlib.figure.Figure`` (the Agg renderer), never through ``pyplot``, so they
-need no display, leave pyplot's global state alone and work from threads and headless servers.
+Every picture function of `vitlib.analysis` keeps one contract, stated here once: it writes a
+PNG to ``path`` (which must end in ``.png``; missing parent folders are created) through the one
+atomic writer, returns that path, refuses to replace an existing file unless ``overwrite=True``
+(``FileExistsError``), refuses bad arguments with ``ConfigError`` or ``InputTypeError`` before
+drawing anything, and needs matplotlib (``pip install "vitlib[plots]"``, else
+``MissingExtraError``). Images are ``(B, C, H, W)`` with C = 1 (drawn grey) or 3; ``mean`` and
+``std``, given together, undo the normalisation they were made with; without them images in
+[0, 1] are drawn as they are and others min-max scaled per image; values are clipped to [0, 1].
+
+The figures are drawn on a bare ``matplotlib.figure.Figure`` (the Agg renderer), never through
+``pyplot``, so they need no display, leave pyplot's global state alone and work from threads and
+headless servers.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from torch import Tensor
 
 from vitlib._checks import check_positive_int
 from vitlib._optional import missing_extra
-from vitlib.errors import ConfigError
+from vitlib.errors import ConfigError, InputTypeError
 from vitlib.files import write_files
 
 if TYPE_CHECKING:
@@ -44,17 +54,6 @@ def plot_history(
     Args:
         history: ``train_loss``, ``train_acc``, ``test_loss`` and ``test_acc``, each a non-empty
             sequence of floats, all of one length (the number of epochs). Other keys are ignored.
-        path: Output file, ending in ``.png``; missing parent folders are created.
-        overwrite: Replace an existing file instead of raising ``FileExistsError``.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
-        ValueError: On a missing key, an empty or ragged history, or a path not ending in ``.png``.
-        TypeError: On a value that is not a number.
-        FileExistsError: If ``path`` exists and ``overwrite`` is false.
 
     Examples:
         >>> history = {"train_loss": [1.2, 0.8], "train_acc": [0.5, 0.7],
@@ -100,23 +99,8 @@ def plot_predictions(
         labels: B true class indices.
         predictions: B predicted class indices.
         class_names: Name of each class index.
-        path: Output file, ending in ``.png``; missing parent folders are created.
-        mean: Per-channel mean the images were normalised with; undone with ``std`` if given.
-        std: Per-channel standard deviation, given together with ``mean``.
         max_images: Draw at most this many images, the first ones.
-        overwrite: Replace an existing file instead of raising ``FileExistsError``.
 
-    Without ``mean``/``std``, images already in [0, 1] are drawn as they are and others are
-    min-max scaled per image; after un-normalising, values are clipped to [0, 1].
-
-    Returns:
-        The path written.
-
-    Raises:
-        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
-        ValueError: On mismatched shapes or lengths, a class index out of range, ``mean`` without
-            ``std`` (or the reverse), ``max_images < 1`` or a path not ending in ``.png``.
-        FileExistsError: If ``path`` exists and ``overwrite`` is false.
     """
     shown = displayable(images, mean, std)
     true_labels = _check_labels("labels", labels, len(images), len(class_names))
@@ -150,18 +134,6 @@ def plot_image_predictions(
         images: Float tensor (B, C, H, W), C = 1 or 3, as the model received them.
         labels: B predicted class names.
         probabilities: B probabilities of those classes, in [0, 1].
-        path: Output file, ending in ``.png``; missing parent folders are created.
-        mean: Per-channel mean the images were normalised with (undone with ``std``).
-        std: Per-channel standard deviation, given together with ``mean``.
-        overwrite: Replace an existing file instead of raising ``FileExistsError``.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
-        ValueError: On mismatched lengths or shapes, or a path not ending in ``.png``.
-        FileExistsError: If ``path`` exists and ``overwrite`` is false.
     """
     shown = displayable(images, mean, std)
     _check_count("labels", labels, len(shown))
@@ -194,19 +166,6 @@ def plot_mistakes(
         predictions: B predicted class indices.
         confidences: B probabilities the model gave its predictions.
         class_names: Name of each class index.
-        path: Output file, ending in ``.png``; missing parent folders are created.
-        mean: Per-channel mean the images were normalised with (undone with ``std``).
-        std: Per-channel standard deviation, given together with ``mean``.
-        overwrite: Replace an existing file instead of raising ``FileExistsError``.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
-        ValueError: On mismatched lengths or shapes, a class index out of range, or a path not
-            ending in ``.png``.
-        FileExistsError: If ``path`` exists and ``overwrite`` is false.
     """
     shown = displayable(images, mean, std)
     true_labels = _check_labels("labels", labels, len(shown), len(class_names))
@@ -235,22 +194,11 @@ def plot_confusion_matrix(
     Args:
         matrix: Square counts, ``matrix[true][predicted]``, one row per class.
         class_names: Name of each class index.
-        path: Output file, ending in ``.png``; missing parent folders are created.
-        overwrite: Replace an existing file instead of raising ``FileExistsError``.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ImportError: If matplotlib is missing (``pip install "vitlib[plots]"``).
-        ValueError: A matrix that is not square, not one row per class name, or has negative
-            counts; a path not ending in ``.png``.
-        FileExistsError: If ``path`` exists and ``overwrite`` is false.
     """
     counts = torch.as_tensor(matrix, dtype=torch.float64)
     classes = len(class_names)
     if counts.shape != (classes, classes) or bool((counts < 0).any()):
-        raise ValueError(
+        raise ConfigError(
             f"matrix must be {classes} x {classes} non-negative counts (one row and column per "
             f"class name), got shape {tuple(counts.shape)}"
         )
@@ -300,7 +248,9 @@ def _image_grid(
 
 def _check_count(name: str, values: Sequence[object], count: int) -> None:
     if len(values) != count:
-        raise ValueError(f"{name} has {len(values)} entries for {count} images; give one per image")
+        raise ConfigError(
+            f"{name} has {len(values)} entries for {count} images; give one per image"
+        )
 
 
 def new_figure(*, width: float, height: float) -> Figure:
@@ -356,7 +306,7 @@ def draw_image(axes: Axes, image: Tensor) -> None:
 def _check_history(history: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
     missing = [key for key in HISTORY_KEYS if key not in history]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"history lacks {missing}; it needs {list(HISTORY_KEYS)}, one float per epoch each, "
             f"got keys {sorted(history)}"
         )
@@ -365,26 +315,26 @@ def _check_history(history: Mapping[str, Sequence[float]]) -> dict[str, list[flo
         try:
             curves[key] = [float(value) for value in history[key]]
         except (TypeError, ValueError) as error:
-            raise TypeError(
+            raise InputTypeError(
                 f"history[{key!r}] must be a sequence of floats, got {history[key]!r}"
             ) from error
     lengths = {key: len(values) for key, values in curves.items()}
     if len(set(lengths.values())) != 1:
-        raise ValueError(f"history sequences must have one length (epochs), got lengths {lengths}")
+        raise ConfigError(f"history sequences must have one length (epochs), got lengths {lengths}")
     if lengths["train_loss"] == 0:
-        raise ValueError("history is empty (0 epochs); plot after at least one epoch")
+        raise ConfigError("history is empty (0 epochs); plot after at least one epoch")
     return curves
 
 
 def _check_labels(name: str, values: Sequence[int] | Tensor, count: int, classes: int) -> list[int]:
     indices = [int(value) for value in values]
     if len(indices) != count:
-        raise ValueError(
+        raise ConfigError(
             f"{name} has {len(indices)} entries for {count} images; give one per image"
         )
     bad = [index for index in indices if not 0 <= index < classes]
     if bad:
-        raise ValueError(
+        raise ConfigError(
             f"{name} holds class indices {bad[:5]} outside [0, {classes}) for {classes} class "
             "names; pass the class_names of the dataset the model was trained on"
         )
@@ -397,19 +347,19 @@ def displayable(
     """Return the images as float (B, C, H, W) in [0, 1], un-normalised as documented."""
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(
+        raise ConfigError(
             f"images must be a tensor (B, C, H, W) with C = 1 or 3, got {shape}; "
             "pass a batch as the model receives it"
         )
     if len(images) == 0:
-        raise ValueError("images is an empty batch (B = 0); pass at least one image")
+        raise ConfigError("images is an empty batch (B = 0); pass at least one image")
     pixels = images.detach().cpu().float()
     if (mean is None) != (std is None):
-        raise ValueError("give mean and std together (the normalisation to undo), or neither")
+        raise ConfigError("give mean and std together (the normalisation to undo), or neither")
     if mean is not None and std is not None:
         channels = pixels.shape[1]
         if len(mean) != channels or len(std) != channels:
-            raise ValueError(
+            raise ConfigError(
                 f"mean and std need {channels} values (one per channel), got {len(mean)} and "
                 f"{len(std)}"
             )

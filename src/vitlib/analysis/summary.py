@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from vitlib._checks import check_int
 from vitlib._runtime import eval_mode
 from vitlib.config import ViTConfig
 from vitlib.counting import count_flops
@@ -106,8 +107,7 @@ def summary(
         ValueError: ``input_shape`` is missing for a model that is not a ViT.
         ConfigError: ``depth < 0``.
     """
-    if depth < 0:
-        raise ConfigError(f"depth must be >= 0 (0 shows the model alone), got {depth}.")
+    check_int("depth", depth, minimum=0, fix="0 shows the model alone")
     if isinstance(model, (str, ViTConfig)):
         preset = model if isinstance(model, ViTConfig) else ViTConfig.from_preset(model)
         with torch.device("meta"):
@@ -115,7 +115,7 @@ def summary(
     config = model.config if isinstance(model, ViT) else None
     if input_shape is None:
         if config is None:
-            raise ValueError(
+            raise ConfigError(
                 f"input_shape is required for a {type(model).__name__}; pass e.g. (1, 3, 224, 224)."
             )
         input_shape = (1, config.in_channels, *config.image_hw)

@@ -83,7 +83,8 @@ class MultiheadSelfAttentionBlock(nn.Module):
 
     def forward(self, x: Tensor, need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Attend over the tokens ``x`` ``(B, N, D)``; optionally also return the weights."""
-        return self.attend(self.project(x), need_weights)
+        out, weights = self.attend(self.project(x), need_weights)
+        return out if weights is None else (out, weights)
 
     def project(self, x: Tensor) -> QueryKeyValue:
         """``LN(z)``, then the fused projection split into the heads' queries, keys, values."""
@@ -93,32 +94,21 @@ class MultiheadSelfAttentionBlock(nn.Module):
         )
         return QueryKeyValue(query, key, value)
 
-    @overload
-    def attend(self, heads: QueryKeyValue, need_weights: Literal[False] = ...) -> Tensor: ...
-
-    @overload
-    def attend(
-        self, heads: QueryKeyValue, need_weights: Literal[True]
-    ) -> tuple[Tensor, Tensor]: ...
-
-    @overload
-    def attend(
-        self, heads: QueryKeyValue, need_weights: bool
-    ) -> Tensor | tuple[Tensor, Tensor]: ...
-
     def attend(
         self, heads: QueryKeyValue, need_weights: bool = False
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """``softmax(Q K^T / sqrt(d)) V`` per head, heads joined, then the output projection.
+    ) -> tuple[Tensor, Tensor | None]:
+        """``softmax(Q K^T / sqrt(d)) V`` per head, heads joined, then the output projection;
+        the weights too (``(B, heads, q, N)``) if asked for, else None.
 
         The queries may be fewer than the keys (``(B, heads, q, d)`` gives ``(B, q, D)``).
         """
         query, key, value = heads
         dropout = self.attn_dropout if self.training else 0.0
+        weights = None
         if need_weights:
             weights = torch.softmax((query * self.scale) @ key.transpose(-2, -1), dim=-1)
             attended = F.dropout(weights, dropout, training=self.training) @ value
         else:
             attended = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout)
-        out = self.out_proj(rearrange(attended, "b h n d -> b n (h d)"))
-        return (out, weights) if need_weights else out
+        out: Tensor = self.out_proj(rearrange(attended, "b h n d -> b n (h d)"))
+        return out, weights

@@ -8,7 +8,6 @@ loads without unpickling.
 
 from __future__ import annotations
 
-from vitlib.checkpoints._mapping import ConfigFormat, Family
 from vitlib.checkpoints.adapt import AdaptedCheckpointWarning, adapt_input_channels
 from vitlib.checkpoints.families import (
     FAMILIES,
@@ -17,6 +16,7 @@ from vitlib.checkpoints.families import (
     detect_family,
     export_state_dict,
 )
+from vitlib.checkpoints.family import ConfigFormat, Family
 from vitlib.checkpoints.metadata import ModelMetadata, attach_metadata, model_metadata
 from vitlib.checkpoints.pretrained import load_pretrained, save_pretrained
 from vitlib.checkpoints.sources import NonFiniteWeightsWarning

@@ -7,7 +7,7 @@ import warnings
 import torch
 from torch import Tensor
 
-from vitlib.checkpoints import _slots as slots
+from vitlib.checkpoints import keys as slots
 from vitlib.config import ViTConfig
 from vitlib.errors import CheckpointError
 from vitlib.position import resample_position_embedding

@@ -18,7 +18,7 @@ from vitlib.checkpoints import (
     torchvision,
     vitlib_layout,
 )
-from vitlib.checkpoints._mapping import ConfigFormat, Converted, Family
+from vitlib.checkpoints.family import ConfigFormat, Converted, Family
 from vitlib.errors import CheckpointError
 from vitlib.vit import ViT
 

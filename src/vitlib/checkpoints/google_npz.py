@@ -15,8 +15,8 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from vitlib.checkpoints import _slots as slots
-from vitlib.checkpoints._mapping import Converted, Family, count_layers, require
+from vitlib.checkpoints import keys as slots
+from vitlib.checkpoints.family import Converted, Family, count_layers, require
 from vitlib.errors import CheckpointError
 
 __all__ = ["FAMILY", "matches", "to_vitlib"]

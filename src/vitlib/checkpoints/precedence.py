@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from vitlib._checks import MAX_LAYER_SCALE_INIT
 from vitlib.checkpoints.shapes import ShapeFacts
-from vitlib.config import ViTConfig
+from vitlib.config import PRESET_DROPOUT, ViTConfig
 from vitlib.errors import CheckpointError
 
 __all__ = ["ADAPTABLE", "STRUCTURAL", "ConfigSources", "resolve_configs"]
@@ -27,8 +27,6 @@ STRUCTURAL: Final = frozenset(
         "num_register_tokens",
     }
 )
-# A checkpoint is loaded for inference or fine-tuning: no dropout unless its config says so.
-_NO_DROPOUT: Final = {"attn_dropout": 0.0, "mlp_dropout": 0.0, "embedding_dropout": 0.0}
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,7 @@ def resolve_configs(sources: ConfigSources) -> tuple[ViTConfig, ViTConfig]:
     tensors, overrides = sources.tensors, sources.overrides
     _check_agreement(sources)
     values: dict[str, Any] = {
-        **_NO_DROPOUT,
+        **PRESET_DROPOUT,  # no dropout unless the checkpoint's config says so, as presets
         **sources.hints,
         **sources.stated,
         **tensors.fields(),

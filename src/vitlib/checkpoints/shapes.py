@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vitlib.checkpoints import _slots as slots
-from vitlib.checkpoints._mapping import count_layers, require
+from vitlib.checkpoints import keys as slots
+from vitlib.checkpoints.family import count_layers, require
 from vitlib.config import SIZES
 from vitlib.errors import CheckpointError
 

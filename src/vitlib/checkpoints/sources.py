@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from vitlib._checks import check_type
-from vitlib.checkpoints._mapping import ConfigFormat
 from vitlib.checkpoints.families import identify_config
+from vitlib.checkpoints.family import ConfigFormat
 from vitlib.checkpoints.metadata import ModelMetadata, check_labels, model_metadata
 from vitlib.checkpoints.run_folder import checkpoint_of_run
 from vitlib.checkpoints.weights import CONFIG_FILE, SUPPORTED_SUFFIXES, read_weights

@@ -12,8 +12,8 @@ from typing import Any, Final
 
 from torch import Tensor
 
-from vitlib.checkpoints import _slots as slots
-from vitlib.checkpoints._mapping import (
+from vitlib.checkpoints import keys as slots
+from vitlib.checkpoints.family import (
     ConfigFormat,
     Converted,
     Family,

@@ -11,8 +11,8 @@ from typing import Final
 
 from torch import Tensor
 
-from vitlib.checkpoints import _slots as slots
-from vitlib.checkpoints._mapping import Converted, Family, Table, count_layers, key_pairs, rename
+from vitlib.checkpoints import keys as slots
+from vitlib.checkpoints.family import Converted, Family, Table, count_layers, key_pairs, rename
 
 __all__ = ["FAMILY", "matches", "to_vitlib"]
 

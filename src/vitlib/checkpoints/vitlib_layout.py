@@ -8,8 +8,8 @@ from typing import Any, Final
 from torch import Tensor
 
 from vitlib._version import __version__
-from vitlib.checkpoints import _slots as slots
-from vitlib.checkpoints._mapping import ConfigFormat, Converted, Family, RecordedMetadata
+from vitlib.checkpoints import keys as slots
+from vitlib.checkpoints.family import ConfigFormat, Converted, Family, RecordedMetadata
 from vitlib.checkpoints.metadata import ModelMetadata
 from vitlib.checkpoints.weights import CONFIG_FILE
 from vitlib.config import ViTConfig

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Final
 
-from vitlib.cli.options import COUNT, HelpFormatter
+from vitlib.cli.options import COUNT, add_command
 
 #: What ``--to`` accepts besides the checkpoint formats of the family registry.
 EXPORT_FORMATS: Final = ("onnx",)
@@ -18,11 +18,12 @@ def register(commands: Any) -> None:
 
     formats = (*SAVE_FORMATS, *EXPORT_FORMATS)
     titles = ", ".join(f"{name} ({FAMILIES[name].title})" for name in SAVE_FORMATS)
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "convert",
-        formatter_class=HelpFormatter,
-        help=f"convert any supported checkpoint to {', '.join(formats)}",
-        description="Load a checkpoint of any family and save it as config.json + safetensors "
+        run,
+        f"convert any supported checkpoint to {', '.join(formats)}",
+        "Load a checkpoint of any family and save it as config.json + safetensors "
         f"in the format of one family ({titles}), or export it to ONNX.",
     )
     parser.add_argument("source", help="file, directory, hf-hub:<repo> or torchvision:<name>")
@@ -39,7 +40,6 @@ def register(commands: Any) -> None:
         help="the format to write",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output")
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,17 +9,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vitlib.cli.options import COUNT, NON_NEGATIVE, HelpFormatter
+from vitlib.cli.options import COUNT, NON_NEGATIVE, add_command
 from vitlib.errors import ConfigError
 
 
 def register(commands: Any) -> None:
     """Add the subcommand to ``commands`` (the parser's subparsers)."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "evaluate",
-        formatter_class=HelpFormatter,
-        help="accuracy, top-5, per-class P/R/F1, confusion matrix and mistakes of a model",
-        description="Evaluate a run or checkpoint on labelled images; write a JSON report, "
+        run,
+        "accuracy, top-5, per-class P/R/F1, confusion matrix and mistakes of a model",
+        "Evaluate a run or checkpoint on labelled images; write a JSON report, "
         "confusion_matrix.png and mistakes.png.",
     )
     parser.add_argument(
@@ -44,7 +45,6 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="stop at an unreadable image instead of skipping it"
     )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

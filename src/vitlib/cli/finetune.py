@@ -6,16 +6,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vitlib.cli.options import COUNT, NON_NEGATIVE, HelpFormatter, add_training_options
+from vitlib.cli.options import COUNT, NON_NEGATIVE, add_command, add_training_options
 
 
 def register(commands: Any) -> None:
     """Add the subcommand to ``commands`` (the parser's subparsers)."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "finetune",
-        formatter_class=HelpFormatter,
-        help="fine-tune a pretrained ViT's new head on your images (the chapter's recipe)",
-        description="Fine-tune a pretrained ViT: frozen backbone, new head; see the fine-tuning "
+        run,
+        "fine-tune a pretrained ViT's new head on your images (the chapter's recipe)",
+        "Fine-tune a pretrained ViT: frozen backbone, new head; see the fine-tuning "
         "guide (docs/finetuning.md).",
     )
     model = parser.add_argument_group("checkpoint and data")
@@ -44,7 +45,6 @@ def register(commands: Any) -> None:
             "output_dir": Path("runs/finetune"),
         },
     )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ __all__ = [
     "CommandLineError",
     "HelpFormatter",
     "Parser",
+    "add_command",
     "add_training_options",
 ]
 
@@ -63,6 +64,18 @@ class HelpFormatter(argparse.HelpFormatter):
         if shown and not switch and "default" not in text:
             text += f" (default: {action.default})" if text else f"default: {action.default}"
         return text
+
+
+def add_command(
+    commands: Any, name: str, handler: Callable[[argparse.Namespace], int], summary: str, about: str
+) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` to ``commands`` (the parser's subparsers), run by ``handler``;
+    ``summary`` is its line in ``vitlib --help``, ``about`` the description of its own help."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, formatter_class=HelpFormatter, help=summary, description=about
+    )
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def _flag_type(

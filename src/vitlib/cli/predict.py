@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Final
 
-from vitlib.cli.options import COUNT, HelpFormatter
+from vitlib.cli.options import COUNT, add_command
 from vitlib.errors import ConfigError
 
 _PLOTTED_IMAGES: Final = 16
@@ -16,11 +17,12 @@ _PLOTTED_IMAGES: Final = 16
 
 def register(commands: Any) -> None:
     """Add the subcommand to ``commands`` (the parser's subparsers)."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "predict",
-        formatter_class=HelpFormatter,
-        help="classify your own images with a trained model (its labels and preprocessing)",
-        description="Classify images with a run or checkpoint, prepared as its test set was.",
+        run,
+        "classify your own images with a trained model (its labels and preprocessing)",
+        "Classify images with a run or checkpoint, prepared as its test set was.",
     )
     parser.add_argument(
         "model",
@@ -43,33 +45,34 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="stop at an unreadable image instead of skipping it"
     )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the predictions (and draw them with ``--plot``); 2 when no image could be read."""
-    from vitlib.inference.predict import run_predictions
+    from vitlib.data.image_folder import SkippedImagesWarning
+    from vitlib.inference.predict import predict
 
     if args.plot is not None:  # before any work: refuse to replace a file silently
         _check_plot_path(args.plot, args.overwrite)
-    run = run_predictions(
-        args.model,
-        args.images,
-        top_k=args.top_k,
-        batch_size=args.batch_size,
-        strict=args.strict,
-        keep_inputs=_PLOTTED_IMAGES if args.plot is not None else 0,
-    )
+    with warnings.catch_warnings():  # the skipped images are printed below, one line each
+        warnings.simplefilter("ignore", SkippedImagesWarning)
+        run = predict(
+            args.model,
+            args.images,
+            top_k=args.top_k,
+            batch_size=args.batch_size,
+            strict=args.strict,
+        )
     for skipped in run.skipped:
         print(f"vitlib predict: skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
     if args.json:
         report = {
-            "predictions": [prediction.to_dict() for prediction in run.predictions],
+            "predictions": [prediction.to_dict() for prediction in run],
             "skipped": [{"source": s.source, "reason": s.reason} for s in run.skipped],
         }
         print(json.dumps(report, indent=2, allow_nan=False))
     else:
-        for prediction in run.predictions:
+        for prediction in run:
             others = ", ".join(
                 f"{label} {probability:.1%}"
                 for label, probability in zip(
@@ -80,14 +83,17 @@ def run(args: argparse.Namespace) -> int:
                 f"{prediction.source}: {prediction.label} ({prediction.probability:.1%})"
                 + (f"  then {others}" if others else "")
             )
-    if args.plot is not None and run.inputs and run.preprocessing is not None:
+    if args.plot is not None and run:
         import torch
 
         from vitlib.analysis.plots import plot_image_predictions
+        from vitlib.data.image_folder import open_image
 
-        shown = run.predictions[: len(run.inputs)]
+        shown = run[:_PLOTTED_IMAGES]
+        transform = run.preprocessing.transform()
+        images = [transform(open_image(Path(prediction.source))) for prediction in shown]
         out = plot_image_predictions(
-            torch.stack(run.inputs),
+            torch.stack(images),
             [prediction.label for prediction in shown],
             [prediction.probability for prediction in shown],
             args.plot,
@@ -96,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
         print(f"plot: {out}", file=sys.stderr if args.json else sys.stdout)
-    if not run.predictions:
+    if not run:
         print("vitlib predict: error: no readable image among those given", file=sys.stderr)
         return 2
     return 0

@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vitlib.cli.options import HelpFormatter
+from vitlib.cli.options import add_command
 
 
 def register(commands: Any) -> None:
     """Add the subcommand to ``commands`` (the parser's subparsers)."""
-    parser = commands.add_parser(
+    add_command(
+        commands,
         "presets",
-        formatter_class=HelpFormatter,
-        help="list the presets with exact parameters and FLOPs",
-        description="The published presets beside Table 1 (224x224 RGB, 1000 classes).",
+        run,
+        "list the presets with exact parameters and FLOPs",
+        "The published presets beside Table 1 (224x224 RGB, 1000 classes).",
     )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,19 +6,19 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vitlib.cli.options import COUNT, POSITIVE, RATE, HelpFormatter, add_training_options
+from vitlib.cli.options import COUNT, POSITIVE, RATE, add_command, add_training_options
 
 
 def register(commands: Any) -> None:
     """Add the subcommand to ``commands`` (the parser's subparsers)."""
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "train",
-        formatter_class=HelpFormatter,
-        help="train a ViT from scratch (digits by default, or an image folder)",
-        description="Train a ViT from scratch; see the training guide (docs/training.md).",
+        run,
+        "train a ViT from scratch (digits by default, or an image folder)",
+        "Train a ViT from scratch; see the training guide (docs/training.md).",
     )
     add_train_options(parser)
-    parser.set_defaults(handler=run)
 
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from vitlib._checks import check_bool, check_choice, check_int
 from vitlib._optional import missing_extra
 from vitlib.data.preprocessing import Preprocessing
 from vitlib.errors import DataError
@@ -78,15 +79,14 @@ class DigitsDataset(Dataset[tuple[Tensor, int]]):
         image_size: int = 16,
         augment: bool = False,
     ) -> None:
-        if split not in ("train", "test"):
-            raise DataError(f'split must be "train" or "test", got {split!r}')
-        if isinstance(image_size, bool) or not isinstance(image_size, int):
-            raise TypeError(f"image_size must be an int, got {type(image_size).__name__}")
-        if image_size < _SOURCE_SIZE:
-            raise DataError(
-                f"image_size must be >= {_SOURCE_SIZE} (the digits are 8x8), got {image_size}; "
-                "use 16 (the default) or another multiple of 8"
-            )
+        check_choice("split", split, ("train", "test"))
+        check_int(
+            "image_size",
+            image_size,
+            minimum=_SOURCE_SIZE,
+            fix="the digits are 8x8; use 16 (the default) or another multiple of 8",
+        )
+        check_bool("augment", augment)
         if augment and split != "train":
             raise DataError(
                 "augment=True is for the train split only, got split='test'; "

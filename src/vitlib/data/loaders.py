@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sized
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from vitlib._checks import check_non_negative_int, check_positive_int, check_type
 from vitlib.errors import DataError
 
 T = TypeVar("T")
@@ -54,21 +55,16 @@ def make_dataloaders(
         ``(train_loader, test_loader)``.
 
     Raises:
-        TypeError: If a dataset has no ``__len__``.
-        DataError: (a ``ValueError``) On an empty dataset, a bad ``batch_size`` or ``num_workers``,
+        InputTypeError: A dataset has no ``__len__``, or an argument has the wrong type.
+        ConfigError: ``batch_size`` or ``num_workers`` out of range.
+        DataError: An empty dataset, a ``batch_size`` above the training samples,
             ``num_replicas``/``rank`` without ``distributed=True``, or ``distributed=True`` with
             neither a process group nor both.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise TypeError(
-            f"batch_size must be an int, got {type(batch_size).__name__} {batch_size!r}"
-        )
+    check_positive_int("batch_size", batch_size)
+    check_non_negative_int("num_workers", num_workers)
     train_size = _dataset_size(train_ds, "train_ds")
     _dataset_size(test_ds, "test_ds")
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise DataError(
-            f"num_workers must be an int >= 0, got {num_workers!r}; use 0 to load in-process"
-        )
     generator = torch.Generator().manual_seed(seed)
     sampler = _train_sampler(train_ds, distributed, seed, num_replicas, rank)
     samples_here = train_size if sampler is None else len(sampler)
@@ -104,13 +100,11 @@ def make_dataloaders(
 
 
 def _dataset_size(dataset: object, name: str) -> int:
-    if not isinstance(dataset, Sized):
-        raise TypeError(
-            f"{name} must define __len__ (a map-style dataset), got {type(dataset).__name__}"
-        )
-    if len(dataset) == 0:
+    check_type(name, dataset, Sized, "a map-style dataset (one that defines __len__)")
+    size = len(cast("Sized", dataset))
+    if size == 0:
         raise DataError(f"{name} is empty (0 samples); check the folder or split it was built from")
-    return len(dataset)
+    return size
 
 
 def _train_sampler(

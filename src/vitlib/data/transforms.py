@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import Tensor
 
+from vitlib._checks import check_type
 from vitlib._optional import missing_extra
 from vitlib.errors import DataError
 
@@ -82,11 +83,7 @@ def pil_to_tensor(image: Image.Image) -> Tensor:
         from PIL import Image
     except ImportError as error:
         raise missing_extra("Pillow", "data", "Converting a PIL image to a tensor") from error
-    if not isinstance(image, Image.Image):
-        raise TypeError(
-            f"expected a PIL.Image.Image, got {type(image).__name__}; "
-            "open the file with PIL.Image.open(path) first"
-        )
+    check_type("image", image, Image.Image, "a PIL.Image.Image (open the file with Image.open)")
     image = apply_exif_orientation(image)
     if image.mode in HIGH_PRECISION_MODES:
         grey = torch.from_numpy(_high_precision_to_unit(image))

@@ -157,7 +157,7 @@ def class_token_output(block: TransformerEncoderBlock, tokens: Tensor) -> Tensor
     """
     attention = block.msa_block
     query, key, value = attention.project(tokens)
-    attended = attention.attend(QueryKeyValue(query[:, :, :1], key, value))
+    attended, _ = attention.attend(QueryKeyValue(query[:, :, :1], key, value))
     first = tokens[:, :1] + block.msa_scale(attended)  # eq. 2 (no drop path in eval mode)
     out: Tensor = first + block.mlp_scale(block.mlp_block(first))  # eq. 3
     return out

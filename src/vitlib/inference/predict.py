@@ -17,14 +17,14 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union, cast
 
 import torch
 from torch import Tensor
 
-from vitlib._checks import check_bool, check_positive_int, check_type
+from vitlib._checks import check_bool, check_positive_int, check_type, type_error
 from vitlib._runtime import eval_mode, resolve_device
 from vitlib.checkpoints.metadata import default_preprocessing, model_metadata
 from vitlib.data.image_folder import SkippedImagesWarning, image_files, open_image
@@ -35,7 +35,7 @@ from vitlib.vit import ViT
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["ImageInput", "Prediction", "PredictionRun", "SkippedImage", "predict"]
+__all__ = ["ImageInput", "Prediction", "Predictions", "SkippedImage", "predict"]
 
 ImageInput = Union[str, os.PathLike[str], "Image.Image", Tensor]
 """An image path, a PIL image, or a tensor: uint8 in 0..255 or float in [0, 1], (C, H, W) or a
@@ -89,21 +89,19 @@ class SkippedImage:
     reason: str
 
 
-@dataclass
-class PredictionRun:
-    """Everything one call of `run_predictions` found.
+class Predictions(list[Prediction]):
+    """What [`predict`][vitlib.predict] returns: a list of one
+    [`Prediction`][vitlib.inference.predict.Prediction] per readable image, in input order.
 
     Attributes:
-        predictions: One per readable image, in input order.
-        skipped: The unreadable inputs, in input order.
-        inputs: The prepared tensors of the first ``keep_inputs`` images (for plots).
-        preprocessing: The preprocessing applied.
+        skipped: The unreadable inputs, in input order (each also named by a warning).
+        preprocessing: How the images were prepared (to draw them, for example).
     """
 
-    predictions: list[Prediction] = field(default_factory=list)
-    skipped: list[SkippedImage] = field(default_factory=list)
-    inputs: list[Tensor] = field(default_factory=list)
-    preprocessing: Preprocessing | None = None
+    def __init__(self, preprocessing: Preprocessing) -> None:
+        super().__init__()
+        self.skipped: list[SkippedImage] = []
+        self.preprocessing = preprocessing
 
 
 def predict(
@@ -116,7 +114,7 @@ def predict(
     labels: Sequence[str] | None = None,
     preprocessing: Preprocessing | None = None,
     device: torch.device | str | None = None,
-) -> list[Prediction]:
+) -> Predictions:
     """Classify images with a trained model, prepared as its checkpoint records.
 
     Args:
@@ -136,7 +134,8 @@ def predict(
         device: Where to run; default the model's device.
 
     Returns:
-        One [`Prediction`][vitlib.inference.predict.Prediction] per readable image, in input order.
+        [`Predictions`][vitlib.inference.predict.Predictions]: a list of one ``Prediction`` per
+        readable image, in input order, with the ``skipped`` inputs and the ``preprocessing``.
         The model's train/eval mode is restored afterwards.
 
     Raises:
@@ -148,16 +147,23 @@ def predict(
     Warns:
         SkippedImagesWarning: Unreadable images were skipped; it names each with the reason.
     """
-    run = run_predictions(
-        model,
-        images,
-        top_k=top_k,
-        batch_size=batch_size,
-        strict=strict,
-        labels=labels,
-        preprocessing=preprocessing,
-        device=device,
-    )
+    vit = resolve_model(model)
+    check_positive_int("top_k", top_k)
+    check_positive_int("batch_size", batch_size)
+    check_bool("strict", strict)
+    names = _labels(vit, labels)
+    run = Predictions(_preprocessing(vit, preprocessing))
+    transform = run.preprocessing.transform()
+    target = resolve_device(vit, device)
+    with eval_mode(vit):
+        batch: list[tuple[str, Tensor]] = []
+        for source, prepared in _prepared(images, transform, run.skipped, strict=strict):
+            batch.append((source, prepared))
+            if len(batch) == batch_size:
+                run += _classify(vit, batch, names, top_k, target)
+                batch = []
+        if batch:
+            run += _classify(vit, batch, names, top_k, target)
     if run.skipped:
         named = "; ".join(f"{image.source} ({image.reason})" for image in run.skipped)
         warnings.warn(
@@ -166,44 +172,6 @@ def predict(
             SkippedImagesWarning,
             stacklevel=2,
         )
-    return run.predictions
-
-
-def run_predictions(
-    model: ViT | str | os.PathLike[str],
-    images: ImageInput | Iterable[ImageInput],
-    *,
-    top_k: int = 5,
-    batch_size: int = 32,
-    strict: bool = False,
-    labels: Sequence[str] | None = None,
-    preprocessing: Preprocessing | None = None,
-    device: torch.device | str | None = None,
-    keep_inputs: int = 0,
-) -> PredictionRun:
-    """[`predict`][vitlib.predict], returning the skipped images and (for plots) the first
-    prepared inputs too; ``keep_inputs`` is how many prepared tensors to keep, the first ones.
-    The other arguments are those of ``predict``."""
-    vit = resolve_model(model)
-    check_positive_int("top_k", top_k)
-    check_positive_int("batch_size", batch_size)
-    check_bool("strict", strict)
-    names = _labels(vit, labels)
-    spec = _preprocessing(vit, preprocessing)
-    transform = spec.transform()
-    run = PredictionRun(preprocessing=spec)
-    target = resolve_device(vit, device)
-    with eval_mode(vit):
-        batch: list[tuple[str, Tensor]] = []
-        for source, prepared in _prepared(images, transform, run, strict=strict):
-            if len(run.inputs) < keep_inputs:
-                run.inputs.append(prepared)
-            batch.append((source, prepared))
-            if len(batch) == batch_size:
-                run.predictions += _classify(vit, batch, names, top_k, target)
-                batch = []
-        if batch:
-            run.predictions += _classify(vit, batch, names, top_k, target)
     return run
 
 
@@ -281,11 +249,11 @@ def _is_pil(value: object) -> bool:
 def _prepared(
     images: ImageInput | Iterable[ImageInput],
     transform: PreprocessTransform,
-    run: PredictionRun,
+    skipped: list[SkippedImage],
     *,
     strict: bool,
 ) -> Iterator[tuple[str, Tensor]]:
-    """``(source, prepared tensor)`` per readable image; unreadable ones go to ``run.skipped``."""
+    """``(source, prepared tensor)`` per readable image; unreadable ones go to ``skipped``."""
     position = 0
     for item in _inputs(images):
         if isinstance(item, Tensor):
@@ -309,17 +277,14 @@ def _prepared(
                         f"cannot read image {source}: {error}; fix or remove it, or drop "
                         "strict=True (--strict) to skip unreadable images"
                     ) from error
-                run.skipped.append(SkippedImage(source, str(error)))
+                skipped.append(SkippedImage(source, str(error)))
                 position += 1
                 continue
             yield source, transform(pixels)
         elif _is_pil(item):
             yield f"image {position}", transform(item)
         else:
-            raise TypeError(
-                f"image {position} is a {type(item).__name__}; expected a path, a PIL image or "
-                "a tensor."
-            )
+            raise type_error(f"image {position}", item, "a path, a PIL image or a tensor")
         position += 1
 
 

@@ -32,7 +32,6 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 #: Sees each evaluation batch: ``(images, labels, logits)``.
 BatchObserver = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 _ErrorFor = Callable[[float], Exception]
-_DEFERRED_DEVICES = {"cuda"}  # device types whose loss checks do not wait for the device
 _Item = TypeVar("_Item")
 
 
@@ -230,17 +229,15 @@ class _Tally:
 class _FiniteWatch:
     """Stops on a NaN or infinite loss without making the host wait for the device each batch.
 
-    On the CPU, which is synchronous anyway, each loss is checked at once. On CUDA (the device
-    types in ``_DEFERRED_DEVICES``) a batch's "finite" flag is copied to pinned host memory
-    asynchronously and read when the next batch is checked (by then the device has long computed
-    it) or at the end of the pass: a non-finite loss stops the run at most one optimiser step
-    after the batch that produced it, and the error names that batch. Other accelerators check
-    at once.
+    On CUDA a batch's "finite" flag is copied to pinned host memory asynchronously and read
+    when the next batch is checked (by then the device has long computed it) or at the end of the
+    pass: a non-finite loss stops the run at most one optimiser step after the batch that
+    produced it, and the error names that batch. Other devices (the CPU is synchronous anyway)
+    check each loss at once.
     """
 
     def __init__(self, device: torch.device) -> None:
-        self.deferred = device.type in _DEFERRED_DEVICES
-        self.cuda = device.type == "cuda"
+        self.deferred = device.type == "cuda"
         self.pending: tuple[torch.Tensor, torch.Tensor, Any, _ErrorFor] | None = None
 
     def watch(self, loss: torch.Tensor, error: _ErrorFor) -> None:
@@ -255,15 +252,11 @@ class _FiniteWatch:
                 raise error(value)
             return
         loss = loss.detach()
-        event: Any = None
-        if self.cuda:
-            flag = torch.empty((), dtype=torch.bool, pin_memory=True)
-            flag.copy_(torch.isfinite(loss), non_blocking=True)
-            make_event: Callable[[], Any] = torch.cuda.Event  # untyped in torch
-            event = make_event()
-            event.record()
-        else:  # the same bookkeeping on a synchronous device (the tests use it)
-            flag = torch.isfinite(loss).cpu()
+        flag = torch.empty((), dtype=torch.bool, pin_memory=True)
+        flag.copy_(torch.isfinite(loss), non_blocking=True)
+        make_event: Callable[[], Any] = torch.cuda.Event  # untyped in torch
+        event = make_event()
+        event.record()
         self.pending = (loss, flag, event, error)
 
     def finish(self) -> None:
@@ -272,8 +265,7 @@ class _FiniteWatch:
             return
         loss, flag, event, error = self.pending
         self.pending = None
-        if event is not None:
-            event.synchronize()
+        event.synchronize()
         if not bool(flag.item()):
             raise error(loss.item())
 
@@ -306,6 +298,42 @@ def _check_samples(samples: int, role: str) -> None:
             f"the {role} loader yielded no samples; expected at least one batch. Check that the "
             "data set is not empty and that drop_last=True is not dropping the only batch."
         )
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """What a pass over a loader needs to compute each batch's logits and loss."""
+
+    model: nn.Module
+    loader: Iterable[Any]
+    loss_fn: LossFn
+    amp_dtype: torch.dtype | None
+    device: torch.device
+    role: str
+    epoch: int | None
+
+    def forward(self, batch_index: int, batch: object) -> tuple[_Batch, torch.Tensor, torch.Tensor]:
+        """Check and move ``batch``; return it, its logits and its mean loss."""
+        index, epoch = batch_index, self.epoch
+        unpacked = _unpack(batch, self.device, role=self.role, batch_index=index, epoch=epoch)
+        with autocast(self.device, self.amp_dtype):
+            logits = self.model(unpacked.images)
+            _check_labels(
+                logits, unpacked, loader=self.loader, role=self.role, batch_index=index, epoch=epoch
+            )
+            loss = self.loss_fn(logits, unpacked.labels)
+        return unpacked, logits, loss
+
+    def totals(self, tally: _Tally) -> tuple[float, float, int]:
+        """Per-sample mean loss, accuracy and samples (summed over the ranks of a sharded
+        loader); refuses a pass that saw no sample."""
+        loss_sum, correct = tally.read()
+        samples = tally.samples
+        if is_sharded(self.loader):
+            loss_sum, correct_sum, samples_sum = all_reduce_sums([loss_sum, correct, samples])
+            correct, samples = round(correct_sum), round(samples_sum)
+        _check_samples(samples, self.role)
+        return loss_sum / samples, correct / samples, samples
 
 
 def train_one_epoch(
@@ -363,7 +391,9 @@ def train_one_epoch(
     check_option("grad_clip_norm", grad_clip_norm)
     check_option("amp_dtype", amp_dtype)
     device = resolve_device(model, device)
-    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
+    run = _Pass(
+        model, loader, loss_fn or nn.CrossEntropyLoss(), amp_dtype, device, "training", epoch
+    )
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
     model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -371,62 +401,51 @@ def train_one_epoch(
     group_samples, group_batches = 0, 0
     with Progress(_safe_len(loader), f"epoch {epoch} train", enabled=progress) as bar:
         for batch_index, (batch, is_last) in enumerate(_with_last(loader)):
-            unpacked = _unpack(batch, device, role="training", batch_index=batch_index, epoch=epoch)
-            images, labels = unpacked.images, unpacked.labels
-            batch_size = labels.shape[0]
             steps_now = group_batches + 1 == accumulation_steps or is_last
             with gradient_sync(model, steps_now):
-                with autocast(device, amp_dtype):
-                    logits = model(images)
-                    _check_labels(
-                        logits,
-                        unpacked,
-                        loader=loader,
-                        role="training",
-                        batch_index=batch_index,
-                        epoch=epoch,
-                    )
-                    loss = loss_fn(logits, labels)
-                watch.watch(
-                    loss,
-                    functools.partial(
-                        NonFiniteLossError,
-                        epoch=epoch,
-                        global_step=step_offset + steps,
-                        batch_index=batch_index,
-                        lr=float(optimizer.param_groups[0]["lr"]),
-                    ),
+                unpacked, logits, batch_loss = run.forward(batch_index, batch)
+                error = functools.partial(
+                    NonFiniteLossError,
+                    epoch=epoch,
+                    global_step=step_offset + steps,
+                    batch_index=batch_index,
+                    lr=float(optimizer.param_groups[0]["lr"]),
                 )
-                (loss * batch_size).backward()
-            tally.add(loss, logits, labels)
-            group_samples += batch_size
+                watch.watch(batch_loss, error)
+                torch.autograd.backward(batch_loss * len(unpacked.labels))
+            tally.add(batch_loss, logits, unpacked.labels)
+            group_samples += len(unpacked.labels)
             group_batches += 1
             bar.update(tally.means)
             if not steps_now:
                 continue
-            for parameter in parameters:
-                if parameter.grad is not None:
-                    parameter.grad.div_(group_samples)
-            if grad_clip_norm is not None:
-                nn.utils.clip_grad_norm_(parameters, grad_clip_norm)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            _step(parameters, group_samples, grad_clip_norm, optimizer, scheduler)
             steps += 1
             group_samples, group_batches = 0, 0
             if max_steps is not None and steps >= max_steps:
                 break
         watch.finish()
-    loss_sum, correct = tally.read()
-    samples = tally.samples
-    if is_sharded(loader):
-        loss_sum, correct_sum, samples_sum = all_reduce_sums([loss_sum, correct, samples])
-        correct, samples = round(correct_sum), round(samples_sum)
-    _check_samples(samples, "training")
-    return EpochResult(
-        loss=loss_sum / samples, accuracy=correct / samples, samples=samples, steps=steps
-    )
+    loss, accuracy, samples = run.totals(tally)
+    return EpochResult(loss=loss, accuracy=accuracy, samples=samples, steps=steps)
+
+
+def _step(
+    parameters: list[torch.Tensor],
+    samples: int,
+    grad_clip_norm: float | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler | None,
+) -> None:
+    """One optimiser step on gradients summed over ``samples``: average, clip, step."""
+    for parameter in parameters:
+        if parameter.grad is not None:
+            parameter.grad.div_(samples)
+    if grad_clip_norm is not None:
+        nn.utils.clip_grad_norm_(parameters, grad_clip_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 @torch.no_grad()
@@ -470,38 +489,21 @@ def evaluate(
     """
     check_classification_head(model)
     device = resolve_device(model, device)
-    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
+    run = _Pass(
+        model, loader, loss_fn or nn.CrossEntropyLoss(), amp_dtype, device, "evaluation", epoch
+    )
     tally, watch = _Tally(device), _FiniteWatch(device)
     with Progress(_safe_len(loader), "evaluate", enabled=progress) as bar, eval_mode(model):
         for batch_index, batch in enumerate(loader):
-            unpacked = _unpack(
-                batch, device, role="evaluation", batch_index=batch_index, epoch=epoch
-            )
-            images, labels = unpacked.images, unpacked.labels
-            with autocast(device, amp_dtype):
-                logits = model(images)
-                _check_labels(
-                    logits,
-                    unpacked,
-                    loader=loader,
-                    role="evaluation",
-                    batch_index=batch_index,
-                    epoch=epoch,
-                )
-                loss = loss_fn(logits, labels)
+            unpacked, logits, batch_loss = run.forward(batch_index, batch)
             watch.watch(
-                loss,
+                batch_loss,
                 functools.partial(NonFiniteEvalLossError, batch_index=batch_index, epoch=epoch),
             )
-            tally.add(loss, logits, labels)
+            tally.add(batch_loss, logits, unpacked.labels)
             if on_batch is not None:
-                on_batch(images, labels, logits)
+                on_batch(unpacked.images, unpacked.labels, logits)
             bar.update(tally.means)
         watch.finish()
-    loss_sum, correct = tally.read()
-    samples = tally.samples
-    if is_sharded(loader):
-        loss_sum, correct_sum, samples_sum = all_reduce_sums([loss_sum, correct, samples])
-        correct, samples = round(correct_sum), round(samples_sum)
-    _check_samples(samples, "evaluation")
-    return EvalResult(loss=loss_sum / samples, accuracy=correct / samples, samples=samples)
+    loss, accuracy, samples = run.totals(tally)
+    return EvalResult(loss=loss, accuracy=accuracy, samples=samples)

@@ -32,14 +32,12 @@ from vitlib.data import (
     load_image_folders,
     make_dataloaders,
 )
-from vitlib.training.config import TrainConfig
 from vitlib.training.distributed import DistributedContext
-from vitlib.training.loop import fit
 from vitlib.training.recipe import (
     check_batch_size,
     check_run_options,
-    save_plots,
-    save_settings_each_epoch,
+    fit_from_args,
+    recipe_config,
 )
 from vitlib.vit import ViT
 
@@ -128,30 +126,9 @@ def run_finetune(args: argparse.Namespace) -> int:
     train_loader, test_loader = make_dataloaders(
         train_set, test_set, args.batch_size, seed=args.seed, num_workers=args.num_workers
     )
-    config = TrainConfig(  # the chapter: Adam, lr 1e-3, no weight decay on a frozen backbone
-        optimizer="adam",
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
-        label_smoothing=args.label_smoothing,
-        amp_dtype=torch.bfloat16 if args.bf16 else None,
-        max_steps=args.max_steps,
+    config = recipe_config(args, optimizer="adam")  # the chapter's: Adam at 1e-3
+    loaders = (train_loader, test_loader)
+    fit_from_args(
+        model, loaders, class_names, args, config, FINETUNE_SETTINGS, DistributedContext()
     )
-    history = fit(
-        model,
-        train_loader,
-        test_loader,
-        epochs=args.epochs,
-        output_dir=args.output_dir,
-        overwrite=args.overwrite,
-        resume=args.resume,
-        seed=args.seed,
-        progress=not args.no_progress,
-        config=config,
-        on_epoch_end=save_settings_each_epoch(args, FINETUNE_SETTINGS, DistributedContext()),
-    )
-    save_plots(model, history, test_loader, class_names, args)
-    best = max(history.test_acc)
-    print(f"final test accuracy: {history.test_acc[-1]:.4f} (best {best:.4f})")
-    print(f"run saved in {args.output_dir}; predict with: vitlib predict {args.output_dir} IMAGE")
     return 0

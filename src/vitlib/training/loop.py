@@ -150,34 +150,17 @@ def fit(
     if run_dir is not None:
         prepare_output_dir(run_dir, resume=resume, overwrite=overwrite, writer=context.is_main)
         barrier()
-    if grad_checkpointing:
-        _enable_grad_checkpointing(model)
-    target = resolve_device(model, device)
-    model.to(target)
+    target = _place(model, device, grad_checkpointing)
     if not resume:
         seed_everything(seed)
     saved = load_run(run_dir, model, recipe) if resume and run_dir is not None else None
-    # Sharding replaces the parameters, so the optimiser is built over the sharded ones.
-    trained = wrap_model(model, context, parallel, amp_dtype=recipe.amp_dtype)
-    optimizer = build_optimizer(model, recipe)
-    scheduler = _scheduler(
-        optimizer, recipe, epochs * math.ceil(batches / recipe.accumulation_steps)
-    )
+    steps = epochs * math.ceil(batches / recipe.accumulation_steps)
+    epoch = _Epoch.build(model, (train_loader, test_loader), recipe, parallel, target, steps)
+    optimizer, scheduler = epoch.optimizer, epoch.scheduler
     run = RunPosition(History())
     if saved is not None and run_dir is not None:
         run = restore(run_dir, saved, model, optimizer, scheduler, train_loader)
-    epoch = _Epoch(
-        trained,
-        model,
-        train_loader,
-        test_loader,
-        optimizer,
-        scheduler,
-        recipe,
-        target,
-        autocast_dtype(parallel, recipe.amp_dtype, target),
-        progress and context.is_main,
-    )
+    epoch = dataclasses.replace(epoch, progress=progress and context.is_main)
     for number in range(run.epoch + 1, epochs + 1):
         if recipe.max_steps is not None and run.global_step >= recipe.max_steps:
             break
@@ -205,7 +188,31 @@ class _Epoch:
     recipe: TrainConfig
     device: torch.device
     amp_dtype: torch.dtype | None
-    progress: bool
+    progress: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        model: nn.Module,
+        loaders: tuple[DataLoader[Any], DataLoader[Any]],
+        recipe: TrainConfig,
+        parallel: Parallel,
+        device: torch.device,
+        total_steps: int,
+    ) -> _Epoch:
+        """Wrap (or shard) ``model`` for the process group, then build its optimiser (over the
+        sharded parameters, which sharding replaces) and its schedule."""
+        trained = wrap_model(model, current_context(), parallel, amp_dtype=recipe.amp_dtype)
+        optimizer = build_optimizer(model, recipe)
+        scheduler = build_scheduler(
+            optimizer,
+            schedule=recipe.schedule,
+            warmup_steps=recipe.warmup_steps,
+            total_steps=min(total_steps, recipe.max_steps or total_steps),
+            min_lr_ratio=recipe.min_lr_ratio,
+        )
+        amp_dtype = autocast_dtype(parallel, recipe.amp_dtype, device)
+        return cls(trained, model, *loaders, optimizer, scheduler, recipe, device, amp_dtype)
 
     def run(self, epoch: int, run: RunPosition) -> tuple[RunPosition, bool]:
         """Train and evaluate epoch ``epoch`` (1-based) after ``run``; return where the run then
@@ -269,18 +276,6 @@ def _run_dir(output_dir: str | Path | None, resume: bool) -> Path | None:
     return None if output_dir is None else Path(output_dir)
 
 
-def _scheduler(
-    optimizer: torch.optim.Optimizer, recipe: TrainConfig, total_steps: int
-) -> LRScheduler:
-    return build_scheduler(
-        optimizer,
-        schedule=recipe.schedule,
-        warmup_steps=recipe.warmup_steps,
-        total_steps=min(total_steps, recipe.max_steps or total_steps),
-        min_lr_ratio=recipe.min_lr_ratio,
-    )
-
-
 def _report(epoch: int, epochs: int, history: History, improved: bool) -> None:
     report(
         "epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  lr %.3g%s",
@@ -293,6 +288,17 @@ def _report(epoch: int, epochs: int, history: History, improved: bool) -> None:
         history.lr[-1],
         "  (best)" if improved else "",
     )
+
+
+def _place(
+    model: nn.Module, device: torch.device | str | None, checkpointing: bool
+) -> torch.device:
+    """Move ``model`` to ``device`` (default: where it is), gradient checkpointing on if asked."""
+    if checkpointing:
+        _enable_grad_checkpointing(model)
+    target = resolve_device(model, device)
+    model.to(target)
+    return target
 
 
 def _enable_grad_checkpointing(model: nn.Module) -> None:

@@ -105,6 +105,12 @@ def check_args(args: argparse.Namespace) -> TrainConfig:
             f"{limit} (32, or 4 per CPU where that is more; {_cpus()} CPUs here), since each "
             "worker is a process. Use 0 to load in the main process, or a few per CPU."
         )
+    return recipe_config(args)
+
+
+def recipe_config(args: argparse.Namespace, **fixed: Any) -> TrainConfig:
+    """The ``TrainConfig`` of the training options ``train`` and ``finetune`` share, with the
+    ``fixed`` fields of the command's recipe (``optimizer="adam"`` for fine-tuning)."""
     return TrainConfig(
         lr=args.lr,
         weight_decay=args.weight_decay,
@@ -112,7 +118,44 @@ def check_args(args: argparse.Namespace) -> TrainConfig:
         label_smoothing=args.label_smoothing,
         amp_dtype=torch.bfloat16 if args.bf16 else None,
         max_steps=args.max_steps,
+        **fixed,
     )
+
+
+def fit_from_args(
+    model: nn.Module,
+    loaders: tuple[DataLoader[Any], DataLoader[Any]],
+    class_names: list[str],
+    args: argparse.Namespace,
+    config: TrainConfig,
+    settings: Sequence[str],
+    context: DistributedContext,
+    **options: Any,
+) -> History:
+    """[`fit`][vitlib.training.fit] as the commands run it: the run options of ``args``,
+    ``settings.json`` saved each epoch, then (rank 0) the plots and the closing lines."""
+    train_loader, test_loader = loaders
+    history = fit(
+        model,
+        train_loader,
+        test_loader,
+        epochs=args.epochs,
+        output_dir=args.output_dir,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        seed=args.seed,
+        progress=not args.no_progress,
+        config=config,
+        on_epoch_end=save_settings_each_epoch(args, settings, context),
+        **options,
+    )
+    if context.is_main:
+        save_plots(model, history, test_loader, class_names, args)
+        best = max(history.test_acc)
+        print(f"final test accuracy: {history.test_acc[-1]:.4f} (best {best:.4f})")
+        out = args.output_dir
+        print(f"run saved in {out}; predict with: vitlib predict {out} IMAGE")
+    return history
 
 
 #: The options that make a run what it is: --resume refuses to change them.
@@ -290,27 +333,17 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
             f"{args.preset} ({count_parameters(model.config):,} parameters) on "
             f"{args.data or 'digits'}: {sizes}, {context.world_size} process(es)"
         )
-    history = fit(
+    return fit_from_args(
         model,
-        train_loader,
-        test_loader,
-        epochs=args.epochs,
-        output_dir=args.output_dir,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        seed=args.seed,
-        progress=not args.no_progress,
+        (train_loader, test_loader),
+        class_names,
+        args,
+        config,
+        RUN_SETTINGS,
+        context,
         grad_checkpointing=args.grad_checkpointing,
         parallel=args.parallel,
-        config=config,
-        on_epoch_end=save_settings_each_epoch(args, RUN_SETTINGS, context),
     )
-    if context.is_main:
-        save_plots(model, history, test_loader, class_names, args)
-        best = max(history.test_acc)
-        print(f"final test accuracy: {history.test_acc[-1]:.4f} (best {best:.4f})")
-        print(f"run saved in {args.output_dir}")
-    return history
 
 
 def run_from_args(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from vitlib._checks import (
     check_rate,
     to_pair,
 )
-from vitlib.checkpoints._slots import Slot
+from vitlib.checkpoints.keys import Slot
 from vitlib.checkpoints.metadata import ModelMetadata
 from vitlib.config import ViTConfig
 from vitlib.errors import CheckpointError
