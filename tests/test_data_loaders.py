@@ -173,5 +173,5 @@ def test_datasets_without_len_are_refused() -> None:
 
 
 def test_negative_num_workers_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"num_workers must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"num_workers must be an int >= 0 and <= \d+, got -1"):
         make_dataloaders(indexed(8), indexed(4), 2, num_workers=-1)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import vitlib
-from vitlib.analysis.reports import presets_markdown, sharding_memory_markdown
+from vitlib.analysis.reports import presets_markdown
 from vitlib.blocks import TransformerEncoderBlock
 
 from .helpers import ROOT, load_module
@@ -79,7 +79,7 @@ def test_the_sharding_memory_table_is_filled_current_and_right() -> None:
     text = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
     start, end = "<!-- sharding-memory:start -->\n", "<!-- sharding-memory:end -->"
     section = text.split(start, 1)[1].split(end, 1)[0]
-    assert section.strip() == sharding_memory_markdown()
+    assert section.strip() == SYNC_DOCS.sharding_memory_markdown()
     assert SYNC_DOCS.render(text, "docs/training.md") == text
     # By hand: ViT-H/14 has 632,045,800 parameters, 16 bytes each is 10.11 GB, 1.26 GB on 8;
     # one of its blocks, built, holds 19,677,440 parameters: 2 x 4 bytes each is 157 MB.

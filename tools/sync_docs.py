@@ -13,8 +13,48 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Final
 
-from vitlib.analysis.reports import presets_markdown, sharding_memory_markdown
+from vitlib.analysis.reports import presets_markdown
+from vitlib.config import ViTConfig
+from vitlib.counting import count_parameters, parameter_breakdown
+
+#: Bytes per parameter of float32 training with AdamW: weight, gradient, two moments.
+TRAINING_BYTES_PER_PARAMETER: Final = 16
+#: The presets and process counts of the sharded-training table.
+SHARDING_PRESETS: Final = ("ViT-B/16", "ViT-L/16", "ViT-H/14")
+SHARDING_PROCESSES: Final = (4, 8, 16)
+
+
+def sharding_memory_markdown() -> str:
+    """A Markdown table of the weights, gradients and AdamW state per GPU, DDP against FSDP.
+
+    Float32 training with AdamW keeps 16 bytes per parameter (weight, gradient, two moments):
+    ``16 P`` per GPU under DDP, ``16 P / N`` under FSDP on ``N`` GPUs, plus the float32 weights
+    and gradients of the block being computed (gathered, then freed). Activations come on top,
+    the same under both. Parameters from [`count_parameters`][vitlib.count_parameters] (224x224
+    RGB, 1000 classes); GB are 10^9 bytes.
+    """
+    per_parameter = TRAINING_BYTES_PER_PARAMETER
+    lines = [
+        "| preset | parameters | DDP, per GPU | "
+        + " | ".join(f"FSDP on {n} GPUs" for n in SHARDING_PROCESSES)
+        + " | one block in flight (weights + gradients) |",
+        "|---|---:|---:|" + "---:|" * len(SHARDING_PROCESSES) + "---:|",
+    ]
+    for name in SHARDING_PRESETS:
+        cfg = ViTConfig.from_preset(name)
+        parameters = count_parameters(cfg)
+        encoder = next(v for k, v in parameter_breakdown(cfg).items() if "encoder" in k)
+        block = encoder // cfg.num_transformer_layers
+        cells = [f"{per_parameter * parameters / n / 1e9:.2f} GB" for n in SHARDING_PROCESSES]
+        lines.append(
+            f"| {name} | {parameters / 1e6:.1f} M | {per_parameter * parameters / 1e9:.2f} GB | "
+            + " | ".join(cells)
+            + f" | {2 * 4 * block / 1e6:.0f} MB |"
+        )
+    return "\n".join(lines)
+
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Section name -> (its generator, the files that hold it).

@@ -1,24 +1,14 @@
 """Every file vitlib reads or writes goes through here: regular files of bounded size on the way
 in, one atomic writer on the way out.
 
-The writer, [`write_files`][vitlib.files.write_files], is behind checkpoints (``save_pretrained``,
-``vitlib convert``, a run's ``last/`` and ``best/``), a run's JSON files, evaluation reports,
-plots, ONNX exports and downloads. A write into ``folder``:
-
-1. writes every new file into ``folder/.vitlib-save-partial/``;
-2. renames that to ``folder/.vitlib-save-complete/`` (the commit point: the new files are whole);
-3. moves each file over its namesake in ``folder`` and removes the empty staging folder.
-
-Only the files being written are replaced (and, for a report, the files of the old report that
-the new one does not have): other files in ``folder`` are never touched, and the folder itself is
-never renamed, so ``"."`` and a symbolic link to a folder work (the link is written through).
-New files get the mode a plain ``open`` would give them (0644 under umask 022).
-
-A write cut off (killed, power lost) before step 2 leaves the old files whole; one cut off after
-step 2 leaves the new files whole in the staging folder. The next write into the folder, or the
-next load from it, finishes the job:
-[`recover_interrupted_save`][vitlib.files.recover_interrupted_save] drops a partial staging
-folder and completes a committed one, so no hidden folder outlives the next use.
+[`write_files`][vitlib.files.write_files] is behind checkpoints, a run's files, reports, plots,
+ONNX exports and downloads. It writes every new file into ``folder/.vitlib-save-partial/``,
+renames that to ``.vitlib-save-complete/`` (the commit point), then moves each file over its
+namesake. Only the files written are replaced (and a report's stale ones removed); the folder is
+never renamed, so ``"."`` and a symbolic link work; new files get the mode a plain ``open`` gives.
+A write cut off before the commit leaves the old files, one cut off after it the new ones in the
+staging folder; the next write or load finishes the job
+([`recover_interrupted_save`][vitlib.files.recover_interrupted_save]).
 """
 
 from __future__ import annotations

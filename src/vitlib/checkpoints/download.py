@@ -1,18 +1,9 @@
-"""Downloads of weight files from ``http(s)`` URLs into ``torch.hub``'s checkpoint folder
-(``$TORCH_HOME/hub/checkpoints``), for URLs and ``torchvision:`` names.
-
-* A URL is cached as ``<first 16 hex digits of sha256(url)>-<file name>``, so two URLs that end in
-  the same file name never share a cached file. ``cache_path`` gives that path, for putting a
-  file there by hand.
-* With a sha256 prefix (a ``torchvision:`` file name carries one), the file is checked after every
-  download and on every load of the cached file, and a file that does not match is refused.
-* The server must answer within ``DOWNLOAD_TIMEOUT`` seconds, both to connect and for each read;
-  set ``VITLIB_DOWNLOAD_TIMEOUT=<seconds>`` to change it. At most ``MAX_REDIRECTS`` redirects are
-  followed, and only to ``http``/``https`` URLs.
-* A download is written by [`vitlib.files.write_files`][vitlib.files.write_files]: into a
-  staging folder beside the cache, renamed into place only once it is complete (and its hash
-  checked), so an interrupted download never becomes the cached file; two processes fetching the
-  same file take turns.
+"""Downloads of weight files (URLs, ``torchvision:`` names) into ``torch.hub``'s checkpoint
+folder. A URL is cached as ``<16 hex digits of sha256(url)>-<file name>`` (`cache_path`); a file
+with a sha256 prefix in its name is checked after every download and on every load; a server must
+answer within ``DOWNLOAD_TIMEOUT`` seconds (``VITLIB_DOWNLOAD_TIMEOUT``), with at most
+``MAX_REDIRECTS`` redirects to ``http(s)`` URLs; the one atomic writer (`vitlib.files`) puts a
+download in place only once it is complete and checked, one process at a time.
 """
 
 from __future__ import annotations

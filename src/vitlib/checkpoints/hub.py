@@ -1,24 +1,16 @@
-"""Hub names: ``"hf-hub:<repo>[@revision]"`` (huggingface_hub, optional extra ``vitlib[hub]``),
-``"torchvision:<name>"`` and ``http(s)`` URLs of weight files, resolved to local files.
+"""Hub names resolved to local files, each cached so that it loads offline afterwards:
+``"hf-hub:<repo>[@revision]"`` (huggingface_hub, the ``vitlib[hub]`` extra),
+``"torchvision:<name>"`` and ``http(s)`` URLs of weight files.
 
-Every name is cached, so a name that was fetched once loads offline afterwards.
+``hf-hub:`` names use Hugging Face's own cache (``HF_HUB_OFFLINE=1`` never contacts the Hub) and
+fetch only what loading reads: ``model.safetensors`` (else ``pytorch_model.bin``), ``config.json``
+and its family's side files. Every request waits at most ``HF_HUB_ETAG_TIMEOUT`` seconds for the
+listing and metadata and ``HF_HUB_DOWNLOAD_TIMEOUT`` for each read (huggingface_hub's variables,
+default 10); when the Hub cannot be reached, a cached copy is used if there is one.
 
-``hf-hub:`` names use Hugging Face's own cache (``HF_HOME``/``HF_HUB_CACHE``; ``HF_HUB_OFFLINE=1``
-never contacts the Hub). Only the weights that will be loaded are fetched: ``model.safetensors``
-when the repository has one, else ``pytorch_model.bin``, plus ``config.json``. Every request has a
-timeout: the file listing and each file's metadata wait at most ``HF_HUB_ETAG_TIMEOUT`` seconds,
-each read of a download ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds (huggingface_hub's variables, read
-when it is imported; both default to 10). The file listing comes first, so an endpoint that does
-not answer fails after one ``HF_HUB_ETAG_TIMEOUT``; a Hub that stops answering later is retried
-by huggingface_hub itself a few times (a file's metadata with its own 60 s limit). When the Hub
-cannot be reached, a cached copy is used if there is one.
-
-``torchvision:`` names and URLs are downloaded by ``vitlib.checkpoints.download`` (timeouts,
-redirects, the cache file name, atomic renames). A ``torchvision:`` name keeps torchvision's own
-file name (``vit_b_16-c867db91.pth``), so a file that torchvision downloaded is used as it is; the
-part of that name after the last ``-`` is the start of the file's sha256 digest, checked after
-every download and on every load of the cached file.
-"""
+``torchvision:`` names and URLs are fetched by `vitlib.checkpoints.download`. A ``torchvision:``
+name keeps torchvision's file name (``vit_b_16-c867db91.pth``), so its own downloads are reused;
+the part after the last ``-`` starts the file's sha256, checked on every download and load."""
 
 from __future__ import annotations
 

@@ -53,29 +53,16 @@ class ConfigSources:
 def resolve_configs(sources: ConfigSources) -> tuple[ViTConfig, ViTConfig]:
     """The checkpoint's config, and the config of the model to build from it.
 
-    Each field of the checkpoint's config comes from the first of these that tells it:
-
-    1. the tensors: width, depth, MLP size, patch size, channels, classes, qkv bias, class and
-       register tokens, pre-logits width, whether there is LayerScale, the number of positions;
-    2. the checkpoint's own config;
-    3. hints: the family's conventions and the hub name;
-    4. guesses from the tensors: ``num_heads`` of the Table 1 size with the same width, depth
-       and MLP size, and the square image whose patch grid has that many positions;
-    5. defaults: no dropout, and ``ViTConfig``'s own.
-
-    LayerScale's initial value is not in the tensors: where neither the config nor an override
-    states it, it is the mean magnitude of the ``gamma`` weights (which recovers the initial
-    value of an untrained model), so that nothing is invented that a later save would record.
-
-    The config and the hints must agree with the tensors on every field both tell, and the
-    checkpoint's config on whether there is LayerScale. Overrides come last, and may not
-    contradict the tensors (a structural override must equal them) or a stated or hinted
-    ``num_heads``. They give ``num_heads`` where nothing states it (before the preset guess)
-    and the image size of a grid that is not square, and they set the free fields, which the
-    weights do not fix: dropouts, ``drop_path_rate``, ``pool``, ``layer_norm_eps``, LayerScale's
-    initial value, ``dynamic_img_size``. The adaptable fields are the documented exception:
-    ``img_size``, ``num_classes``, ``in_channels`` and ``representation_size=None`` given as
-    overrides are not the checkpoint's but the model's, and loading adapts the weights to them.
+    Each field comes from the first source that tells it: the tensors' shapes, the checkpoint's
+    own config, the hints (the family's conventions, the hub name), guesses from the tensors
+    (``num_heads`` of the Table 1 size with that width, depth and MLP size; the square image
+    of that many positions), then the defaults (``PRESET_DROPOUT``, ``ViTConfig``'s own).
+    LayerScale's initial value, which no tensor holds, is the config's, the override's, or the
+    mean magnitude of the ``gamma`` weights. The config and hints must agree with the tensors;
+    overrides may not contradict them (or a stated ``num_heads``) except the adaptable fields
+    (``img_size``, ``num_classes``, ``in_channels``, ``representation_size=None``), which are
+    the model's and to which loading adapts the weights. "Which source wins" on the
+    pretrained-weights page sets this out in full.
 
     Returns:
         ``(checkpoint_config, model_config)``: they differ in the adaptable fields only.

@@ -16,6 +16,7 @@ from vitlib._checks import (
     check_positive_int,
     check_rate,
 )
+from vitlib.data.loaders import max_num_workers
 from vitlib.errors import ConfigError, VitlibError
 
 __all__ = [
@@ -115,6 +116,14 @@ SEED: Final = _flag_type(
 )
 
 
+#: A number of loader workers, as ``make_dataloaders`` accepts it.
+WORKERS: Final = _flag_type(
+    lambda name, value: check_int(name, value, minimum=0, maximum=max_num_workers()),
+    int,
+    "an int >= 0",
+)
+
+
 def add_training_options(parser: argparse.ArgumentParser, defaults: Mapping[str, Any]) -> None:
     """The options ``train`` and ``finetune`` share, with each command's ``defaults`` (by
     option name: ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``warmup_steps``,
@@ -153,7 +162,7 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: Mapping[str,
         "--seed", type=SEED, default=defaults["seed"], help="weights, order, augmentation"
     )
     run.add_argument(
-        "--num-workers", type=NON_NEGATIVE, default=0, help="loader processes; 0 loads in this one"
+        "--num-workers", type=WORKERS, default=0, help="loader processes; 0 loads in this one"
     )
     run.add_argument("--no-progress", action="store_true", help="no per-batch progress")
     output = parser.add_argument_group("the run directory")

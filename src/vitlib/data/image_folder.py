@@ -88,7 +88,7 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         *,
         strict: bool = False,
     ) -> None:
-        _import_pillow()
+        _pillow_available()
         self.root = Path(root)
         self.transform = transform
         self.classes = _find_classes(self.root)
@@ -204,25 +204,55 @@ def open_image(path: Path) -> Image.Image:
     The one reader of image files: ``ImageFolderDataset`` and ``predict`` use it.
 
     Raises:
-        ImportError: Pillow is missing (``pip install "vitlib[data]"``).
+        MissingExtraError: Pillow is missing (``pip install "vitlib[data]"``).
         DataError: ``path`` is no regular file, cannot be decoded, or is a decompression bomb
-            (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels); the message says why (with how
-            to accept a genuine large image), without repeating the path.
+            (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels); the message says why and what to
+            do, without repeating the path.
     """
-    _import_pillow()
-    from PIL import Image
+    with _pillow_image(path) as image:
+        upright = apply_exif_orientation(image)
+        upright.load()
+        return upright if upright is not image else image.copy()
 
-    if not path.is_file():
-        raise DataError("no such file" if not path.exists() else "not a regular file")
+
+class _UnreadableImageError(DataError):
+    """An image file Pillow cannot read; ``reason`` says why in a few words."""
+
+    def __init__(self, reason: str, fix: str = "") -> None:
+        super().__init__(f"{reason}; {fix}" if fix else reason)
+        self.reason = reason
+
+
+@contextmanager
+def _pillow_image(path: Path) -> Iterator[Image.Image]:
+    """``path`` opened by Pillow, decompression bombs refused (Pillow only warns between
+    ``MAX_IMAGE_PIXELS`` and twice that; the warning is an error here, locally), every failure
+    to read it an ``_UnreadableImageError``."""
     try:
-        with _refusing_decompression_bombs(), Image.open(path) as image:
-            upright = apply_exif_orientation(image)
-            upright.load()
-            return upright if upright is not image else image.copy()
-    except _unreadable_errors() as error:
-        raise DataError(
-            f"{_describe(error, path)}; delete or replace the file{_bomb_fix(error)}"
-        ) from error
+        from PIL import Image
+    except ImportError as error:
+        raise missing_extra("Pillow", "data", "Reading images") from error
+    if not path.is_file():
+        raise _UnreadableImageError(
+            "no such file" if not path.exists() else "not a regular file", ""
+        )
+    bombs = (Image.DecompressionBombWarning, Image.DecompressionBombError)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                yield image
+    except _UnreadableImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, *bombs) as error:
+        message = str(error).replace(repr(str(path)), "").strip()
+        fix = "delete or replace the file"
+        if isinstance(error, bombs):
+            reason = f"decompression bomb: {message.split(', could be')[0]}"
+            fix += " (or, if the image is genuine, raise PIL.Image.MAX_IMAGE_PIXELS)"
+        else:
+            reason = f"{type(error).__name__}: {message}" if message else type(error).__name__
+        raise _UnreadableImageError(reason, fix) from error
 
 
 def _check_directory(path: Path, name: str, fix: str) -> None:
@@ -256,16 +286,18 @@ def _find_samples(root: Path, classes: list[str], *, strict: bool) -> list[tuple
     for label, name in enumerate(classes):
         readable = []
         for path in candidates[name]:
-            error = _open_error(path)
-            if error is None:
-                readable.append(path)
-            elif strict:
-                raise DataError(
-                    f"unreadable image {path} ({_describe(error, path)}); delete or replace it"
-                    f"{_bomb_fix(error)}, or pass strict=False to skip unreadable images"
-                ) from error
+            try:
+                with _pillow_image(path) as image:
+                    image.verify()  # cheap: the header and the structure, not the pixels
+            except _UnreadableImageError as error:
+                if strict:
+                    raise DataError(
+                        f"unreadable image {path}: {error}, or pass strict=False to skip "
+                        "unreadable images"
+                    ) from error
+                skipped.append((path, error.reason))
             else:
-                skipped.append((path, _describe(error, path)))
+                readable.append(path)
         if not readable:
             found = (
                 f"no readable images ({len(candidates[name])} unreadable)"
@@ -301,68 +333,8 @@ def image_files(folder: Path) -> list[Path]:
     )
 
 
-def _import_pillow() -> None:
+def _pillow_available() -> None:
     try:
         import PIL.Image  # noqa: F401
     except ImportError as error:
         raise missing_extra("Pillow", "data", "ImageFolderDataset") from error
-
-
-def _open_error(path: Path) -> Exception | None:
-    """Cheap Pillow check: the header parses, it is no decompression bomb and ``verify`` passes.
-
-    Returns:
-        The error that makes the image unreadable, or ``None`` if it is readable.
-    """
-    from PIL import Image
-
-    try:
-        with _refusing_decompression_bombs(), Image.open(path) as image:
-            image.verify()
-    except _unreadable_errors() as error:
-        return error
-    return None
-
-
-@contextmanager
-def _refusing_decompression_bombs() -> Iterator[None]:
-    """Within the block, Pillow's DecompressionBombWarning is raised as an exception.
-
-    Pillow only warns between ``MAX_IMAGE_PIXELS`` and twice that, then decodes the image anyway.
-    The filter is local (``warnings.catch_warnings``); Pillow's settings are left alone.
-    """
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        yield
-
-
-def _bomb_errors() -> tuple[type[Exception], ...]:
-    """Pillow's decompression-bomb warning (raised as an error in the block above) and error."""
-    from PIL import Image
-
-    return (Image.DecompressionBombWarning, Image.DecompressionBombError)
-
-
-def _unreadable_errors() -> tuple[type[Exception], ...]:
-    """What Pillow raises for a file it cannot read, decompression bombs included."""
-    return (OSError, SyntaxError, ValueError, *_bomb_errors())
-
-
-def _is_bomb(error: BaseException) -> bool:
-    return isinstance(error, _bomb_errors())
-
-
-def _describe(error: BaseException, path: Path) -> str:
-    """Why an image is unreadable, in a few words, without repeating its path."""
-    message = str(error).replace(repr(str(path)), "").strip()
-    if _is_bomb(error):
-        return f"decompression bomb: {message.split(', could be')[0]}"
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
-
-
-def _bomb_fix(error: BaseException) -> str:
-    if not _is_bomb(error):
-        return ""
-    return " (or, if the image is genuine, raise PIL.Image.MAX_IMAGE_PIXELS)"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sized
 from typing import TypeVar, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from vitlib._checks import check_non_negative_int, check_positive_int, check_type
+from vitlib._checks import check_int, check_positive_int, check_type
 from vitlib.errors import DataError
 
 T = TypeVar("T")
@@ -62,7 +63,13 @@ def make_dataloaders(
             neither a process group nor both.
     """
     check_positive_int("batch_size", batch_size)
-    check_non_negative_int("num_workers", num_workers)
+    check_int(
+        "num_workers",
+        num_workers,
+        minimum=0,
+        maximum=max_num_workers(),
+        fix="each worker is a process: 0 loads in this one, a few per CPU is plenty",
+    )
     train_size = _dataset_size(train_ds, "train_ds")
     _dataset_size(test_ds, "test_ds")
     generator = torch.Generator().manual_seed(seed)
@@ -97,6 +104,15 @@ def make_dataloaders(
         persistent_workers=num_workers > 0,
     )
     return train_loader, test_loader
+
+
+def max_num_workers() -> int:
+    """The most loader workers accepted: 4 per CPU this process may use, and at least 32."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(32, 4 * cpus)
 
 
 def _dataset_size(dataset: object, name: str) -> int:

@@ -1,19 +1,14 @@
 """One call to a fast CPU inference model: int8 or bf16 weights, optionally compiled.
 
-[`optimize_for_inference`][vitlib.optimize_for_inference] returns a copy of the model that is
-still a [`ViT`][vitlib.ViT] (``config``, ``forward``, ``forward_features``), computes only the
-class token in its last block, and still takes float32 images and returns float32 logits:
+[`optimize_for_inference`][vitlib.optimize_for_inference] returns a copy that is still a
+[`ViT`][vitlib.ViT], computes only the class token in its last block, and takes float32 images:
 
-- ``"int8"``: the ``nn.Linear`` layers (97% of the FLOPs) dynamically quantised: int8 weights
-  with one scale per tensor, activations quantised per batch, int8 GEMMs (VNNI/AMX). Eager,
-  PyTorch's own dynamic quantisation is used, with the oneDNN engine where the CPU has AMX-INT8
-  (fbgemm, the default, has no AMX kernels): torchao's
-  ``Int8DynamicActivationInt8WeightConfig`` is the maintained successor, but in eager mode on
-  CPU it ran slower than float32 here (ViT-B/16, batch 8: 0.7 vs 1.4 img/s on a loaded 2-core
-  AMX machine) because its quantise/dequantise steps are separate kernels; with
-  ``compile=True`` inductor fuses them, so torchao is used then.
-- ``"bf16"``: weights and activations in bfloat16, which is fast only on CPUs with bf16 units
-  (AVX512-BF16 or AMX); elsewhere it is emulated and slower, and a warning says so.
+- ``"int8"``: the ``nn.Linear`` layers (97% of the FLOPs) dynamically quantised (int8 weights,
+  activations quantised per batch): PyTorch's eager quantisation, on oneDNN where the CPU has
+  AMX-INT8; with ``compile=True``, torchao's, whose separate quantise steps inductor fuses
+  (docs/benchmarks.md has the figures behind these choices).
+- ``"bf16"``: weights and activations in bfloat16, fast only on CPUs with bf16 units
+  (AVX512-BF16 or AMX); elsewhere emulated and slower, with a warning.
 - ``"fp32"``: the model as it is (eval mode, no gradients), a baseline or a compile target.
 """
 
@@ -204,8 +199,8 @@ def _quantize_linear_layers(model: ViT, *, for_compile: bool) -> None:
 
 
 def _int8_engine() -> str:
-    """oneDNN where the CPU has AMX-INT8 (its kernels use AMX, fbgemm's do not: ViT-B/16 at
-    batch 8 ran 15.9 against 12.2 img/s here), else torch's default engine."""
+    """oneDNN where the CPU has AMX-INT8 (its kernels use AMX, fbgemm's do not), else torch's
+    default engine."""
     if "onednn" in torch.backends.quantized.supported_engines and _cpu_flags() & {"amx_int8"}:
         return "onednn"
     return torch.backends.quantized.engine

@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -34,31 +34,13 @@ from vitlib.data import (
 )
 from vitlib.training.distributed import DistributedContext
 from vitlib.training.recipe import (
-    check_batch_size,
     check_run_options,
     fit_from_args,
     recipe_config,
 )
 from vitlib.vit import ViT
 
-__all__ = ["FINETUNE_SETTINGS", "freeze_backbone", "run_finetune"]
-
-#: The options that make a fine-tuning run what it is: --resume refuses to change them.
-FINETUNE_SETTINGS: Final = (
-    "checkpoint",
-    "data",
-    "image_size",
-    "num_heads",
-    "unfreeze_last",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "warmup_steps",
-    "label_smoothing",
-    "bf16",
-    "seed",
-    "num_workers",
-)
+__all__ = ["freeze_backbone", "run_finetune"]
 
 
 def freeze_backbone(model: ViT, unfreeze_last: int) -> None:
@@ -102,7 +84,7 @@ def run_finetune(args: argparse.Namespace) -> int:
             messages name the command's flags where they are about them.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    check_run_options(args, FINETUNE_SETTINGS)  # before loading anything
+    check_run_options(args)  # before loading anything
     torch.manual_seed(args.seed)
     heads = {} if args.num_heads is None else {"num_heads": args.num_heads}
     pretrained = load_pretrained(args.checkpoint, **heads)
@@ -122,13 +104,10 @@ def run_finetune(args: argparse.Namespace) -> int:
         f"{args.checkpoint}: {count_parameters(model.config):,} parameters, "
         f"{trainable:,} trainable; {len(class_names)} classes, {image_size}px"
     )
-    check_batch_size(args.batch_size, train_set)
     train_loader, test_loader = make_dataloaders(
         train_set, test_set, args.batch_size, seed=args.seed, num_workers=args.num_workers
     )
     config = recipe_config(args, optimizer="adam")  # the chapter's: Adam at 1e-3
     loaders = (train_loader, test_loader)
-    fit_from_args(
-        model, loaders, class_names, args, config, FINETUNE_SETTINGS, DistributedContext()
-    )
+    fit_from_args(model, loaders, class_names, args, config, DistributedContext())
     return 0

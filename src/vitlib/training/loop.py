@@ -105,44 +105,35 @@ def fit(
 
     Args:
         model: The model; moved to ``device`` and trained in place.
-        train_loader: Training batches ``(images, labels)``; its ``DistributedSampler``, if any,
-            gets ``set_epoch`` every epoch.
+        train_loader: Training batches ``(images, labels)`` (a ``DistributedSampler`` gets
+            ``set_epoch`` every epoch).
         test_loader: Evaluation batches.
         epochs: Total epochs of the run (a resumed run continues up to this number).
         config: The recipe; keyword ``overrides`` replace its fields (``fit(..., lr=3e-4)``).
-        output_dir: Run directory for ``last/``, ``best/`` and ``history.json``; ``None`` saves
-            nothing.
-        resume: Continue the run saved in ``output_dir/last``; reaches the same weights as an
-            uninterrupted run.
-        overwrite: Replace the run in ``output_dir`` (only the entries a run writes are deleted).
-        seed: Seeds Python, NumPy and torch at the start of a new run (a resumed run restores the
-            saved RNGs).
+        output_dir: Run directory (`vitlib.checkpoints.run_folder`); ``None`` saves nothing.
+        resume: Continue the run in ``output_dir``, to the weights of an uninterrupted run.
+        overwrite: Replace the run in ``output_dir`` (only what a run writes is deleted).
+        seed: Seeds Python, NumPy and torch for a new run (a resumed one restores its RNGs).
         device: Where to train; default the model's device.
-        progress: Progress bars (tqdm, ``vitlib[progress]``) or log lines during each epoch.
+        progress: Progress bars (tqdm, ``vitlib[progress]``) or log lines.
         on_epoch_end: Called as ``on_epoch_end(epoch, history)`` after each epoch is saved.
-        grad_checkpointing: Recompute each encoder block in the backward pass (less memory, the
-            same gradients); not part of the recipe, so a run may resume with it on or off.
-        parallel: ``"ddp"`` (a full copy per process) or ``"fsdp"`` (shards; needs torchrun and
-            leaves the model sharded; with bf16 the gathered parameters are bf16 and gradients
-            reduce in float32). Not part of the recipe either.
+        grad_checkpointing: Recompute each block in the backward pass (less memory, the same
+            gradients); like ``parallel``, not part of the recipe a resume checks.
+        parallel: ``"ddp"`` (a copy per process) or ``"fsdp"`` (shards under torchrun).
         **overrides: ``TrainConfig`` fields.
 
     Returns:
         The per-epoch `History` (including the epochs before a resume).
 
     Raises:
-        RunExistsError: ``output_dir`` is not empty and neither ``resume`` nor ``overwrite`` was
-            given.
-        NoRunToResumeError: ``resume=True`` but ``output_dir`` holds no saved run.
-        CheckpointError: ``resume=True`` but a file of ``output_dir/last`` is missing, damaged or
-            from a newer vitlib; the message names it and the way out.
+        RunExistsError: ``output_dir`` holds something, without ``resume`` or ``overwrite``.
+        NoRunToResumeError: ``resume=True`` but ``output_dir`` holds no run.
+        CheckpointError: A file of the run to resume is missing, damaged or from a newer vitlib.
         NonFiniteLossError: The training loss became NaN or infinite.
         NonFiniteEvalLossError: The test loss of a batch was NaN or infinite.
-        DataError: A loader yields no batches, or labels that are not class indices of the
-            model's outputs (refused before that batch's step).
-        ConfigError: An option is out of range (``epochs < 1``, ``lr <= 0``, an unknown
-            optimiser...); `TrainingConfigError` for settings that contradict each other or the
-            model (``parallel="fsdp"`` without a process group, no classification head).
+        DataError: A loader yields no batches, or labels that are no class of the model.
+        ConfigError: An option is out of range; `TrainingConfigError` for settings that
+            contradict each other or the model (FSDP without torchrun, no classification head).
     """
     recipe = _resolve_config(config, overrides)
     batches = _check_arguments(model, train_loader, test_loader, epochs, parallel)

@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
-import math
-import os
 import sys
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Sized
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -59,52 +57,9 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def max_num_workers() -> int:
-    """The most ``--num-workers`` accepted: 4 per CPU this process may use, and at least 32."""
-    return max(32, 4 * _cpus())
-
-
-def check_batch_size(batch_size: int, train_set: Dataset[Any], processes: int = 1) -> None:
-    """Refuse a ``--batch-size`` larger than the training images (per process under torchrun).
-
-    ``make_dataloaders`` would refuse it too, but naming its ``batch_size`` keyword; a command's
-    user needs the flag.
-
-    Raises:
-        TrainingConfigError: ``batch_size`` exceeds the training samples of one process.
-    """
-    samples = math.ceil(len(cast("Sized", train_set)) / processes)
-    if batch_size > samples:
-        where = f"each of the {processes} processes gets" if processes > 1 else "there are"
-        raise TrainingConfigError(
-            f"--batch-size {batch_size} is larger than the training set: {where} {samples} "
-            f"training image(s); expected --batch-size <= {samples}. Pass --batch-size "
-            f"{samples} or less, or add images."
-        )
-
-
 def check_args(args: argparse.Namespace) -> TrainConfig:
-    """Validate the options before any data is loaded or any model built; return the recipe.
-
-    The flags' own ranges are checked as they are parsed (`vitlib.cli.options`).
-
-    Raises:
-        TrainingConfigError: ``--num-workers`` is more than this machine can run.
-    """
-    limit = max_num_workers()
-    if isinstance(args.num_workers, int) and args.num_workers > limit:
-        raise TrainingConfigError(
-            f"num_workers (--num-workers) = {args.num_workers} is too many; expected at most "
-            f"{limit} (32, or 4 per CPU where that is more; {_cpus()} CPUs here), since each "
-            "worker is a process. Use 0 to load in the main process, or a few per CPU."
-        )
+    """The recipe of the options, before any data is loaded or any model built (the flags' own
+    ranges are checked as they are parsed, by `vitlib.cli.options`)."""
     return recipe_config(args)
 
 
@@ -128,7 +83,6 @@ def fit_from_args(
     class_names: list[str],
     args: argparse.Namespace,
     config: TrainConfig,
-    settings: Sequence[str],
     context: DistributedContext,
     **options: Any,
 ) -> History:
@@ -146,7 +100,7 @@ def fit_from_args(
         seed=args.seed,
         progress=not args.no_progress,
         config=config,
-        on_epoch_end=save_settings_each_epoch(args, settings, context),
+        on_epoch_end=save_settings_each_epoch(args, context),
         **options,
     )
     if context.is_main:
@@ -158,51 +112,41 @@ def fit_from_args(
     return history
 
 
-#: The options that make a run what it is: --resume refuses to change them.
-RUN_SETTINGS: Final = (
-    "data",
-    "preset",
-    "layers",
-    "image_size",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "warmup_steps",
-    "label_smoothing",
-    "dropout",
-    "position_std",
-    "clean_copies",
-    "bf16",
-    "seed",
-    "num_workers",
+#: The options that may change when a run is resumed (its length and how it is run), and the
+#: command's own plumbing; every other option makes the run what it is (``settings.json``).
+MAY_CHANGE: Final = frozenset(
+    {"epochs", "max_steps", "output_dir", "overwrite", "resume", "no_progress", "command"}
+    | {"grad_checkpointing", "parallel", "handler"}
 )
 
 
-def run_settings(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
-    """``{"--flag": value}`` of the options ``names``, as JSON values, for ``settings.json``."""
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"--flag": value}`` of the options that make the run (all but ``MAY_CHANGE``), as JSON
+    values, for ``settings.json``."""
     return {
         "--" + name.replace("_", "-"): str(value) if isinstance(value, Path) else value
-        for name, value in ((name, getattr(args, name)) for name in names)
+        for name, value in vars(args).items()
+        if name not in MAY_CHANGE
     }
 
 
-def check_run_options(args: argparse.Namespace, names: Sequence[str]) -> None:
+def check_run_options(args: argparse.Namespace) -> None:
     """Refuse, before any data is loaded, an --output-dir that would be overwritten silently, a
     --resume without a run, or a --resume that changes the run's options; in flag names."""
     check_output_dir(args.output_dir, resume=args.resume, overwrite=args.overwrite, cli=True)
     saved = saved_settings(args.output_dir, SETTINGS_FILE) if args.resume else None
     if saved is not None:
-        given = run_settings(args, names)
+        given = run_settings(args)
         check_same_settings(
             saved, given, args.output_dir, may_change=("--epochs", "--max-steps"), cli=True
         )
 
 
 def save_settings_each_epoch(
-    args: argparse.Namespace, names: Sequence[str], context: DistributedContext
+    args: argparse.Namespace, context: DistributedContext
 ) -> Callable[[int, History], None]:
     """An ``on_epoch_end`` callback writing ``settings.json`` into the run (rank 0)."""
-    settings = run_settings(args, names)
+    settings = run_settings(args)
 
     def save(epoch: int, history: History) -> None:
         if context.is_main:
@@ -299,9 +243,8 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
             "is a single process; expected WORLD_SIZE > 1. Launch it as `torchrun "
             "--nproc_per_node N -m vitlib train --parallel fsdp ...`, or drop --parallel fsdp."
         )
-    check_run_options(args, RUN_SETTINGS)
+    check_run_options(args)
     train_set, test_set, class_names, preprocessing = load_data(args)
-    check_batch_size(args.batch_size, train_set, context.world_size)
     train_loader, test_loader = make_dataloaders(
         train_set,
         test_set,
@@ -339,7 +282,6 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
         class_names,
         args,
         config,
-        RUN_SETTINGS,
         context,
         grad_checkpointing=args.grad_checkpointing,
         parallel=args.parallel,

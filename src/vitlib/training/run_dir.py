@@ -138,7 +138,7 @@ def check_same_settings(
     Raises:
         TrainingConfigError: A setting differs; the message names each, saved and given.
     """
-    names = (set(saved) | set(given)) - set(may_change)
+    names = set(saved) - set(may_change)  # what the run recorded (older runs record less)
     changed = sorted(name for name in names if saved.get(name) != given.get(name))
     if not changed:
         return
