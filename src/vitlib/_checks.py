@@ -312,9 +312,8 @@ def device_memory_bytes(device: torch.device) -> int | None:
 def check_fits_in_memory(what: str, parts: Mapping[str, int], *, fix: str) -> None:
     """Refuse to allocate ``sum(parts)`` parameters that exceed the default device's memory.
 
-    Building a model far larger than the machine would either fail deep inside torch's allocator
-    or, for many small tensors, swap for minutes; this fails at once instead. Nothing is checked
-    on the ``meta`` device, where nothing is allocated.
+    It fails at once where torch's allocator would fail deep inside or swap for minutes; nothing
+    is checked on the ``meta`` device, where nothing is allocated.
 
     Args:
         what: The thing being built, e.g. ``"ViT(embedding_dim=1000000000, ...)"``.

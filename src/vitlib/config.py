@@ -80,13 +80,7 @@ _PUBLISHED: Final[tuple[tuple[str, int], ...]] = (
     ("H", 14),
 )
 
-_SIZE_BY_WORD: Final[dict[str, str]] = {
-    "tiny": "Ti",
-    "small": "S",
-    "base": "B",
-    "large": "L",
-    "huge": "H",
-}
+_SIZE_BY_WORD: Final[dict[str, str]] = {spec.name.lower(): key for key, spec in SIZES.items()}
 _SIZE_BY_LETTER: Final[dict[str, str]] = {key.lower(): key for key in SIZES}
 #: The dropout of every preset and of every loaded checkpoint whose config does not state its
 #: own: none (see [`from_preset`][vitlib.ViTConfig.from_preset]).
@@ -142,12 +136,9 @@ def list_presets() -> list[str]:
 
 
 def _aliases() -> list[str]:
-    words = {key: word for word, key in _SIZE_BY_WORD.items()}
-    names: list[str] = []
-    for size, patch in _PUBLISHED:
-        names.append(f"vit_{size.lower()}_{patch}")
-        names.append(f"vit_{words[size]}_patch{patch}_224")
-    return names
+    short = [f"vit_{size.lower()}_{patch}" for size, patch in _PUBLISHED]
+    timm = [f"vit_{SIZES[size].name.lower()}_patch{patch}_224" for size, patch in _PUBLISHED]
+    return short + timm
 
 
 @dataclass(frozen=True)

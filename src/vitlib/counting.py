@@ -1,10 +1,8 @@
 """Exact, analytic parameter and FLOP counts, straight from the config (no model is built).
 
-FLOPs count a multiply-add as 2 and include every matrix product of the forward pass: the patch
-projection, the ``qkv``, attention-score, attention-times-value and output products, both MLP
-layers, the pre-logits layer and the head. Element-wise work (layer norms, softmax, GELU, bias and
-residual additions) is left out, as in fvcore and torchvision. torchvision's "GFLOPS" column counts
-multiply-adds, i.e. half of [`count_flops`][vitlib.count_flops].
+FLOPs count a multiply-add as 2 and include every matrix product of the forward pass, leaving
+out element-wise work as fvcore and torchvision do; torchvision's "GFLOPS" column counts
+multiply-adds, half of [`count_flops`][vitlib.count_flops]. docs/presets.md says more.
 """
 
 from __future__ import annotations

@@ -2,13 +2,10 @@
 in, one atomic writer on the way out.
 
 [`write_files`][vitlib.files.write_files] is behind checkpoints, a run's files, reports, plots,
-ONNX exports and downloads. It writes every new file into ``folder/.vitlib-save-partial/``,
-renames that to ``.vitlib-save-complete/`` (the commit point), then moves each file over its
-namesake. Only the files written are replaced (and a report's stale ones removed); the folder is
-never renamed, so ``"."`` and a symbolic link work; new files get the mode a plain ``open`` gives.
-A write cut off before the commit leaves the old files, one cut off after it the new ones in the
-staging folder; the next write or load finishes the job
-([`recover_interrupted_save`][vitlib.files.recover_interrupted_save]).
+ONNX exports and downloads: new files go to ``folder/.vitlib-save-partial/``, renamed to
+``.vitlib-save-complete/`` (the commit point), then each moves over its namesake; the next write
+or load finishes a cut-off one ([`recover_interrupted_save`][vitlib.files.recover_interrupted_save];
+docs/reliability.md states the guarantees).
 """
 
 from __future__ import annotations
@@ -119,9 +116,8 @@ def write_files(
 def recover_interrupted_save(folder: str | os.PathLike[str], *, locked: bool = False) -> bool:
     """Finish or undo a write into ``folder`` that was cut off.
 
-    A committed staging folder (``.vitlib-save-complete``) holds complete new files: they are
-    moved into place. A partial one (``.vitlib-save-partial``) is deleted; the old files were never
-    touched.
+    The complete new files of ``.vitlib-save-complete`` are moved into place; a
+    ``.vitlib-save-partial`` is deleted (the old files were never touched).
 
     Args:
         folder: A folder that [`write_files`][vitlib.files.write_files] wrote into (any folder

@@ -51,8 +51,7 @@ def resample_position_embedding(
         raise InputShapeError(
             f"position_embedding has {position_embedding.shape[1]} tokens, but old_grid "
             f"{old_grid[0]}x{old_grid[1]} with {num_prefix_tokens} prefix token(s) needs "
-            f"{expected}; "
-            f"pass the grid the embeddings were trained for."
+            f"{expected}; pass the grid the embeddings were trained for."
         )
     if tuple(old_grid) == tuple(new_grid):
         return position_embedding

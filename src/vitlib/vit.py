@@ -75,12 +75,8 @@ class ViT(nn.Module):
     learnpytorch.io chapter's ``ViT(img_size=224, ..., num_classes=3)`` with its defaults), or
     both: ``ViT(config, num_classes=3)``. The config is kept as ``model.config``.
 
-    Weights are initialised as timm's default (itself derived from the reference JAX code):
-    linear layers truncated-normal with std 0.02 and zero bias, position embeddings
-    truncated-normal std 0.02 (or another spread, see
-    [`reset_parameters`][vitlib.ViT.reset_parameters]), class and register tokens normal std 1e-6,
-    layer norms one/zero, LayerScale at ``layer_scale_init``, the patch projection as PyTorch's
-    ``Conv2d`` default. Reproducible under ``torch.manual_seed``.
+    Weights are initialised as timm's default (from the reference JAX code; docs/architecture.md
+    lists each), reproducibly under ``torch.manual_seed``.
 
     Args:
         config: The architecture; ``None`` builds ``ViTConfig(**fields)``.
@@ -162,14 +158,13 @@ class ViT(nn.Module):
         return cls(ViTConfig.from_preset(preset, **overrides))
 
     def reset_parameters(self, *, position_std: float | None = None) -> None:
-        """(Re-)initialise every parameter as described in the class docstring.
+        """(Re-)initialise every parameter, as timm does (docs/architecture.md lists each rule).
 
         Args:
             position_std: Draw the position embeddings from ``N(0, position_std^2)`` instead of
-                the reference code's truncated normal with std 0.02. Training from scratch on
-                small images learns much faster with 1.0 (the `vitlib train` recipe's default;
-                see docs/training.md), since next to patch projections of about 0.6 per dimension
-                embeddings of 0.02 leave the model nearly blind to where each patch is.
+                the reference code's truncated normal with std 0.02; 1.0 (the `vitlib train`
+                recipe's default) learns much faster from scratch on small images, as
+                docs/training.md shows.
 
         Raises:
             ConfigError: ``position_std`` is not a finite number > 0.
@@ -267,10 +262,8 @@ class ViT(nn.Module):
     def block_outputs(self, tokens: Tensor, *, last: int | None = None) -> Iterator[Tensor]:
         """Eq. 2-3 block by block: yield ``z_1, ..., z_L`` (or up to block ``last``, from 0).
 
-        The one loop over the encoder: [`encode`][vitlib.ViT.encode],
-        [`forward_intermediates`][vitlib.ViT.forward_intermediates] and the analyses of
-        `vitlib.analysis` run it. With gradient checkpointing on (and gradients enabled) each
-        block is recomputed in the backward pass.
+        The one loop over the encoder (``encode``, ``forward_intermediates`` and `vitlib.analysis`
+        run it), gradient checkpointing included.
         """
         checkpointing = self.grad_checkpointing and torch.is_grad_enabled()
         for index, block in enumerate(self.transformer_encoder):
@@ -292,10 +285,8 @@ class ViT(nn.Module):
     ) -> Intermediates:
         """The outputs of chosen encoder blocks, for probing and dense tasks, and the features.
 
-        The names follow timm's ``forward_intermediates`` (``indices``, ``norm``,
-        ``stop_early``) and DINOv2's ``get_intermediate_layers`` (an int means the last blocks).
-        Non-square images (with ``dynamic_img_size``), register tokens and mean pooling work as
-        in [`forward_features`][vitlib.ViT.forward_features]; so does gradient checkpointing.
+        The names follow timm's ``forward_intermediates`` and DINOv2's
+        ``get_intermediate_layers``; docs/analysis.md compares the three.
 
         Args:
             images: ``(B, C, H, W)``, as for ``forward``.
@@ -350,12 +341,9 @@ class ViT(nn.Module):
         return Intermediates(features, chosen, prefix_tokens, take)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each encoder block in the backward pass instead of keeping its activations.
-
-        Trades compute for memory (timm's name for the switch): the gradients are the same,
-        dropout included (the random state is replayed), and only the blocks' inputs are stored.
-        Off by default; it has no effect without gradients (inference).
-        """
+        """Recompute each encoder block in the backward pass instead of keeping its activations
+        (timm's name for the switch; the same gradients, dropout included). Off by default; no
+        effect without gradients. docs/deployment.md says more."""
         self.grad_checkpointing = check_bool("enable", enable)
 
     def _position_embedding_for(self, height: int, width: int) -> Tensor:

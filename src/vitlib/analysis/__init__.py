@@ -1,23 +1,10 @@
 """What a ViT learned and how it is built. Here, as tensors, the analyses of the paper's
-Figures 6 and 7; beside them their pictures (`vitlib.analysis.figures`), the training and
-evaluation plots (`vitlib.analysis.plots`), the per-layer summary (`vitlib.analysis.summary`) and
-the generated tables (`vitlib.analysis.reports`).
+Figures 6 and 7 (docs/analysis.md lists them); beside them their pictures
+(`vitlib.analysis.figures`), the training and evaluation plots (`vitlib.analysis.plots`), the
+per-layer summary (`vitlib.analysis.summary`) and the generated tables (`vitlib.analysis.reports`).
 
-- [`attention_maps`][vitlib.analysis.attention_maps]: every layer's and head's attention weights;
-- [`attention_rollout`][vitlib.analysis.attention_rollout] and
-  [`rollout_map`][vitlib.analysis.rollout_map]: attention from the output to the input tokens
-  across all layers (Fig. 6; Abnar & Zuidema, 2020);
-- [`mean_attention_distance`][vitlib.analysis.mean_attention_distance]: how far each head looks,
-  in pixels (Fig. 7 right);
-- [`position_embedding_similarity`][vitlib.analysis.position_embedding_similarity]: cosine
-  similarity of the position embeddings (Fig. 7 centre);
-- [`embedding_filters`][vitlib.analysis.embedding_filters]: the principal components of the patch
-  projection (Fig. 7 left).
-
-No plotting here (see `vitlib.analysis.figures`). The functions that run the model do so in eval
-mode (dropout and stochastic depth off; the model's mode is restored afterwards) and without
-gradients, through each attention block's ``need_weights`` path, one layer at a time: only the
-functions whose result holds every layer keep more than one layer's attention.
+The functions that run the model do so in eval mode (its mode restored afterwards), without
+gradients and one layer at a time, through each attention block's ``need_weights`` path.
 """
 
 from __future__ import annotations
@@ -78,7 +65,7 @@ def attention_maps(model: ViT, images: Tensor, layers: int | Sequence[int] | Non
     _check_model(model, "attention_maps")
     take = select_blocks(model.config.num_transformer_layers, layers, "layers")
     found: dict[int, Tensor] = {}
-    with _inspecting(model):
+    with eval_mode(model), torch.no_grad():
         for index, weights in enumerate(_attention_by_layer(model, images, last=max(take))):
             if index in take:
                 found[index] = weights
@@ -129,7 +116,7 @@ def attention_rollout(
         "them all)",
     )
     rollout: Tensor | None = None
-    with _inspecting(model):
+    with eval_mode(model), torch.no_grad():
         for weights in _attention_by_layer(model, images):
             fused = reduce(weights.float(), "b h i j -> b i j", head_fusion)
             if ratio > 0.0:
@@ -204,7 +191,7 @@ def mean_attention_distance(model: ViT, images: Tensor) -> Tensor:
     grid = model.patch_embedding.grid_size(images.shape[-2], images.shape[-1])
     distances = _patch_distances(grid, model.patch_embedding.patch_size)
     per_layer = []
-    with _inspecting(model):
+    with eval_mode(model), torch.no_grad():
         for weights in _attention_by_layer(model, images):
             patch_weights = weights[..., prefix:, prefix:].float()
             patch_weights = patch_weights / patch_weights.sum(dim=-1, keepdim=True).clamp_min(
@@ -287,13 +274,6 @@ def _check_model(model: object, function: str) -> None:
         ViT,
         f"a vitlib.ViT for {function} (vitlib.create_model(...) or vitlib.load_pretrained(...))",
     )
-
-
-@contextmanager
-def _inspecting(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients for the duration; the model's mode is restored after."""
-    with eval_mode(model), torch.no_grad():
-        yield
 
 
 def _attention_by_layer(model: ViT, images: Tensor, last: int | None = None) -> Iterator[Tensor]:

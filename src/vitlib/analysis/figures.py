@@ -72,13 +72,7 @@ def plot_embedding_filters(
     rows = math.ceil(count / columns)
     figure = new_figure(width=_CELL_INCHES * columns, height=_CELL_INCHES * rows + 0.5)
     for index in range(count):
-        axes = figure.add_subplot(rows, columns, index + 1)
-        image = scaled[index]
-        if image.shape[0] == 1:
-            axes.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-        else:
-            axes.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
-        axes.axis("off")
+        draw_image(figure.add_subplot(rows, columns, index + 1), scaled[index], "nearest")
     figure.suptitle(f"Embedding filters (first {count} principal components)")
     return save_figure(figure, out, overwrite=overwrite)
 

@@ -10,9 +10,8 @@ drawing anything, and needs matplotlib (``pip install "vitlib[plots]"``, else
 ``std``, given together, undo the normalisation they were made with; without them images in
 [0, 1] are drawn as they are and others min-max scaled per image; values are clipped to [0, 1].
 
-The figures are drawn on a bare ``matplotlib.figure.Figure`` (the Agg renderer), never through
-``pyplot``, so they need no display, leave pyplot's global state alone and work from threads and
-headless servers.
+The figures are drawn on a bare ``matplotlib.figure.Figure`` (Agg), never through ``pyplot``: no
+display needed, pyplot's global state untouched, safe from threads and headless servers.
 """
 
 from __future__ import annotations
@@ -106,14 +105,9 @@ def plot_predictions(
     true_labels = _check_labels("labels", labels, len(images), len(class_names))
     predicted = _check_labels("predictions", predictions, len(images), len(class_names))
     count = min(len(shown), check_positive_int("max_images", max_images))
-    titles = [
-        f"{class_names[guess]} / {class_names[truth]}"
-        for guess, truth in zip(predicted[:count], true_labels[:count], strict=True)
-    ]
-    colours = [
-        _CORRECT_COLOUR if guess == truth else _WRONG_COLOUR
-        for guess, truth in zip(predicted[:count], true_labels[:count], strict=True)
-    ]
+    pairs = list(zip(predicted[:count], true_labels[:count], strict=True))
+    titles = [f"{class_names[guess]} / {class_names[truth]}" for guess, truth in pairs]
+    colours = [_CORRECT_COLOUR if guess == truth else _WRONG_COLOUR for guess, truth in pairs]
     return _image_grid(shown[:count], titles, colours, path, "predicted / true", overwrite)
 
 
@@ -294,12 +288,12 @@ def save_figure(figure: Figure, path: Path, *, overwrite: bool, crop: bool = Fal
     return path
 
 
-def draw_image(axes: Axes, image: Tensor) -> None:
+def draw_image(axes: Axes, image: Tensor, interpolation: str | None = None) -> None:
     """Show a displayable (C, H, W) image on ``axes``: grey for one channel, RGB for three."""
     if image.shape[0] == 1:
-        axes.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+        axes.imshow(image[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation=interpolation)
     else:
-        axes.imshow(image.permute(1, 2, 0).numpy())
+        axes.imshow(image.permute(1, 2, 0).numpy(), interpolation=interpolation)
     axes.axis("off")
 
 
@@ -328,10 +322,7 @@ def _check_history(history: Mapping[str, Sequence[float]]) -> dict[str, list[flo
 
 def _check_labels(name: str, values: Sequence[int] | Tensor, count: int, classes: int) -> list[int]:
     indices = [int(value) for value in values]
-    if len(indices) != count:
-        raise ConfigError(
-            f"{name} has {len(indices)} entries for {count} images; give one per image"
-        )
+    _check_count(name, indices, count)
     bad = [index for index in indices if not 0 <= index < classes]
     if bad:
         raise ConfigError(

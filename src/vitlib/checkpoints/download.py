@@ -1,9 +1,6 @@
 """Downloads of weight files (URLs, ``torchvision:`` names) into ``torch.hub``'s checkpoint
-folder. A URL is cached as ``<16 hex digits of sha256(url)>-<file name>`` (`cache_path`); a file
-with a sha256 prefix in its name is checked after every download and on every load; a server must
-answer within ``DOWNLOAD_TIMEOUT`` seconds (``VITLIB_DOWNLOAD_TIMEOUT``), with at most
-``MAX_REDIRECTS`` redirects to ``http(s)`` URLs; the one atomic writer (`vitlib.files`) puts a
-download in place only once it is complete and checked, one process at a time.
+folder, with timeouts, bounded redirects and hash checks, put in place by the one atomic writer
+(`vitlib.files`) only once complete; "Downloads" in docs/pretrained.md tells the rules.
 """
 
 from __future__ import annotations

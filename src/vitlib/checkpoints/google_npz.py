@@ -46,10 +46,6 @@ def to_vitlib(arrays: Mapping[str, Tensor]) -> Converted:
             )
         return tensor
 
-    def dense(prefix: str) -> dict[str, Tensor]:
-        kernel = take(f"{prefix}/kernel", rank=2)
-        return {"weight": kernel.T.contiguous(), "bias": take(f"{prefix}/bias")}
-
     depth = count_layers(remaining, r"Transformer/encoderblock_(\d+)/")
     state: dict[str, Tensor] = {
         slots.PATCH.key("weight"): rearrange(take("embedding/kernel", 4), "h w c d -> d c h w"),
@@ -60,6 +56,11 @@ def to_vitlib(arrays: Mapping[str, Tensor]) -> Converted:
     }
     if "cls" in remaining:
         state[slots.CLASS_TOKEN.key()] = take("cls")
+
+    def dense(prefix: str, slot: slots.Slot, layer: int = 0) -> None:
+        state[slot.key("weight", layer=layer)] = take(f"{prefix}/kernel", rank=2).T.contiguous()
+        state[slot.key("bias", layer=layer)] = take(f"{prefix}/bias")
+
     num_heads = None
     for index in range(depth):
         block, attention = _BLOCK.format(i=index), _ATTENTION.format(i=index)
@@ -79,12 +80,10 @@ def to_vitlib(arrays: Mapping[str, Tensor]) -> Converted:
             state[slot.key("weight", layer=index)] = take(f"{block}/{norm}/scale")
             state[slot.key("bias", layer=index)] = take(f"{block}/{norm}/bias")
         for name, slot in (("Dense_0", slots.FC1), ("Dense_1", slots.FC2)):
-            for param, tensor in dense(f"{block}/MlpBlock_3/{name}").items():
-                state[slot.key(param, layer=index)] = tensor
+            dense(f"{block}/MlpBlock_3/{name}", slot, index)
     for prefix, slot in (("pre_logits", slots.PRE_LOGITS), ("head", slots.HEAD)):
         if f"{prefix}/kernel" in remaining:
-            for param, tensor in dense(prefix).items():
-                state[slot.key(param)] = tensor
+            dense(prefix, slot)
     if remaining:
         raise CheckpointError(
             f"unexpected arrays in the Google .npz checkpoint: {sorted(remaining)[:10]}; "

@@ -1,19 +1,13 @@
 """Hub names resolved to local files, each cached so that it loads offline afterwards:
-``"hf-hub:<repo>[@revision]"`` (huggingface_hub, the ``vitlib[hub]`` extra),
-``"torchvision:<name>"`` and ``http(s)`` URLs of weight files.
-
-``hf-hub:`` names use Hugging Face's own cache (``HF_HUB_OFFLINE=1`` never contacts the Hub) and
-fetch only what loading reads: ``model.safetensors`` (else ``pytorch_model.bin``), ``config.json``
-and its family's side files. Every request waits at most ``HF_HUB_ETAG_TIMEOUT`` seconds for the
-listing and metadata and ``HF_HUB_DOWNLOAD_TIMEOUT`` for each read (huggingface_hub's variables,
-default 10); when the Hub cannot be reached, a cached copy is used if there is one.
-
-``torchvision:`` names and URLs are fetched by `vitlib.checkpoints.download`. A ``torchvision:``
-name keeps torchvision's file name (``vit_b_16-c867db91.pth``), so its own downloads are reused;
-the part after the last ``-`` starts the file's sha256, checked on every download and load."""
+``"hf-hub:<repo>[@revision]"`` (huggingface_hub, the ``vitlib[hub]`` extra, in Hugging Face's own
+cache, fetching only what loading reads), ``"torchvision:<name>"`` (torchvision's file names, so
+its downloads are reused) and ``http(s)`` URLs of weight files (both by
+`vitlib.checkpoints.download`). "Downloads" in docs/pretrained.md tells the timeouts, the hash
+checks and the offline fallback."""
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Iterator
@@ -132,26 +126,14 @@ def _huggingface(spec: str) -> Path:
             f"the Hugging Face repository '{repo}' has neither {' nor '.join(_HF_WEIGHTS)} at "
             f"its top level (it holds: {shown}); vitlib loads ViT weights from one of those."
         )
+    fetch = functools.partial(hf_hub_download, endpoint=api.endpoint, etag_timeout=timeout)
     try:
-        weights_path = Path(
-            hf_hub_download(
-                repo,
-                weights,
-                revision=revision or None,
-                endpoint=api.endpoint,
-                etag_timeout=timeout,
-            )
-        )
+        weights_path = Path(fetch(repo, weights, revision=revision or None))
         if _HF_CONFIG in available:
             # Pin the config to the commit the weights came from: same snapshot folder.
             commit = weights_path.parent.name
-            hf_hub_download(
-                repo,
-                _HF_CONFIG,
-                revision=commit if _COMMIT.fullmatch(commit) else revision or None,
-                endpoint=api.endpoint,
-                etag_timeout=timeout,
-            )
+            pinned = commit if _COMMIT.fullmatch(commit) else revision or None
+            fetch(repo, _HF_CONFIG, revision=pinned)
     except Exception as error:  # classified below; anything unexpected is re-raised there
         return _hf_unavailable(repo, revision or None, error)
     return weights_path.parent

@@ -70,21 +70,18 @@ _TABLE: Table = (
 # Query, key and value: three layers here, vitlib's one fused qkv (split and joined below).
 _ATTENTION = f"{_LAYER}.attention.attention"
 _QKV = ("query", "key", "value")
-# transformers 5 in-memory names -> on-disk names.
-_IN_MEMORY = (
-    (
-        r"^vit\.layers\.(\d+)\.attention\.q_proj\.",
-        r"vit.encoder.layer.\1.attention.attention.query.",
-    ),
-    (r"^vit\.layers\.(\d+)\.attention\.k_proj\.", r"vit.encoder.layer.\1.attention.attention.key."),
-    (
-        r"^vit\.layers\.(\d+)\.attention\.v_proj\.",
-        r"vit.encoder.layer.\1.attention.attention.value.",
-    ),
-    (r"^vit\.layers\.(\d+)\.attention\.o_proj\.", r"vit.encoder.layer.\1.attention.output.dense."),
-    (r"^vit\.layers\.(\d+)\.mlp\.fc1\.", r"vit.encoder.layer.\1.intermediate.dense."),
-    (r"^vit\.layers\.(\d+)\.mlp\.fc2\.", r"vit.encoder.layer.\1.output.dense."),
-    (r"^vit\.layers\.(\d+)\.", r"vit.encoder.layer.\1."),
+# transformers 5 in-memory names -> on-disk names (the first pattern that matches applies).
+_IN_MEMORY = tuple(
+    (rf"^vit\.layers\.(\d+)\.{re.escape(new)}", rf"vit.encoder.layer.\1.{old}")
+    for new, old in (
+        ("attention.q_proj.", "attention.attention.query."),
+        ("attention.k_proj.", "attention.attention.key."),
+        ("attention.v_proj.", "attention.attention.value."),
+        ("attention.o_proj.", "attention.output.dense."),
+        ("mlp.fc1.", "intermediate.dense."),
+        ("mlp.fc2.", "output.dense."),
+        ("", ""),
+    )
 )
 
 
@@ -295,13 +292,8 @@ def preprocessing_from_hf(data: Mapping[str, Any], channels: int) -> dict[str, A
         "interpolation": resample,
     }
     if "crop_pct" in data and "shortest_edge" in size:
-        edge = size["shortest_edge"]
-        return {
-            **fields,
-            "image_size": edge,
-            "resize": "center_crop",
-            "crop_ratio": data["crop_pct"],
-        }
+        crop = {"resize": "center_crop", "crop_ratio": data["crop_pct"]}
+        return {**fields, "image_size": size["shortest_edge"], **crop}
     if data.get("do_center_crop", False) or "height" not in size or "width" not in size:
         return None
     image_size = (size["height"], size["width"])

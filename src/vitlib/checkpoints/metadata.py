@@ -1,12 +1,10 @@
 """What a trained model carries besides its weights: class names and input preprocessing.
 
 [`ModelMetadata`][vitlib.checkpoints.metadata.ModelMetadata] travels with a
-[`ViT`][vitlib.ViT]: [`attach_metadata`][vitlib.checkpoints.attach_metadata] sets it
-(``vitlib train`` and ``vitlib finetune`` do), [`save_pretrained`][vitlib.save_pretrained] and
-the run directories of [`fit`][vitlib.training.fit] write it into ``config.json``, and
-[`load_pretrained`][vitlib.load_pretrained] reads it back (also from Hugging Face's
-``id2label`` and timm's ``label_names`` and ``pretrained_cfg``), so that
-[`vitlib.predict`][vitlib.predict] needs nothing but the checkpoint.
+[`ViT`][vitlib.ViT]: [`attach_metadata`][vitlib.checkpoints.attach_metadata] sets it,
+``save_pretrained`` and ``fit`` write it into ``config.json`` and ``load_pretrained`` reads it
+back (also from other families' configs), so that [`vitlib.predict`][vitlib.predict] needs
+nothing but the checkpoint; docs/predict.md says more.
 """
 
 from __future__ import annotations

@@ -54,15 +54,9 @@ def resolve_configs(sources: ConfigSources) -> tuple[ViTConfig, ViTConfig]:
     """The checkpoint's config, and the config of the model to build from it.
 
     Each field comes from the first source that tells it: the tensors' shapes, the checkpoint's
-    own config, the hints (the family's conventions, the hub name), guesses from the tensors
-    (``num_heads`` of the Table 1 size with that width, depth and MLP size; the square image
-    of that many positions), then the defaults (``PRESET_DROPOUT``, ``ViTConfig``'s own).
-    LayerScale's initial value, which no tensor holds, is the config's, the override's, or the
-    mean magnitude of the ``gamma`` weights. The config and hints must agree with the tensors;
-    overrides may not contradict them (or a stated ``num_heads``) except the adaptable fields
-    (``img_size``, ``num_classes``, ``in_channels``, ``representation_size=None``), which are
-    the model's and to which loading adapts the weights. "Which source wins" on the
-    pretrained-weights page sets this out in full.
+    own config, the hints, guesses from the tensors, then the defaults. Overrides may not
+    contradict the tensors or a stated ``num_heads``, except the ``ADAPTABLE`` fields, which
+    are the model's. "Which source wins" in docs/pretrained.md sets this out in full.
 
     Returns:
         ``(checkpoint_config, model_config)``: they differ in the adaptable fields only.

@@ -38,19 +38,13 @@ def save_pretrained(
 ) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into ``directory``.
 
-    ``config.json`` holds the architecture (``config``) and what
-    [`attach_metadata`][vitlib.checkpoints.attach_metadata] recorded: the class names
-    (``labels``) and the ``preprocessing`` of the input images. ``format="huggingface"`` writes
-    a directory that ``transformers``' ``ViTForImageClassification.from_pretrained`` (or
-    ``ViTModel``) reads as is, the class names as its ``id2label`` and ``label2id``, and the
-    preprocessing as its ``preprocessor_config.json`` where Hugging Face can express it
-    (``AutoImageProcessor`` loads it). The formats are those of
-    [`SAVE_FORMATS`][vitlib.checkpoints.families.SAVE_FORMATS].
-
-    The files replace their namesakes at once (see [`vitlib.files`][vitlib.files]): an
-    interrupted save leaves the
-    previous checkpoint or the new one, never a mix, and other files in ``directory`` are never
-    touched. ``directory`` may be ``"."`` or a symbolic link to a folder (written through).
+    ``config.json`` holds the architecture and what
+    [`attach_metadata`][vitlib.checkpoints.attach_metadata] recorded (class names,
+    preprocessing). ``format`` is one of [`SAVE_FORMATS`][vitlib.checkpoints.families.SAVE_FORMATS]:
+    ``"huggingface"`` writes a folder that ``transformers`` reads as is (with ``id2label`` and,
+    where Hugging Face can express it, ``preprocessor_config.json``). The files replace their
+    namesakes at once ([`vitlib.files`][vitlib.files]): an interrupted save leaves the old
+    checkpoint or the new one, never a mix, and other files are never touched (docs/reliability.md).
 
     Raises:
         FileExistsError: ``directory`` is not empty and ``overwrite`` is False (nothing is
@@ -97,22 +91,18 @@ def load_pretrained(
             ``.pth``/``.pt``/``.bin``); a state dict; ``"hf-hub:<repo>"``; ``"torchvision:<name>"``
             (e.g. ``"torchvision:vit_b_16"``) or an ``http(s)`` URL of a weights file; or a
             [`ViT`][vitlib.ViT], to get a copy adapted by the overrides.
-        **config_overrides: ``ViTConfig`` fields. ``img_size`` resamples the position
-            embeddings (bicubic); ``num_classes`` re-initialises the head (with a warning);
-            ``in_channels`` adapts the patch kernel (sum for 1 channel, else cycled and scaled by
-            old/new channels); ``representation_size=None`` drops a pre-logits layer;
-            ``num_heads`` is needed when no preset and no config tells it; dropouts, pooling,
-            ``layer_norm_eps`` and ``layer_scale_init`` are free (without a value from the
-            config or here, ``layer_scale_init`` is the mean magnitude of the LayerScale
-            weights). Changing a shape-fixed field is an error. Which source gives each
-            field is set out in "Which source wins" on the pretrained-weights page.
+        **config_overrides: ``ViTConfig`` fields. ``img_size``, ``num_classes``,
+            ``in_channels`` and ``representation_size=None`` adapt the weights (resampled
+            position embeddings, a new head, an adapted patch kernel, no pre-logits layer);
+            dropouts, pooling, ``layer_norm_eps`` and ``layer_scale_init`` are free;
+            ``num_heads`` is for checkpoints that tell none; changing a shape-fixed field is an
+            error. docs/pretrained.md has the rules ("Which source wins").
 
     Returns:
-        The model in eval mode (as Hugging Face's ``from_pretrained`` returns it; call
-        ``.train()`` to train it), with the class names and preprocessing the checkpoint
-        records attached ([`model_metadata`][vitlib.checkpoints.model_metadata]). A new head
-        (``num_classes``) drops the names; a new ``img_size`` keeps the preprocessing at that
-        size; new ``in_channels`` drop it.
+        The model in eval mode (as Hugging Face's ``from_pretrained``; call ``.train()`` to
+        train it), with the class names and preprocessing the checkpoint records attached
+        ([`model_metadata`][vitlib.checkpoints.model_metadata]; docs/predict.md tells how
+        overrides change them).
 
     Raises:
         CheckpointError: Unreadable or unrecognised files, missing or unexpected keys, shape

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -96,16 +97,9 @@ class ShapeFacts:
     def fields(self) -> dict[str, Any]:
         """The ``ViTConfig`` fields fixed here (and ``pool="mean"`` without a class token)."""
         fixed: dict[str, Any] = {
-            "embedding_dim": self.embedding_dim,
-            "in_channels": self.in_channels,
-            "patch_size": self.patch_size,
-            "num_transformer_layers": self.num_transformer_layers,
-            "mlp_size": self.mlp_size,
-            "qkv_bias": self.qkv_bias,
-            "class_token": self.class_token,
-            "num_register_tokens": self.num_register_tokens,
-            "representation_size": self.representation_size,
-            "num_classes": self.num_classes,
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if field.name not in ("gamma_mean", "grid_tokens")
         }
         if not self.class_token:
             fixed["pool"] = "mean"
@@ -125,12 +119,9 @@ class ShapeFacts:
 
     def heads_from_presets(self) -> int | None:
         """``num_heads`` of the Table 1 size with this width, depth and MLP size, if any."""
+        wanted = (self.embedding_dim, self.num_transformer_layers, self.mlp_size)
         for size in SIZES.values():
-            if (size.embedding_dim, size.num_transformer_layers, size.mlp_size) == (
-                self.embedding_dim,
-                self.num_transformer_layers,
-                self.mlp_size,
-            ):
+            if (size.embedding_dim, size.num_transformer_layers, size.mlp_size) == wanted:
                 return size.num_heads
         return None
 

@@ -157,10 +157,7 @@ def preprocessing_from_timm(data: Mapping[str, Any]) -> dict[str, Any] | None:
         "crop_ratio": cfg.get("crop_pct", 0.875),
         "interpolation": interpolation,
     }
-    for name in ("mean", "std"):
-        if name in cfg:
-            fields[name] = cfg[name]
-    return fields
+    return fields | {name: cfg[name] for name in ("mean", "std") if name in cfg}
 
 
 def read_metadata(

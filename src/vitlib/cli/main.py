@@ -49,11 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         prog = f"vitlib {args.command}"
         status: int = args.handler(args)
-    except CommandLineError as error:
-        print(f"{error.prog}: error: {_one_line(error)}", file=sys.stderr)
-        return 2
     except (VitlibError, OSError) as error:  # expected failures; anything else is a bug
-        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
+        where = error.prog if isinstance(error, CommandLineError) else prog
+        print(f"{where}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     return status
 

@@ -29,14 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from vitlib.analysis.summary import summary
     from vitlib.config import ViTConfig
 
-    overrides = {
-        key: value
-        for key, value in (
-            ("num_classes", args.num_classes),
-            ("img_size", args.img_size),
-            ("in_channels", args.in_channels),
-        )
-        if value is not None
-    }
+    names = ("num_classes", "img_size", "in_channels")
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     print(summary(ViTConfig.from_preset(args.preset, **overrides), depth=args.depth))
     return 0

@@ -34,21 +34,11 @@ _SCALE_RANGE: Final = (0.9, 1.1)
 class DigitsDataset(Dataset[tuple[Tensor, int]]):
     """The 1,797 8x8 handwritten digits of ``sklearn.datasets.load_digits`` (UCI optdigits).
 
-    Split: fixed, deterministic and stratified, with no random seed involved. Within each class, in
-    ``load_digits`` order, every 5th image (the 5th, 10th, ...) is a test image and the rest are
-    training images: 1,442 train and 355 test images (per class 0-9, train 143 146 142 147 145 146
-    145 144 140 144 and test 35 36 35 36 36 36 36 35 34 36).
-
-    Each item is ``(image, label)``: ``image`` is float32 (1, image_size, image_size). Pixels 0..16
-    are scaled to [0, 1], enlarged from 8x8 with ``nearest-exact`` interpolation (every original
-    pixel becomes a block, no values invented), then normalised with the train split's own
-    statistics, ``DIGITS_MEAN`` = 0.30513582 and ``DIGITS_STD`` = 0.37615756 (exact for any multiple
-    of 8).
-
-    With ``augment=True`` each access applies a light random affine transform before normalising:
-    rotation up to +-10 degrees, shift up to +-1 original pixel (image_size / 8 output pixels) per
-    axis and scale 0.9-1.1, by ``F.affine_grid`` + bilinear ``F.grid_sample``, the border filled
-    with background. The draws use torch's global RNG, so ``torch.manual_seed`` reproduces them.
+    The split is fixed and stratified (every 5th image of each class is a test image: 1,442 train,
+    355 test). Each item is ``(image, label)``, ``image`` float32 (1, image_size, image_size):
+    pixels scaled to [0, 1], enlarged with ``nearest-exact`` and normalised by ``DIGITS_MEAN`` and
+    ``DIGITS_STD``. ``augment=True`` adds a light random affine (rotation, shift, scale) drawn
+    from torch's global RNG. docs/data.md gives the class counts and the exact augmentation.
 
     Args:
         split: ``"train"`` or ``"test"``.
@@ -115,10 +105,8 @@ class DigitsDataset(Dataset[tuple[Tensor, int]]):
 
 
 def random_affine(image: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Apply a random small rotation, shift and scale to a (C, H, W) image with background 0.
-
-    Rotation is uniform in +-10 degrees, scale uniform in [0.9, 1.1] and the shift uniform in +-1/8
-    of the image side per axis (one pixel of an 8x8 digit).
+    """Apply a random small rotation (+-10 degrees), shift (+-1/8 of the side per axis) and scale
+    (0.9-1.1), each uniform, to a (C, H, W) image with background 0.
 
     Args:
         image: Float tensor (C, H, W), background 0.

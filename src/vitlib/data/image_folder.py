@@ -40,25 +40,14 @@ class SkippedImagesWarning(UserWarning):
 class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
     """Images in ``root/<class_name>/<image files>``, one folder per class.
 
-    Class folders are the sub-folders of ``root`` not starting with ``"."`` (so
-    ``.ipynb_checkpoints`` is not a class); images are the files below each, at any depth, whose
-    suffix is in ``IMAGE_EXTENSIONS`` (case-insensitive). Other files are ignored. On load an image
-    is turned upright by its EXIF orientation tag and converted to RGB, except 16-bit and float
-    greyscale images, which keep their precision (see
-    [`load_image`][vitlib.data.ImageFolderDataset.load_image]).
+    Class folders are the sub-folders of ``root`` not starting with ``"."``; images are the files
+    below each, at any depth, whose suffix is in ``IMAGE_EXTENSIONS`` (case-insensitive). Each is
+    loaded by [`load_image`][vitlib.data.ImageFolderDataset.load_image].
 
-    Unreadable images: at construction every image is checked cheaply with Pillow (``Image.open`` +
-    ``verify``, which reads headers, not pixels). By default the files that fail are left out with
-    one [`SkippedImagesWarning`][vitlib.data.SkippedImagesWarning] that counts them and names the
-    first few, each with the reason; with ``strict=True`` the first one raises ``ValueError``
-    instead. A file that passes the check but fails to decode later raises ``OSError`` naming it
-    when loaded.
-
-    Decompression bombs: an image with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's
-    default is 89,478,485, about 9459 x 9459) is unreadable, even below the 2x limit at which
-    Pillow itself raises: a small file could otherwise cost gigabytes of memory on every read. If
-    such images are genuine, raise ``PIL.Image.MAX_IMAGE_PIXELS`` (or set it to ``None``) before
-    building the dataset.
+    Unreadable images (headers checked at construction with Pillow's ``verify``; images above
+    ``PIL.Image.MAX_IMAGE_PIXELS`` count as decompression bombs) are left out with one
+    [`SkippedImagesWarning`][vitlib.data.SkippedImagesWarning] naming them and why, or raise with
+    ``strict=True``; docs/data.md tells the whole policy.
 
     Args:
         root: The folder holding one sub-folder per class.
@@ -120,13 +109,9 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         """Load the image at ``index``, upright and untransformed.
 
         Read by [`open_image`][vitlib.data.image_folder.open_image] (turned upright by its EXIF
-        orientation tag, which is removed so that the transforms do not turn it again), then
-        converted to RGB. 16-bit and float greyscale images (modes in
-        ``vitlib.data.transforms.HIGH_PRECISION_MODES``: ``"I;16"``..., ``"I"``, ``"F"``) keep
-        their mode instead, because converting them to 8-bit RGB clips every value above 255 to
-        white; [`pil_to_tensor`][vitlib.data.transforms.pil_to_tensor] and both transforms scale
-        them to [0, 1] and repeat them into three channels. A custom transform receives them in
-        that mode too.
+        orientation tag, then removed), then converted to RGB, except 16-bit and float greyscale
+        images (``HIGH_PRECISION_MODES``), which keep their mode, also for a custom transform
+        (docs/data.md tells why and how the transforms read them).
 
         Raises:
             OSError: Naming the file, if it cannot be decoded or is a decompression bomb (more than
@@ -156,9 +141,8 @@ def load_image_folders(
 ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """Load ``data_dir/train`` and ``data_dir/test`` with the train and eval transforms.
 
-    The test set is prepared by ``preprocessing``'s transform (the model's own, which
-    ``predict`` and ``evaluate_model`` use too), the train set by
-    [`train_transform`][vitlib.data.train_transform] at the same size, channels and
+    The test set is prepared by ``preprocessing``'s transform (as by ``predict``), the train set
+    by [`train_transform`][vitlib.data.train_transform] at the same size, channels and
     normalisation.
 
     Args:

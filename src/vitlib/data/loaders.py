@@ -29,16 +29,11 @@ def make_dataloaders(
 ) -> tuple[DataLoader[T], DataLoader[T]]:
     """Build the train and test loaders.
 
-    The train loader shuffles with a ``torch.Generator`` seeded with ``seed``, so the sequence of
-    epoch orders (and the per-worker RNG seeds, hence augmentations) is the same on every run. The
-    test loader keeps the dataset order and never drops a batch.
-
-    With ``distributed=True`` the train set is sharded by ``DistributedSampler(shuffle=True,
-    seed=seed)``; call ``train_loader.sampler.set_epoch(epoch)`` at the start of every epoch, or
-    every epoch repeats the first one's order. The test set is not sharded: every rank evaluates all
-    of it, so metrics are exact without gathering. ``num_replicas`` and ``rank`` default to those of
-    the initialised process group; passing both builds the sampler without one (for tests and manual
-    launches).
+    The train loader shuffles with a ``torch.Generator`` seeded with ``seed`` (the same epoch
+    orders and augmentations on every run); the test loader keeps the data set's order. With
+    ``distributed=True`` the train set is sharded by ``DistributedSampler(shuffle=True,
+    seed=seed)`` (call ``sampler.set_epoch(epoch)`` every epoch) and every rank evaluates the whole
+    test set; docs/data.md says more.
 
     Args:
         train_ds: Training dataset; must define ``__len__``.

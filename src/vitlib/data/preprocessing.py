@@ -1,12 +1,10 @@
 """`Preprocessing`: how a model's input images are made, saved with the model in ``config.json``.
 
-A trained model expects its images prepared exactly as its test images were: the same size,
-channels, resize and crop rule, interpolation and normalisation. ``Preprocessing`` records those
-choices as data (Hugging Face keeps them in ``preprocessor_config.json``, timm in
-``pretrained_cfg``) and [`transform`][vitlib.data.Preprocessing.transform] turns them back into
-the one evaluation transform, used for the test split of a training run, by ``predict`` and by
-``evaluate_model``. [`train_transform`][vitlib.data.train_transform] is its training twin: the
-same size, channels and normalisation after a random crop and flip.
+``Preprocessing`` records as data how a model's test images were prepared (size, channels,
+resize and crop rule, interpolation, normalisation), and
+[`transform`][vitlib.data.Preprocessing.transform] turns it back into the one evaluation
+transform; [`train_transform`][vitlib.data.train_transform] is its training twin. docs/data.md
+says more.
 """
 
 from __future__ import annotations
@@ -208,10 +206,9 @@ def cover_size(source: tuple[int, int], target: tuple[int, int], ratio: float) -
     """The size to resize ``source`` to, keeping its aspect ratio, so that a centre crop of
     ``target`` keeps ``ratio`` of it along the side that binds.
 
-    The binding side (the one that needs the larger scale) becomes ``floor(side / ratio)``, the
-    other follows the aspect ratio (rounded down), and neither ends below the target. For a
-    square target this is torchvision's and timm's rule: the shorter side to
-    ``floor(size / ratio)``, 256 for 224 at 0.875.
+    The binding side becomes ``floor(side / ratio)``, the other follows the aspect ratio (rounded
+    down), neither below the target: for a square target torchvision's and timm's rule (256 for
+    224 at 0.875).
     """
     (height, width), (target_h, target_w) = source, target
     if target_h * width >= target_w * height:  # the height needs the larger scale
@@ -257,10 +254,9 @@ def train_transform(
 ) -> TrainTransform:
     """The training transform: RandomResizedCrop, random horizontal flip, to tensor, normalise.
 
-    Randomness comes from ``generator`` if given, else from torch's global RNG, so
-    ``torch.manual_seed`` makes it reproducible (and DataLoader workers, which seed torch per
-    worker, draw different crops). Pass ``generator`` only for single-process use: each worker would
-    get a copy of it and repeat the same crops.
+    Randomness comes from ``generator`` if given, else from torch's global RNG (reproducible by
+    ``torch.manual_seed``); pass ``generator`` in a single process only, or every DataLoader
+    worker repeats the same crops.
 
     Args:
         image_size: Side of the square output, ``(height, width)``, or the

@@ -1,11 +1,6 @@
-"""Image transforms for training and evaluation, in plain torch (no torchvision).
-
-The building blocks of the two transforms of `vitlib.data.preprocessing`: the evaluation transform
-of a [`Preprocessing`][vitlib.data.Preprocessing] and the training transform
-[`train_transform`][vitlib.data.train_transform]. Every path from a PIL image to a tensor goes
-through [`pil_to_tensor`][vitlib.data.transforms.pil_to_tensor], which turns the image upright by
-its EXIF orientation and scales 16-bit and float greyscale images at full precision (see its
-docstring for the rules).
+"""Image transforms in plain torch (no torchvision): the building blocks of the two transforms of
+`vitlib.data.preprocessing`. Every path from a PIL image to a tensor goes through
+[`pil_to_tensor`][vitlib.data.transforms.pil_to_tensor].
 """
 
 from __future__ import annotations
@@ -50,23 +45,11 @@ _TRANSPOSING_ORIENTATIONS: Final = frozenset(range(2, 9))
 def pil_to_tensor(image: Image.Image) -> Tensor:
     """Convert a PIL image to an upright RGB float32 tensor in [0, 1].
 
-    The image is first turned upright by its EXIF orientation tag, as
-    [`apply_exif_orientation`][vitlib.data.transforms.apply_exif_orientation] does (a no-op for an
-    image already turned, whose tag is gone).
-    Then, by Pillow mode:
-
-    - 16-bit greyscale (``"I;16"``, ``"I;16B"``, ``"I;16L"``, ``"I;16N"``; how Pillow opens 16-bit
-      PNG and TIFF files) is divided by 65535, so 32768 becomes 0.5.
-    - 32-bit integer ``"I"`` is read as 16-bit too (divided by 65535): older Pillow versions open
-      16-bit files in this mode. Values outside 0..65535 raise
-      [`DataError`][vitlib.errors.DataError], since they cannot come from a 16-bit file and no
-      scale would be right for all of them.
-    - 32-bit float ``"F"`` is taken as already in [0, 1]; values outside it, NaN or infinity
-      raise [`DataError`][vitlib.errors.DataError] rather than being clipped silently.
-    - Every other mode (RGB, grey ``"L"``, palette, RGBA, CMYK, ``"1"``...) is converted to 8-bit
-      RGB by Pillow and divided by 255.
-
-    Greyscale images are repeated into three identical channels.
+    The image is first turned upright by its EXIF orientation tag. 16-bit greyscale (Pillow's
+    ``"I;16*"`` and ``"I"`` modes) is divided by 65535, 32-bit float ``"F"`` is taken as already in
+    [0, 1], every other mode is converted to 8-bit RGB and divided by 255; greyscale is repeated
+    into three channels. Out-of-range ``"I"``/``"F"`` values raise instead of being clipped
+    (docs/data.md has the table of modes).
 
     Args:
         image: Any PIL image.
@@ -95,10 +78,8 @@ def pil_to_tensor(image: Image.Image) -> Tensor:
 def apply_exif_orientation(image: Image.Image) -> Image.Image:
     """Turn an image upright by its EXIF orientation tag, once.
 
-    Cameras store a photo as the sensor saw it and record the rotation in the EXIF orientation tag
-    (e.g. 6: rotate 90 degrees clockwise to view). With a tag of 2 to 8 this returns
-    ``PIL.ImageOps.exif_transpose(image)``: a transposed copy whose tag is removed, so a second call
-    returns it unchanged. Without such a tag it returns ``image`` itself, not a copy.
+    With a tag of 2 to 8 this returns ``PIL.ImageOps.exif_transpose(image)``, a transposed copy
+    whose tag is removed (so a second call returns it unchanged); otherwise ``image`` itself.
 
     Args:
         image: A PIL image.

@@ -6,11 +6,9 @@ report.accuracy, report.top_k_accuracy, report.per_class[0].f1
 report.save("runs/sports/evaluation")   # report.json, confusion_matrix.png, mistakes.png
 ```
 
-Loss and accuracy are computed batch by batch exactly as
-[`vitlib.training.evaluate`][vitlib.training.evaluate] computes them, so on the same loader the
-numbers are the same; this adds top-k accuracy, per-class precision, recall and F1, the
-confusion matrix and the most confident mistakes. (``vitlib.training.evaluate`` is the cheap
-per-epoch check of ``fit``; this is the report on a finished model.)
+Loss and accuracy are those of [`vitlib.training.evaluate`][vitlib.training.evaluate] (the
+per-epoch check of ``fit``) on the same loader; this adds top-k accuracy, per-class precision,
+recall and F1, the confusion matrix and the most confident mistakes.
 """
 
 from __future__ import annotations
@@ -42,6 +40,8 @@ CONFUSION_FILE: Final = "confusion_matrix.png"
 MISTAKES_FILE: Final = "mistakes.png"
 _REPORT_FILES: Final = (REPORT_FILE, CONFUSION_FILE, MISTAKES_FILE)
 _TOP_K: Final = 5
+# What evaluate_model reads from its data: labels, loader, each sample's source, preprocessing.
+_Data = tuple[tuple[str, ...], Iterable[Any], list[str] | None, Preprocessing | None]
 
 
 @dataclass(frozen=True)
@@ -259,16 +259,9 @@ class _ReportTally:
         )
         for (true, guess), count in zip(pairs.tolist(), counts.tolist(), strict=True):
             self.pairs[(true, guess)] = self.pairs.get((true, guess), 0) + count
-        for position in (predicted != targets).nonzero().flatten().tolist():
-            self.kept.append(
-                (
-                    float(confidence[position]),
-                    self.samples + position,
-                    int(targets[position]),
-                    int(predicted[position]),
-                    images[position].detach().cpu(),
-                )
-            )
+        for i in (predicted != targets).nonzero().flatten().tolist():
+            mistake = (float(confidence[i]), self.samples + i, int(targets[i]), int(predicted[i]))
+            self.kept.append((*mistake, images[i].detach().cpu()))
         self.kept = sorted(self.kept, key=lambda item: (-item[0], item[1]))[: self.max_mistakes]
         self.samples += len(targets)
 
@@ -305,7 +298,7 @@ def _data(
     *,
     batch_size: int,
     strict: bool,
-) -> tuple[tuple[str, ...], Iterable[Any], list[str] | None, Preprocessing | None]:
+) -> _Data:
     """``(labels, loader, sample sources, preprocessing)`` for ``data``."""
     check_positive_int("batch_size", batch_size)
     recorded = model_metadata(model)
@@ -318,9 +311,7 @@ def _data(
     return labels, data, None, recorded.preprocessing
 
 
-def _digits(
-    model: ViT, batch_size: int
-) -> tuple[tuple[str, ...], Iterable[Any], list[str] | None, Preprocessing | None]:
+def _digits(model: ViT, batch_size: int) -> _Data:
     from vitlib.data.digits import DigitsDataset, digits_preprocessing
 
     config = model.config
@@ -352,9 +343,7 @@ class _Relabelled(Dataset[tuple[Tensor, int]]):
         return image, self.mapping[label]
 
 
-def _folder(
-    model: ViT, root: Path, *, batch_size: int, strict: bool
-) -> tuple[tuple[str, ...], Iterable[Any], list[str] | None, Preprocessing | None]:
+def _folder(model: ViT, root: Path, *, batch_size: int, strict: bool) -> _Data:
     from vitlib.data.image_folder import ImageFolderDataset
 
     if (root / "test").is_dir() and (root / "train").is_dir():

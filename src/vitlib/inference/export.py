@@ -41,10 +41,9 @@ def export_onnx(
 ) -> Path:
     """Write ``model`` as an ONNX file with a dynamic batch dimension.
 
-    The input is named ``images`` and the output ``logits``; the image size is the model's
-    ``img_size`` (a ``dynamic_img_size`` model is exported at that size). The model is traced in
-    eval mode (no dropout) and left in the mode it was in. Models over 2 GiB keep their weights in
-    ``<path>.data`` beside the file. The file appears only once it is complete.
+    The input is named ``images`` and the output ``logits``, at the model's ``img_size``; traced
+    in eval mode (the model's mode is restored). Models over 2 GiB keep their weights in
+    ``<path>.data`` beside the file, which appears only once complete.
 
     Args:
         model: The model to export.

@@ -3,13 +3,12 @@
 [`optimize_for_inference`][vitlib.optimize_for_inference] returns a copy that is still a
 [`ViT`][vitlib.ViT], computes only the class token in its last block, and takes float32 images:
 
-- ``"int8"``: the ``nn.Linear`` layers (97% of the FLOPs) dynamically quantised (int8 weights,
-  activations quantised per batch): PyTorch's eager quantisation, on oneDNN where the CPU has
-  AMX-INT8; with ``compile=True``, torchao's, whose separate quantise steps inductor fuses
-  (docs/benchmarks.md has the figures behind these choices).
-- ``"bf16"``: weights and activations in bfloat16, fast only on CPUs with bf16 units
-  (AVX512-BF16 or AMX); elsewhere emulated and slower, with a warning.
+- ``"int8"``: the ``nn.Linear`` layers (97% of the FLOPs) dynamically quantised, by PyTorch
+  (oneDNN where the CPU has AMX-INT8) or, with ``compile=True``, by torchao;
+- ``"bf16"``: weights and activations in bfloat16, fast only on CPUs with bf16 units;
 - ``"fp32"``: the model as it is (eval mode, no gradients), a baseline or a compile target.
+
+docs/deployment.md says more, and docs/benchmarks.md has the figures behind these choices.
 """
 
 from __future__ import annotations
@@ -72,9 +71,9 @@ def optimize_for_inference(
     Args:
         model: A trained [`ViT`][vitlib.ViT] in float32.
         precision: ``"int8"`` (dynamic quantisation of the linear layers), ``"bf16"`` or
-            ``"fp32"``; see the module docstring for what each does and where it is fast.
-        compile: Also ``torch.compile`` the copy in place (``ViT.compile``) with weight freezing;
-            the first call then takes a while, later calls run fused kernels.
+            ``"fp32"``; docs/deployment.md says what each does and where it is fast.
+        compile: Also ``torch.compile`` the copy in place with weight freezing (a slow first
+            call, fused kernels after it).
 
     Returns:
         A [`ViT`][vitlib.ViT] in eval mode without gradients.
@@ -109,16 +108,13 @@ class InferenceViT(ViT):
     """What [`optimize_for_inference`][vitlib.optimize_for_inference] returns: a ``ViT`` whose
     ``forward`` computes only what it returns, in any precision.
 
-    - **The class-token shortcut.** With class-token pooling, eq. 4 reads only the class
-      token's output of the last block: its layer norm and ``qkv`` projection still run over
-      every token (every token is a key and a value), but only the class token queries, and only
-      it goes through the output projection and the MLP; about ``1/L x 3/4`` fewer FLOPs
-      (6.3% on ViT-S/16 and B/16; ``count_flops(config, class_token_shortcut=True)``), the same
-      logits. timm, torchvision, transformers and vit-pytorch compute every token to the end.
+    - **The class-token shortcut.** With class-token pooling, ``forward`` runs the last block's
+      attention for the class token's query alone and its MLP for that token alone: the same
+      logits, about ``1/L x 3/4`` fewer FLOPs (docs/architecture.md says more).
       ``forward_features`` and ``forward_intermediates`` still compute every token.
     - **Any precision, float32 at the edges.** Images are cast to the weights' dtype where they
-      enter (``embed``, so ``forward_features``, ``forward_intermediates`` and the analyses take
-      float32 images too) and ``forward`` returns logits in the images' dtype.
+      enter (``embed``, so every method takes float32 images) and ``forward`` returns logits in
+      the images' dtype.
     """
 
     def forward(self, images: Tensor) -> Tensor:

@@ -7,9 +7,7 @@ for prediction in vitlib.predict(model, ["my_photo.jpg"], top_k=3):
 ```
 
 The images are prepared by the model's recorded [`Preprocessing`][vitlib.data.Preprocessing]
-(size, channels, resize and crop, normalisation) and classified in batches; each file is read
-once, and an unreadable one is skipped with a warning that names it (or refused, with
-``strict=True``).
+and classified in batches; docs/predict.md says more.
 """
 
 from __future__ import annotations
@@ -121,9 +119,8 @@ def predict(
         model: A [`ViT`][vitlib.ViT], or anything
             [`load_pretrained`][vitlib.load_pretrained] reads (a checkpoint folder, a run
             directory, whose ``best/`` is used, a hub name).
-        images: One image or many: paths, PIL images, or tensors (uint8 in 0..255 or float in
-            [0, 1], (C, H, W) or (B, C, H, W)). Tensors are raw pixels: they are resized,
-            cropped and normalised like the rest.
+        images: One image or many (``ImageInput``: paths, folders, PIL images, raw-pixel
+            tensors), each resized, cropped and normalised.
         top_k: How many classes per image (all of them if the model has fewer).
         batch_size: Images per forward pass.
         strict: Raise on the first unreadable image instead of skipping it.
@@ -199,9 +196,7 @@ def _labels(model: ViT, labels: Sequence[str] | None) -> tuple[str, ...]:
         check_labels(labels, model.config.num_classes)
         return tuple(labels)
     recorded = model_metadata(model).labels
-    if recorded is not None:
-        return recorded
-    return tuple(str(index) for index in range(model.config.num_classes))
+    return recorded or tuple(str(index) for index in range(model.config.num_classes))
 
 
 def _preprocessing(model: ViT, given: Preprocessing | None) -> Preprocessing:
@@ -325,12 +320,7 @@ def _classify(
     probabilities = model(images).float().softmax(dim=-1).cpu()
     top = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
     return [
-        Prediction(
-            source,
-            tuple(names[index] for index in indices),
-            tuple(values),
-            tuple(indices),
-        )
+        Prediction(source, tuple(names[index] for index in indices), tuple(values), tuple(indices))
         for (source, _), values, indices in zip(
             batch, top.values.tolist(), top.indices.tolist(), strict=True
         )

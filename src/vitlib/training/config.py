@@ -1,8 +1,7 @@
 """`TrainConfig`: the optimisation recipe of a training run, validated once at construction.
 
-The defaults follow the paper (Dosovitskiy et al., 2020, §4.1 and Appendix B.1): Adam with betas
-(0.9, 0.999) (as AdamW, whose decay does not pass through the Adam statistics), weight decay 0.1,
-linear warmup then decay per step (cosine here), and global-norm gradient clipping at 1.0.
+The defaults follow the paper (Dosovitskiy et al., 2020, §4.1 and Appendix B.1); docs/training.md
+sets them beside it.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Data-parallel training with ``torch.distributed``, started by ``torchrun``.
 
-``torchrun --nproc_per_node N script.py`` sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
-``MASTER_ADDR`` and ``MASTER_PORT``; ``distributed_session`` reads them, joins the process group
-(NCCL on CUDA, gloo on CPU) and leaves it on exit. Without those variables (or with
-``WORLD_SIZE=1``) everything runs in a single process.
+``distributed_session`` reads the variables ``torchrun`` sets, joins the process group (NCCL on
+CUDA, gloo on CPU) and leaves it on exit; without them (or with ``WORLD_SIZE=1``) everything
+runs in a single process.
 
 `wrap_model` replicates the model (DDP) or shards it (FSDP2, `vitlib.training.fsdp`).
 """
@@ -182,10 +181,8 @@ def all_reduce_sums(values: Sequence[float]) -> list[float]:
     """Sum ``values`` over all ranks in float64 (counts stay exact); identity in one process."""
     if not (dist.is_available() and dist.is_initialized()):
         return list(values)
-    if dist.get_backend() == "nccl":
-        device = torch.device("cuda", torch.cuda.current_device())
-    else:
-        device = torch.device("cpu")
+    nccl = dist.get_backend() == "nccl"
+    device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
     totals = torch.tensor(list(values), dtype=torch.float64, device=device)
     dist.all_reduce(totals, op=dist.ReduceOp.SUM)
     return [float(value) for value in totals.tolist()]

@@ -1,9 +1,5 @@
-"""One epoch of training and one pass of evaluation, with exact per-sample averages.
-
-Loss and accuracy are sums over samples divided by the number of samples, so a ragged last batch
-weighs exactly as much as its samples (averaging per-batch means, as the learnpytorch chapter does,
-over-weights it).
-"""
+"""One epoch of training and one pass of evaluation, with exact per-sample averages (a ragged
+last batch weighs as much as its samples, not as a full batch)."""
 
 from __future__ import annotations
 
@@ -229,11 +225,9 @@ class _Tally:
 class _FiniteWatch:
     """Stops on a NaN or infinite loss without making the host wait for the device each batch.
 
-    On CUDA a batch's "finite" flag is copied to pinned host memory asynchronously and read
-    when the next batch is checked (by then the device has long computed it) or at the end of the
-    pass: a non-finite loss stops the run at most one optimiser step after the batch that
-    produced it, and the error names that batch. Other devices (the CPU is synchronous anyway)
-    check each loss at once.
+    On CUDA a batch's "finite" flag is copied to pinned host memory asynchronously and read at
+    the next batch or the end of the pass: the run stops at most one optimiser step after the
+    batch, which the error names. Other devices check each loss at once.
     """
 
     def __init__(self, device: torch.device) -> None:
@@ -354,10 +348,8 @@ def train_one_epoch(
 ) -> EpochResult:
     """Train ``model`` for one pass over ``loader``.
 
-    Each micro-batch contributes ``loss * batch_size`` to the gradient; before each optimiser step
-    the gradients are divided by the samples of the step, so ``accumulation_steps=k`` equals one
-    batch k times larger (a ragged last group included). Gradients are then clipped to
-    ``grad_clip_norm`` (global L2 norm), the optimiser steps and ``scheduler`` (if any) steps once.
+    Gradients are summed per sample and divided by the samples of each optimiser step, so
+    ``accumulation_steps=k`` equals one batch k times larger; docs/training.md says more.
 
     Args:
         model: The model (may be wrapped in ``DistributedDataParallel`` or sharded by

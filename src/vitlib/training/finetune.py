@@ -1,12 +1,10 @@
 """The ``vitlib finetune`` recipe (also ``examples/finetune.py``): frozen backbone, new head.
 
 The learnpytorch.io chapter's recipe: any checkpoint that
-[`load_pretrained`][vitlib.load_pretrained] reads, its head replaced for the data's classes and
-trained with Adam at 1e-3 while the backbone stays frozen. The image size and channels are
-adapted at load time; the images are normalised with the checkpoint's recorded mean and std
-(ImageNet's where it records none). The run directory gets ``last/``, ``best/`` (with the class
-names and preprocessing, ready for ``vitlib predict``), ``history.json``, ``settings.json`` and,
-with matplotlib, ``history.png`` and ``predictions.png``.
+[`load_pretrained`][vitlib.load_pretrained] reads, adapted to the data (classes, image size,
+channels) and normalised with its recorded mean and std (ImageNet's where it records none), its
+new head trained with Adam at 1e-3 while the backbone stays frozen. docs/finetuning.md says
+more.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Fully sharded data parallelism (FSDP2, ``torch.distributed.fsdp.fully_shard``) for `fit`.
 
-Each process keeps ``1/N`` of every parameter, gradient and optimiser state. The model is sharded
-the way torchtitan shards transformers: one FSDP unit per
-[`TransformerEncoderBlock`][vitlib.blocks.TransformerEncoderBlock] (its parameters are gathered
-just before its forward and backward and freed after them) plus the root, which holds the patch
-embedding, the class token, the position embeddings, the final norm and the head.
-
-Checkpoints stay the usual ones: `full_model_state` and `full_optimizer_state` gather the full
-tensors onto rank 0's CPU (every rank must call them), so a sharded run writes the
-``model.safetensors`` a single process loads, and `load_optimizer_state` shards a full optimiser
-state onto however many processes resume it.
+Each process keeps ``1/N`` of every parameter, gradient and optimiser state: one FSDP unit per
+[`TransformerEncoderBlock`][vitlib.blocks.TransformerEncoderBlock] plus the root, as torchtitan
+shards transformers. Checkpoints stay the usual ones: `full_model_state` and
+`full_optimizer_state` gather the full tensors onto rank 0's CPU, and `load_optimizer_state`
+shards them onto however many processes resume. docs/training.md says more.
 """
 
 from __future__ import annotations

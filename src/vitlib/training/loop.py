@@ -98,15 +98,12 @@ def fit(
 ) -> History:
     """Train ``model`` for ``epochs``, evaluating after each one, and return the history.
 
-    Under ``torchrun`` (a process group already joined, e.g. by
-    [`distributed_session`][vitlib.training.distributed.distributed_session]) the model is
-    replicated (``parallel="ddp"``) or sharded (``"fsdp"``, see `vitlib.training.fsdp`); metrics
-    are summed over ranks, and only rank 0 logs and saves.
+    Under ``torchrun`` the model is replicated or sharded (``parallel``), metrics are summed over
+    ranks and only rank 0 logs and saves; docs/training.md says more.
 
     Args:
         model: The model; moved to ``device`` and trained in place.
-        train_loader: Training batches ``(images, labels)`` (a ``DistributedSampler`` gets
-            ``set_epoch`` every epoch).
+        train_loader: Training batches ``(images, labels)``.
         test_loader: Evaluation batches.
         epochs: Total epochs of the run (a resumed run continues up to this number).
         config: The recipe; keyword ``overrides`` replace its fields (``fit(..., lr=3e-4)``).

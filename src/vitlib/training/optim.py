@@ -36,10 +36,7 @@ def effective_warmup(warmup_steps: int, total_steps: int) -> int:
 def no_weight_decay_names(model: nn.Module) -> set[str]:
     """The names ``model.no_weight_decay()`` returns (empty for a model without the method)."""
     method = getattr(model, "no_weight_decay", None)
-    if method is None:
-        return set()
-    names = method()
-    return {str(name) for name in names}
+    return set() if method is None else {str(name) for name in method()}
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -79,11 +76,9 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """The optimiser named by ``config.optimizer`` over `parameter_groups` of ``model``.
 
-    Adam and AdamW run PyTorch's fused kernel (``fused=True``: one pass over each tensor instead
-    of a dozen) where every parameter is a floating-point tensor on the CPU or a CUDA device
-    (FSDP's sharded parameters included); on ViT-S/16 on 2 CPU threads the step takes 19 ms
-    instead of 55. On other devices they run PyTorch's default implementation. The update is the
-    same to rounding.
+    Adam and AdamW run PyTorch's fused kernel where every parameter is a floating-point tensor
+    on the CPU or a CUDA device (the same update to rounding; docs/training.md has the timing),
+    else PyTorch's default implementation.
     """
     groups = parameter_groups(model, config.weight_decay)
     if config.optimizer == "sgd":

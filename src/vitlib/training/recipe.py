@@ -1,9 +1,8 @@
 """The ``vitlib train`` recipe (also ``examples/train_from_scratch.py``): options to a run.
 
-The data is the embedded 8x8 digits by default or ``--data DIR``, a Sports-Mini style folder
-(``DIR/train/<class>/*.jpg``, ``DIR/test/<class>/*.jpg``). The run directory (``--output-dir``)
-receives what [`fit`][vitlib.training.fit] saves plus ``history.png`` and ``predictions.png``
-(with matplotlib, ``vitlib[plots]``). Under ``torchrun`` every rank trains and rank 0 reports.
+The data is the embedded digits or a ``--data`` folder; the run directory receives what
+[`fit`][vitlib.training.fit] saves plus ``history.png`` and ``predictions.png`` (with
+matplotlib). docs/training.md says more.
 """
 
 from __future__ import annotations
@@ -55,12 +54,6 @@ def resolve_defaults(args: argparse.Namespace) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     return args
-
-
-def check_args(args: argparse.Namespace) -> TrainConfig:
-    """The recipe of the options, before any data is loaded or any model built (the flags' own
-    ranges are checked as they are parsed, by `vitlib.cli.options`)."""
-    return recipe_config(args)
 
 
 def recipe_config(args: argparse.Namespace, **fixed: Any) -> TrainConfig:
@@ -236,7 +229,7 @@ def sample_every_class(dataset: Any, count: int) -> tuple[torch.Tensor, torch.Te
 
 def train_from_args(args: argparse.Namespace, context: DistributedContext) -> History:
     """Build the data and the model from ``args``, then [`fit`][vitlib.training.fit] them."""
-    config = check_args(args)  # before the data and the model, which take a while
+    config = recipe_config(args)  # checked before the data and the model, which take a while
     if args.parallel == "fsdp" and not context.enabled:
         raise TrainingConfigError(
             "--parallel fsdp shards the model over the processes of a torchrun launch, but this "
