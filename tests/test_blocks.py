@@ -154,6 +154,16 @@ def test_drop_path_keeps_the_expectation_and_is_off_in_eval() -> None:
         DropPath(1.0)
 
 
+def test_drop_path_drops_whole_samples_never_single_elements() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(400, 5, 7) + 1.0  # no zero anywhere
+    out = DropPath(0.5).train()(x)
+    dropped = (out == 0).flatten(1).all(dim=1)
+    kept = torch.isclose(out, x / 0.5).flatten(1).all(dim=1)
+    assert bool((dropped | kept).all()), "each sample is either dropped whole or kept whole"
+    assert 120 < int(dropped.sum()) < 280
+
+
 @given(
     depth=st.integers(1, 3),
     heads=st.integers(1, 3),

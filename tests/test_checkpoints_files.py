@@ -70,11 +70,30 @@ def test_single_weight_files_of_each_kind_load(tmp_path: Path) -> None:
     state = load_file(str(TIMM))
     torch.save(state, tmp_path / "timm.pth")
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "ddp.pt")
+    # torch.compile's wrapper and Lightning's module prefix its parameters' names.
+    torch.save({f"_orig_mod.{k}": v for k, v in state.items()}, tmp_path / "compiled.pt")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}}, tmp_path / "pl.ckpt")
     reference = load_pretrained(TIMM, num_heads=3)
-    for name in ("timm.pth", "ddp.pt"):
+    for name in ("timm.pth", "ddp.pt", "compiled.pt", "pl.ckpt"):
         model = load_pretrained(tmp_path / name, num_heads=3)
         for key, tensor in reference.state_dict().items():
             assert torch.equal(model.state_dict()[key], tensor), (name, key)
+
+
+def test_torchvision_weights_from_before_0_13_load_by_their_old_mlp_names(tmp_path: Path) -> None:
+    folder = FIXTURES / "torchvision_plain"
+    state = load_file(str(folder / "state_dict.safetensors"))
+    old_names = {
+        key.replace(".mlp.0.", ".mlp.linear_1.").replace(".mlp.3.", ".mlp.linear_2."): value
+        for key, value in state.items()
+    }
+    assert any(".mlp.linear_1." in key for key in old_names)
+    save_file(old_names, str(tmp_path / "old_torchvision.safetensors"))
+    hints = {"num_heads": 3}
+    reference = load_pretrained(folder / "state_dict.safetensors", **hints)
+    model = load_pretrained(tmp_path / "old_torchvision.safetensors", **hints)
+    for key, tensor in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[key], tensor), key
 
 
 class _Payload:

@@ -56,9 +56,10 @@ def test_paths_pil_images_and_tensors_give_the_same_predictions(tmp_path: Path) 
     )
     assert by_path.indices == by_image.indices == by_uint8.indices == by_float.indices
     assert by_path.probabilities == by_image.probabilities
-    torch.testing.assert_close(
-        torch.tensor(by_path.probabilities), torch.tensor(by_float.probabilities)
-    )
+    for by_tensor in (by_uint8, by_float):  # uint8 pixels are divided by 255, as Pillow's are
+        torch.testing.assert_close(
+            torch.tensor(by_tensor.probabilities), torch.tensor(by_path.probabilities)
+        )
     assert [p.source for p in (by_image, by_uint8)] == ["image 1", "image 2"]
 
 

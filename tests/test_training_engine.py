@@ -81,6 +81,31 @@ def test_accumulating_k_micro_batches_equals_one_big_batch(
         torch.testing.assert_close(small.state_dict()[name], value, rtol=1e-10, atol=1e-12)
 
 
+def test_accumulated_sgd_gradients_are_the_mean_over_all_samples_of_the_step() -> None:
+    """Plain SGD, no clipping: the step is -lr times the gradient of the mean loss over the 10
+    samples of the group, whatever the micro-batch sizes (4, 4 and a ragged 2)."""
+    data = blobs(10)
+    data = TensorDataset(data.tensors[0].double(), data.tensors[1])
+    model = tiny_net().double()
+    before = copy.deepcopy(model)
+    inputs, labels = data.tensors
+    parameters = dict(before.named_parameters())
+    gradients = torch.autograd.grad(
+        F.cross_entropy(before(inputs), labels), list(parameters.values())
+    )
+    expected = {
+        name: p - 0.5 * grad for (name, p), grad in zip(parameters.items(), gradients, strict=True)
+    }
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    loader = DataLoader(data, batch_size=4)
+    result = train_one_epoch(
+        model, loader, optimizer, accumulation_steps=3, grad_clip_norm=None, progress=False
+    )
+    assert result.steps == 1
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter, expected[name], rtol=1e-12, atol=1e-12)
+
+
 def test_a_ragged_accumulation_group_still_steps() -> None:
     model = tiny_net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -255,6 +280,11 @@ def _loader(labels: torch.Tensor, batch_size: int = 4) -> DataLoader[tuple[torch
             r"num_classes=6",
         ),
         (
+            torch.tensor([0, 1, 2, 1, 0, 3]),
+            r"the model outputs 3 classes but the training loader yielded label 3 in batch 1 of "
+            r"epoch 2; expected int64 class indices in \[0, 3\)",
+        ),
+        (
             torch.tensor([0, 1, 2, 1, 0, -1]),
             r"yielded label -1 in batch 1 of epoch 2; expected int64 class indices in \[0, 3\)",
         ),
@@ -268,7 +298,7 @@ def _loader(labels: torch.Tensor, batch_size: int = 4) -> DataLoader[tuple[torch
             r"labels of dtype torch.bool",
         ),
     ],
-    ids=["too-large", "negative", "float", "bool"],
+    ids=["too-large", "num-classes", "negative", "float", "bool"],
 )
 def test_labels_that_do_not_index_the_outputs_are_refused_before_the_step(
     labels: torch.Tensor, message: str

@@ -33,6 +33,8 @@ from vitlib.training import (
     TrainingConfigError,
     fit,
 )
+from vitlib.training import loop as training_loop
+from vitlib.training.engine import EvalResult
 
 
 def test_the_run_directory_holds_last_best_and_history(tmp_path: Path) -> None:
@@ -75,6 +77,35 @@ def test_best_holds_the_weights_of_the_best_test_accuracy(tmp_path: Path) -> Non
     best_epoch = history.best_epoch() - 1
     best = safetensors.torch.load_file(tmp_path / "best" / "model.safetensors")
     assert all(torch.equal(best[k], v) for k, v in snapshots[best_epoch].items())
+
+
+def test_best_keeps_an_earlier_epoch_when_later_ones_are_worse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The best epoch is the first: best/ must keep its weights while last/ moves on."""
+    accuracies = iter([0.9, 0.5, 0.4])
+
+    def scored(*args: Any, **kwargs: Any) -> EvalResult:
+        return EvalResult(loss=1.0, accuracy=next(accuracies), samples=8)
+
+    monkeypatch.setattr(training_loop, "evaluate", scored)
+    snapshots: list[dict[str, torch.Tensor]] = []
+    model = tiny_net()
+    train_loader, test_loader = loaders(train_samples=16, batch_size=4)
+
+    def snapshot(epoch: int, history: History) -> None:
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    history = fit(
+        model, train_loader, test_loader, epochs=3, lr=0.5, output_dir=tmp_path,
+        on_epoch_end=snapshot, progress=False,
+    )  # fmt: skip
+    assert history.best_epoch() == 1
+    best = safetensors.torch.load_file(tmp_path / "best" / "model.safetensors")
+    last = safetensors.torch.load_file(tmp_path / "last" / "model.safetensors")
+    assert all(torch.equal(best[k], v) for k, v in snapshots[0].items())
+    assert all(torch.equal(last[k], v) for k, v in snapshots[2].items())
+    assert not all(torch.equal(best[k], last[k]) for k in best)
 
 
 def test_best_breaks_accuracy_ties_by_the_lower_test_loss(tmp_path: Path) -> None:
