@@ -11,7 +11,10 @@ import that would otherwise show as a green "s".
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Generator
+from pathlib import Path
 
 import pytest
 import torch
@@ -66,3 +69,13 @@ def pytest_make_collect_report(
     report = yield
     _fail_if_skipped(collector.config, report)
     return report
+
+
+@pytest.fixture
+def shared_tmp() -> Generator[Path, None, None]:
+    """A temporary folder every user can reach (pytest's ``tmp_path`` is private to its user),
+    for `tests.helpers.unreadable`; removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="vitlib-shared-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

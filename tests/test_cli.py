@@ -15,6 +15,7 @@ from vitlib.analysis.summary import summary
 from vitlib.cli import main
 
 from .helpers import FIXTURES, ROOT, TINY
+from .image_helpers import write_image_folder
 
 #: Rows written out by hand: Table 1's sizes (DeiT's for Ti and S), torchvision's published
 #: parameter counts (B, L, H) and twice its published GFLOPS (multiply-adds), rounded.
@@ -138,3 +139,31 @@ def test_the_summary_shown_in_the_docs_is_what_the_command_prints(
     )[0]
     assert main(["summary", "ViT-B/16", "--num-classes", "3", "--depth", "1"]) == 0
     assert capsys.readouterr().out == shown
+
+
+def test_train_resume_with_fewer_or_the_same_epochs_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--resume --epochs 1`` on a 2-epoch run is refused in one line; ``--epochs 2`` says the
+    run is complete and trains nothing (the API and the command share the rule)."""
+    for split in ("train", "test"):
+        write_image_folder(tmp_path / "data" / split, per_class=2)
+    run = tmp_path / "run"
+    argv = [
+        "train", "--data", str(tmp_path / "data"), "--preset", "ViT-Ti/4", "--image-size", "8",
+        "--layers", "1", "--batch-size", "4", "--no-progress", "--output-dir", str(run),
+    ]  # fmt: skip
+    assert main([*argv, "--epochs", "2"]) == 0
+    capsys.readouterr()
+    state = (run / "last" / "training_state.pt").read_bytes()
+    assert main([*argv, "--epochs", "1", "--resume"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"with epochs=1 (--epochs 1), but the run in {run} already has 2 epochs" in line
+    caplog.clear()
+    assert main([*argv, "--epochs", "2", "--resume"]) == 0  # the lines go to the log (pytest's)
+    assert f"the run in {run} is already complete: it has its 2 epochs" in caplog.text
+    assert "vitlib train --resume --epochs 3" in caplog.text
+    assert "epoch 1/2" not in caplog.text
+    assert "epoch 2/2" not in caplog.text
+    assert "final test accuracy" in capsys.readouterr().out
+    assert (run / "last" / "training_state.pt").read_bytes() == state

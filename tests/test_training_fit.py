@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from tests.training_helpers import (
     train,
 )
 from vitlib.data import make_dataloaders
-from vitlib.errors import CheckpointError, ConfigError, DataError
-from vitlib.training import TrainingConfigError, fit
+from vitlib.errors import CheckpointError, ConfigError, DataError, InputTypeError
+from vitlib.training import TrainingConfigError, evaluate, fit, train_one_epoch
 from vitlib.training.errors import NonFiniteEvalLossError
 
 
@@ -233,3 +234,131 @@ def test_a_training_state_from_a_newer_vitlib_is_refused(tmp_path: Path) -> None
     message = _damaged_state(tmp_path, lambda state: state.update(format_version=99))
     assert "has format_version 99, written by a newer vitlib" in message
     assert "reads format_version 1. Upgrade vitlib" in message
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("grad_checkpointing", "yes", "a bool"),
+        ("grad_checkpointing", "false", "a bool"),
+        ("progress", 0, "a bool"),
+        ("resume", "no", "a bool"),
+        ("overwrite", 1, "a bool"),
+        ("seed", 1.5, "an int >= 0 and <= 4294967295"),
+        ("seed", True, "an int >= 0 and <= 4294967295"),
+        ("parallel", None, "one of 'ddp', 'fsdp'"),
+        ("device", 0, "a device such as 'cpu' or 'cuda', or None"),
+        ("output_dir", 3, "a folder path or None"),
+        ("on_epoch_end", "print", "a function called as on_epoch_end"),
+    ],
+)
+def test_fit_options_of_the_wrong_type_are_refused_naming_them(
+    tmp_path: Path, option: str, value: Any, expected: str
+) -> None:
+    """The shared checks, as for the model's setters: ``"false"`` is not False."""
+    options = {"output_dir": tmp_path / "run", "progress": False, option: value}
+    with pytest.raises(InputTypeError, match=rf"^{option} must be {re.escape(expected)}"):
+        fit(tiny_net(), *loaders(), epochs=1, **options)
+    assert not (tmp_path / "run").exists(), "refused before the run folder was touched"
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "expected"),
+    [
+        ("model", "vit", "a torch.nn.Module"),
+        ("train_loader", [(torch.zeros(2, 8), torch.zeros(2))], "a torch DataLoader"),
+        ("test_loader", 3, "a DataLoader (or another iterable)"),
+    ],
+)
+def test_fit_arguments_of_the_wrong_type_are_refused_naming_them(
+    argument: str, value: Any, expected: str
+) -> None:
+    train_loader, test_loader = loaders()
+    arguments: dict[str, Any] = {
+        "model": tiny_net(),
+        "train_loader": train_loader,
+        "test_loader": test_loader,
+        argument: value,
+    }
+    with pytest.raises(InputTypeError, match=rf"^{argument} must be {re.escape(expected)}"):
+        fit(**arguments, epochs=1)
+
+
+def test_a_negative_seed_is_out_of_range() -> None:
+    with pytest.raises(ConfigError, match=r"seed must be an int >= 0 and <= 4294967295, got -1"):
+        train(seed=-1, output_dir=None)
+
+
+def _one_batch() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(torch.randn(2, 8), torch.tensor([0, 1]))]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda net: train_one_epoch(
+                net,
+                _one_batch(),
+                torch.optim.SGD(net.parameters(), lr=0.1),
+                progress="no",  # type: ignore[arg-type]
+            ),
+            r"^progress must be a bool",
+        ),
+        (
+            lambda net: train_one_epoch(
+                net, _one_batch(), torch.optim.SGD(net.parameters(), lr=0.1), epoch=0
+            ),
+            r"^epoch must be an int >= 1, got 0",
+        ),
+        (
+            lambda net: train_one_epoch(
+                net, _one_batch(), torch.optim.SGD(net.parameters(), lr=0.1), step_offset=-1
+            ),
+            r"^step_offset must be an int >= 0, got -1",
+        ),
+        (
+            lambda net: evaluate(net, _one_batch(), progress=1),  # type: ignore[arg-type]
+            r"^progress must be a bool",
+        ),
+        (
+            lambda net: evaluate(net, _one_batch(), epoch="1"),  # type: ignore[arg-type]
+            r"^epoch must be an int >= 1",
+        ),
+    ],
+)
+def test_the_engine_checks_its_own_arguments(
+    call: Callable[[torch.nn.Module], object], message: str
+) -> None:
+    with pytest.raises(vitlib.VitlibError, match=message):
+        call(tiny_net())
+
+
+def test_freeze_backbone_refuses_more_blocks_than_the_model_has() -> None:
+    from vitlib.training.finetune import freeze_backbone
+
+    model = digits_vit()
+    with pytest.raises(ConfigError, match=r"unfreeze_last must be an int >= 0 and <= 1, got 2"):
+        freeze_backbone(model, 2)
+    with pytest.raises(InputTypeError, match=r"unfreeze_last must be an int"):
+        freeze_backbone(model, True)
+    freeze_backbone(model, 1)
+    assert all(p.requires_grad for p in model.transformer_encoder.parameters())
+    assert not any(p.requires_grad for p in model.patch_embedding.parameters())
+
+
+def test_the_seed_is_checked_on_resume_too(tmp_path: Path) -> None:
+    """A resumed run restores its generators instead of seeding them; a bad seed is still a
+    mistake to point out."""
+    train(epochs=1, output_dir=tmp_path)
+    train_loader, test_loader = loaders()
+    with pytest.raises(InputTypeError, match=r"^seed must be an int >= 0 and <= 4294967295"):
+        fit(
+            tiny_net(),
+            train_loader,
+            test_loader,
+            epochs=1,
+            seed="0",  # type: ignore[arg-type]
+            output_dir=tmp_path,
+            resume=True,
+        )

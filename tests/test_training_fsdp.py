@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import vitlib
 from vitlib.checkpoints.run_folder import LAST
 from vitlib.cli import main
+from vitlib.errors import ConfigError, InputTypeError
 from vitlib.training import TrainingConfigError, build_optimizer, fit
 from vitlib.training.config import TrainConfig
 from vitlib.training.fsdp import encoder_blocks, load_optimizer_state
@@ -333,8 +334,40 @@ def _loader() -> DataLoader[Any]:
 
 
 def test_fit_refuses_an_unknown_parallel_mode_with_a_suggestion(tmp_path: Path) -> None:
-    with pytest.raises(TrainingConfigError, match=r"parallel='fsdpp'.*did you mean 'fsdp'"):
+    expected = r"parallel must be one of 'ddp', 'fsdp', got 'fsdpp' \(did you mean 'fsdp'\?\)"
+    with pytest.raises(ConfigError, match=expected):
         fit(vitlib.ViT(**MODEL), _loader(), _loader(), epochs=1, parallel="fsdpp")  # type: ignore[arg-type]
+    with pytest.raises(InputTypeError, match=r"parallel must be one of 'ddp', 'fsdp', got None"):
+        fit(vitlib.ViT(**MODEL), _loader(), _loader(), epochs=1, parallel=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_the_documented_fsdp_command_ends_cleanly_with_its_plots(tmp_path: Path) -> None:
+    """docs/cli.md's FSDP launch of ``vitlib train``: rank 0 draws the plots from the saved full
+    weights (a sharded model could only run with every rank taking part)."""
+    pytest.importorskip("matplotlib")
+    command = [
+        "-m", "vitlib", "train", "--parallel", "fsdp", "--epochs", "2", "--layers", "1",
+        "--batch-size", "64", "--max-steps", "4", "--no-progress", "--seed", "3",
+        "--output-dir", str(tmp_path / "runs" / "fsdp"),
+    ]  # fmt: skip
+    result = torchrun(*command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    run = tmp_path / "runs" / "fsdp"
+    assert sorted(p.name for p in run.iterdir()) == [
+        "best",
+        "history.json",
+        "history.png",
+        "last",
+        "predictions.png",
+        "settings.json",
+    ]
+    assert result.stdout.count("final test accuracy") == 1  # rank 0 alone reports
+    assert "Traceback" not in result.stderr
+    again = torchrun(*command, "--resume", cwd=tmp_path)  # complete: sharded, not trained
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert again.stdout.count("is already complete: it took its max_steps=4") == 1
+    assert "epoch 1/2" not in again.stdout
 
 
 def test_fit_refuses_fsdp_in_a_single_process_before_touching_the_run(tmp_path: Path) -> None:

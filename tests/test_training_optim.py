@@ -249,3 +249,17 @@ def test_a_warmup_longer_than_the_run_is_shortened_with_a_log_line(
         build_scheduler(optimizer, schedule="cosine", warmup_steps=50, total_steps=20)
     assert "warmup_steps=50 (--warmup-steps) is more than half of this 20-step run" in caplog.text
     assert "warming up for 10 steps" in caplog.text
+
+
+def test_the_warmup_line_is_written_once_under_torchrun_by_rank_0(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vitlib.training import DistributedContext
+
+    monkeypatch.setattr(
+        "vitlib.training.optim.current_context", lambda: DistributedContext(rank=1, world_size=2)
+    )
+    optimizer = build_optimizer(tiny_net(), TrainConfig(lr=1.0))
+    with caplog.at_level("WARNING", logger="vitlib.training"):
+        build_scheduler(optimizer, schedule="cosine", warmup_steps=50, total_steps=20)
+    assert "more than half" not in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 from pathlib import Path
@@ -17,6 +18,7 @@ import vitlib
 from tests.training_helpers import (
     RECIPE,
     SimulatedCrashError,
+    count_optimizer_steps,
     digits_vit,
     interrupt_after,
     loaders,
@@ -214,6 +216,72 @@ def test_resume_continues_a_finished_run_to_more_epochs(tmp_path: Path) -> None:
     _, extended = train(epochs=3, output_dir=tmp_path, resume=True)
     assert len(extended) == 3
     assert extended.test_acc[:2] == first.test_acc
+
+
+def _run_files(run: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(run)): path.read_bytes() for path in run.rglob("*.*")}
+
+
+def test_resume_for_fewer_epochs_than_the_run_has_is_refused_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    train(epochs=3, output_dir=tmp_path)
+    before = _run_files(tmp_path)
+    with pytest.raises(TrainingConfigError) as refused:
+        train(epochs=2, output_dir=tmp_path, resume=True)
+    message = str(refused.value)
+    assert f"epochs=2 (--epochs 2), but the run in {tmp_path} already has 3 epochs" in message
+    assert "a run cannot be shortened, and nothing was changed" in message
+    assert "Pass epochs=3 or more (vitlib train --resume --epochs N)" in message
+    assert _run_files(tmp_path) == before
+
+
+def test_resuming_a_complete_run_says_so_trains_nothing_and_returns_its_history(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recipe = {**RECIPE, "warmup_steps": 100}  # more than half of the run: a warning each build
+
+    def run(**options: Any) -> tuple[nn.Module, History]:
+        model = tiny_net(dropout=0.2)
+        train_loader, test_loader = loaders()
+        history = fit(
+            model, train_loader, test_loader, epochs=2, output_dir=tmp_path, **recipe, **options
+        )
+        return model, history
+
+    _, history = run(progress=False)
+    assert any("more than half" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    before = _run_files(tmp_path)
+    with count_optimizer_steps() as counted, caplog.at_level(logging.INFO, "vitlib.training"):
+        model, again = run(resume=True)
+    assert again == history
+    assert counted.steps == 0
+    assert _run_files(tmp_path) == before
+    saved = safetensors.torch.load_file(tmp_path / "last" / "model.safetensors")
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    messages = [record.getMessage() for record in caplog.records]
+    complete = [m for m in messages if "is already complete" in m]
+    assert complete == [
+        f"resume=True: the run in {tmp_path} is already complete: it has its 2 epochs "
+        "(epochs=2); nothing was trained. To train it further, resume it with more epochs "
+        "(e.g. epochs=3; vitlib train --resume --epochs 3)."
+    ]
+    assert caplog.records[-1].levelno == logging.WARNING
+    assert not any("more than half" in m for m in messages), "no schedule for a run not trained"
+
+
+def test_max_steps_on_resume_is_a_length_like_epochs(tmp_path: Path) -> None:
+    """A run stopped by max_steps is complete for the same max_steps, extended by a larger one,
+    and refused for a smaller one."""
+    with count_optimizer_steps() as counted:
+        train(epochs=5, max_steps=7, output_dir=tmp_path)  # 5 steps per epoch: 2 epochs
+        _, history = train(epochs=5, max_steps=7, output_dir=tmp_path, resume=True)
+    assert (counted.steps, len(history)) == (7, 2)
+    with pytest.raises(TrainingConfigError, match=r"max_steps=6 \(--max-steps 6\), but the run"):
+        train(epochs=5, max_steps=6, output_dir=tmp_path, resume=True)
+    _, longer = train(epochs=5, max_steps=12, output_dir=tmp_path, resume=True)
+    assert len(longer) == 3
 
 
 def test_resume_without_a_saved_run_is_refused(tmp_path: Path) -> None:

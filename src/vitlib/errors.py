@@ -14,6 +14,7 @@ __all__ = [
     "InputShapeError",
     "InputTypeError",
     "MissingExtraError",
+    "SaveError",
     "VitlibError",
 ]
 
@@ -47,3 +48,19 @@ class DataError(VitlibError, ValueError):
 
 class CheckpointError(VitlibError, ValueError):
     """A checkpoint cannot be read, recognised or mapped onto a vitlib model."""
+
+
+class SaveError(VitlibError, OSError):
+    """Files could not be written into a folder for lack of room or a failing file system: the
+    disk is full, a file-size limit (``ulimit -f``) or a disk quota was reached, the file system
+    is read-only or reported an I/O error.
+
+    An ``OSError`` (code that catches disk-full errors keeps working) and a
+    [`VitlibError`][vitlib.errors.VitlibError]. ``errno`` is the system's code where it is known
+    (``errno.ENOSPC``, ``errno.EFBIG``...; ``None`` when the writer, such as ``torch.save``, does
+    not say), ``filename`` the folder written into, and ``__cause__`` the writer's own error. The
+    message says what the folder holds: its previous files, untouched.
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror)

@@ -5,7 +5,10 @@ in, one atomic writer on the way out.
 ONNX exports and downloads: new files go to ``folder/.vitlib-save-partial/``, renamed to
 ``.vitlib-save-complete/`` (the commit point), then each moves over its namesake; the next write
 or load finishes a cut-off one ([`recover_interrupted_save`][vitlib.files.recover_interrupted_save];
-docs/reliability.md states the guarantees).
+docs/reliability.md states the guarantees). A write that fails for lack of room or a failing
+file system (a full disk, a file-size limit or quota, a read-only or failing file system) raises
+[`SaveError`][vitlib.errors.SaveError] naming the folder, whichever writer failed (Python,
+safetensors or ``torch.save``); the folder keeps what it held.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import stat
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -20,14 +24,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from vitlib.errors import CheckpointError
+from safetensors import SafetensorError
+
+from vitlib._checks import check_bool, check_type
+from vitlib.errors import CheckpointError, SaveError
 
 __all__ = [
     "COMPLETE",
     "MAX_JSON_BYTES",
     "PARTIAL",
+    "STORAGE_ERRNOS",
     "check_regular_file",
     "dump_json",
+    "explained_os_errors",
     "read_json",
     "recover_interrupted_save",
     "write_files",
@@ -37,6 +46,13 @@ PARTIAL: Final = ".vitlib-save-partial"
 COMPLETE: Final = ".vitlib-save-complete"
 #: Largest JSON file read (Hugging Face configs with 21k labels are about 1 MiB).
 MAX_JSON_BYTES: Final = 16 * 2**20
+#: The operating system's codes for "the bytes could not be stored": disk full, file too large
+#: (a file-size limit, ``ulimit -f``), disk quota exceeded, read-only file system, I/O error.
+STORAGE_ERRNOS: Final = frozenset(
+    code
+    for code in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", None), errno.EROFS, errno.EIO)
+    if code is not None
+)
 
 
 def write_files(
@@ -73,8 +89,14 @@ def write_files(
             written).
         NotADirectoryError: ``folder`` (or a parent) is a file.
         PermissionError: ``folder`` cannot be created or written; the message names it.
+        SaveError: The files could not be stored (disk full, file-size limit, quota, read-only
+            or failing file system), whether ``write`` or vitlib failed; nothing in ``folder``
+            was replaced, and the message names it.
         CheckpointError: Another process is writing into ``folder`` at this moment.
     """
+    # the public callers (save_pretrained, EvaluationReport.save) call the folder "directory"
+    check_type("directory", folder, (str, os.PathLike), "a folder path (str or os.PathLike)")
+    check_bool("overwrite", overwrite)
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(
@@ -83,7 +105,7 @@ def write_files(
             f"overwrite=True an existing folder of its own)",
             str(folder),
         )
-    with _explained_os_errors(folder):
+    with explained_os_errors(folder):
         folder.mkdir(parents=True, exist_ok=True)
         with _locked(folder, wait=wait):
             recover_interrupted_save(folder, locked=True)
@@ -100,11 +122,13 @@ def write_files(
             try:
                 write(staging)
                 _apply_umask(staging)
-                if not overwrite:
-                    _refuse_replacing(folder, staging, what)
-            except BaseException:
+                _refuse_replacing(folder, staging, what, overwrite=overwrite)
+            except BaseException as error:
                 shutil.rmtree(staging, ignore_errors=True)
-                raise
+                failure = _storage_failure(folder, error)
+                if failure is None:
+                    raise
+                raise failure from error
             written = {entry.name for entry in staging.iterdir()}
             os.replace(staging, folder / COMPLETE)
             for stale in set(owned) - written:
@@ -217,15 +241,25 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _refuse_replacing(folder: Path, staging: Path, what: str) -> None:
-    taken = sorted(entry.name for entry in staging.iterdir() if (folder / entry.name).exists())
-    if taken:
-        raise FileExistsError(
-            errno.EEXIST,
-            f"{folder / taken[0]} already exists; nothing was written. Pass overwrite=True to "
-            f"replace it, or choose another name",
-            str(folder / taken[0]),
-        )
+def _refuse_replacing(folder: Path, staging: Path, what: str, *, overwrite: bool) -> None:
+    """Refuse, before the commit, a new file whose name is taken: by a folder always (a file
+    never replaces a folder), by a file unless ``overwrite``."""
+    for entry in sorted(staging.iterdir()):
+        target = folder / entry.name
+        if target.is_dir() and not target.is_symlink():
+            raise IsADirectoryError(
+                errno.EISDIR,
+                f"{target} is a folder, where {what} would write a file; nothing was written. "
+                "Move or rename the folder, or choose another name",
+                str(target),
+            )
+        if not overwrite and (target.exists() or target.is_symlink()):
+            raise FileExistsError(
+                errno.EEXIST,
+                f"{target} already exists; nothing was written. Pass overwrite=True to "
+                f"replace it, or choose another name",
+                str(target),
+            )
 
 
 def _move_into_place(folder: Path) -> None:
@@ -284,8 +318,10 @@ def _locked(folder: Path, *, wait: bool) -> Iterator[None]:
 
 
 @contextmanager
-def _explained_os_errors(folder: Path) -> Iterator[None]:
-    """Re-raise permission and path errors with the user's folder named, not our temporaries."""
+def explained_os_errors(folder: Path) -> Iterator[None]:
+    """Re-raise the operating system's errors of writing into ``folder`` with the user's folder
+    named, not vitlib's temporaries: permission and path errors as their own kind, a full disk or
+    another storage failure as [`SaveError`][vitlib.errors.SaveError]."""
     try:
         yield
     except (PermissionError, NotADirectoryError, IsADirectoryError) as error:
@@ -295,3 +331,61 @@ def _explained_os_errors(folder: Path) -> Iterator[None]:
             f"Choose a folder you can write to, or fix its permissions",
             str(folder),
         ) from error
+    except OSError as error:
+        failure = _storage_failure(folder, error)
+        if failure is None:
+            raise
+        raise failure from error
+
+
+def _storage_failure(folder: Path, error: BaseException) -> SaveError | None:
+    """The [`SaveError`][vitlib.errors.SaveError] to raise for ``error``, a writer's failure in
+    ``folder``, when it is a failure to store the bytes; ``None`` for any other error (raised as
+    it is).
+
+    Python reports those as an ``OSError`` with one of ``STORAGE_ERRNOS``, safetensors as a
+    ``SafetensorError`` "I/O error ... (os error N)", ``torch.save`` as a ``RuntimeError`` of its
+    zip writer (``inline_container.cc``, ``PytorchStreamWriter``) that gives no code.
+    """
+    if isinstance(error, SaveError):  # already explained (by a nested write)
+        return None
+    text = str(error)
+    code: int | None
+    if isinstance(error, OSError):
+        if error.errno not in STORAGE_ERRNOS:
+            return None
+        code, reason = error.errno, error.strerror or text
+    elif isinstance(error, SafetensorError) and "I/O error" in text:
+        found = re.search(r"os error (\d+)", text)
+        code = int(found.group(1)) if found else None
+        reason = os.strerror(code) if code is not None else text
+    elif isinstance(error, RuntimeError) and (
+        "inline_container" in text or "PytorchStreamWriter" in text
+    ):
+        code, reason = None, f"torch.save could not write its file whole; {_likely_cause(folder)}"
+    else:
+        return None
+    return SaveError(
+        code,
+        f"cannot write into {folder}: {reason}; nothing there was replaced, its files are as they "
+        f"were. Free some space (or raise the file-size limit or quota, or choose a writable "
+        f"folder) and save again",
+        str(folder),
+    )
+
+
+def _likely_cause(folder: Path) -> str:
+    """Why a write whose error gives no code most likely failed: a full disk or a size limit."""
+    try:
+        if shutil.disk_usage(folder).free < 2**20:
+            return "the disk is full"
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows: no file-size limits
+        return "the disk is probably full"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        return f"probably a file reached the file-size limit of {limit:,} bytes (ulimit -f)"
+    return "the disk is probably full"

@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
 
 from vitlib._version import __version__
+from vitlib.checkpoints.run_folder import LAST, STATE_FILE
 from vitlib.cli import convert, evaluate, finetune, predict, presets, summary, train
 from vitlib.cli.options import CommandLineError, HelpFormatter, Parser
 from vitlib.errors import VitlibError
@@ -36,15 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The exit status after Ctrl-C (SIGINT), as shells report it: 128 + 2.
+INTERRUPTED: Final = 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``vitlib`` command; returns the exit status.
 
     Expected failures (a command line that does not parse, vitlib's own errors, a missing
-    optional extra, and operating-system errors such as a missing, read-only or non-directory
-    path) print one line and return 2; any other exception is a bug in vitlib and shows its
-    traceback.
+    optional extra, operating-system errors such as a missing, read-only or non-directory path,
+    a full disk) print one line and return 2; Ctrl-C prints one line (for ``train`` and
+    ``finetune``, how to continue the run) and returns 130; any other exception is a bug in
+    vitlib and shows its traceback.
     """
-    prog = "vitlib"
+    prog, args = "vitlib", None
     try:
         args = build_parser().parse_args(argv)
         prog = f"vitlib {args.command}"
@@ -53,7 +61,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = error.prog if isinstance(error, CommandLineError) else prog
         print(f"{where}: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted{_resume_hint(args)}", file=sys.stderr)
+        return INTERRUPTED
     return status
+
+
+def _resume_hint(args: argparse.Namespace | None) -> str:
+    """How to continue a training command cut off by Ctrl-C: ``--resume``, if it saved an
+    epoch (its saves are atomic, so the last one is whole)."""
+    output_dir = getattr(args, "output_dir", None)
+    if args is None or not hasattr(args, "resume") or not isinstance(output_dir, Path):
+        return ""
+    if (output_dir / LAST / STATE_FILE).is_file():
+        return (
+            f"; the run in {output_dir} keeps its last complete epoch: continue it with the same "
+            f"command and --resume (without --overwrite)"
+        )
+    return f"; no epoch of the run in {output_dir} was saved yet"
 
 
 def _one_line(error: Exception) -> str:

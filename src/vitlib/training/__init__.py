@@ -7,7 +7,8 @@ Public API::
                   amp_dtype=torch.bfloat16, output_dir="runs/digits")
     history.as_dict()          # train_loss, train_acc, test_loss, test_acc, lr per epoch
 
-See ``docs/training.md`` for the recipe, the run directory layout, resuming and ``torchrun``.
+See ``docs/training.md`` for the recipe, the run directory layout (and its lock), resuming and
+``torchrun``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from vitlib.training.errors import (
     NonFiniteEvalLossError,
     NonFiniteLossError,
     NoRunToResumeError,
+    RankFailedError,
     RunExistsError,
+    RunInProgressError,
     TrainingConfigError,
 )
 from vitlib.training.history import History
@@ -43,7 +46,9 @@ __all__ = [
     "NoRunToResumeError",
     "NonFiniteEvalLossError",
     "NonFiniteLossError",
+    "RankFailedError",
     "RunExistsError",
+    "RunInProgressError",
     "TrainConfig",
     "TrainingConfigError",
     "build_optimizer",

@@ -10,7 +10,7 @@ runs in a single process.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
+from vitlib.training.errors import RankFailedError
 from vitlib.training.fsdp import (
     Parallel,
     check_parallel,
@@ -177,15 +178,66 @@ def is_sharded(loader: object) -> bool:
     return isinstance(sampler, DistributedSampler) and dist.is_available() and dist.is_initialized()
 
 
+def _collective_device() -> torch.device:
+    """Where the tensors of a collective live: the current GPU under NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_sums(values: Sequence[float]) -> list[float]:
     """Sum ``values`` over all ranks in float64 (counts stay exact); identity in one process."""
     if not (dist.is_available() and dist.is_initialized()):
         return list(values)
-    nccl = dist.get_backend() == "nccl"
-    device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
-    totals = torch.tensor(list(values), dtype=torch.float64, device=device)
+    totals = torch.tensor(list(values), dtype=torch.float64, device=_collective_device())
     dist.all_reduce(totals, op=dist.ReduceOp.SUM)
     return [float(value) for value in totals.tolist()]
+
+
+def broadcast_text(text: str | None) -> str | None:
+    """Rank 0's ``text`` on every rank (what the others pass is ignored); identity in one
+    process. A collective: every rank calls it at the same point. Plain bytes, no pickle."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return text
+    device = _collective_device()
+    data = b"" if text is None else text.encode("utf-8")
+    size = torch.tensor([-1 if text is None else len(data)], dtype=torch.int64, device=device)
+    dist.broadcast(size, src=0)
+    length = int(size.item())
+    if length < 0:
+        return None
+    buffer = torch.zeros(length, dtype=torch.uint8, device=device)
+    if dist.get_rank() == 0:
+        buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
+    if length:
+        dist.broadcast(buffer, src=0)
+    return bytes(buffer.cpu().tolist()).decode("utf-8")
+
+
+def on_main_rank(action: Callable[[], object]) -> None:
+    """Run ``action`` on rank 0 alone (in one process: run it), and let every rank know how it
+    went.
+
+    A collective: every rank calls it at the same point. If ``action`` raises on rank 0, rank 0
+    re-raises its error and every other rank raises
+    [`RankFailedError`][vitlib.training.RankFailedError] with its message, instead of waiting at
+    the next collective for a rank that has stopped.
+    """
+    context = current_context()
+    if not context.enabled:
+        action()
+        return
+    failure: Exception | None = None
+    if context.is_main:
+        try:
+            action()
+        except Exception as error:  # every kind: the other ranks must hear of it
+            failure = error
+    message = broadcast_text(None if failure is None else f"{type(failure).__name__}: {failure}")
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise RankFailedError(f"rank 0 stopped the run: {message}")
 
 
 def barrier() -> None:

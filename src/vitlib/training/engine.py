@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
+from vitlib._checks import check_bool, check_non_negative_int, check_positive_int
 from vitlib._runtime import eval_mode, resolve_device
 from vitlib.errors import DataError
 from vitlib.training.config import check_option
@@ -382,6 +383,10 @@ def train_one_epoch(
     check_option("accumulation_steps", accumulation_steps)
     check_option("grad_clip_norm", grad_clip_norm)
     check_option("amp_dtype", amp_dtype)
+    check_option("max_steps", max_steps)
+    check_non_negative_int("step_offset", step_offset)
+    check_positive_int("epoch", epoch)
+    check_bool("progress", progress)
     device = resolve_device(model, device)
     run = _Pass(
         model, loader, loss_fn or nn.CrossEntropyLoss(), amp_dtype, device, "training", epoch
@@ -480,6 +485,10 @@ def evaluate(
             (``num_classes=0``).
     """
     check_classification_head(model)
+    check_option("amp_dtype", amp_dtype)
+    check_bool("progress", progress)
+    if epoch is not None:
+        check_positive_int("epoch", epoch)
     device = resolve_device(model, device)
     run = _Pass(
         model, loader, loss_fn or nn.CrossEntropyLoss(), amp_dtype, device, "evaluation", epoch

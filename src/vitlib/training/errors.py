@@ -21,6 +21,18 @@ class NoRunToResumeError(VitlibError, FileNotFoundError):
     """``resume=True`` was given, but the output directory holds no saved run."""
 
 
+class RunInProgressError(VitlibError, RuntimeError):
+    """Another run holds the output directory's lock (``.vitlib-run.lock``): it is training
+    there now. The message names the process holding it (id, host, start time) and the ways
+    out."""
+
+
+class RankFailedError(VitlibError, RuntimeError):
+    """Under ``torchrun``, rank 0 failed at a step it does alone (taking the run's lock,
+    preparing its folder); the other ranks raise this, with rank 0's message, instead of waiting
+    for it forever."""
+
+
 class NonFiniteLossError(VitlibError, RuntimeError):
     """The training loss became NaN or infinite; the message names the epoch and the global step.
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from vitlib._checks import check_int, check_type
 from vitlib.checkpoints import load_pretrained
 from vitlib.checkpoints.metadata import attach_metadata, model_metadata
 from vitlib.counting import count_parameters
@@ -36,13 +37,28 @@ from vitlib.training.recipe import (
     fit_from_args,
     recipe_config,
 )
+from vitlib.training.run_lock import run_lock
 from vitlib.vit import ViT
 
 __all__ = ["freeze_backbone", "run_finetune"]
 
 
 def freeze_backbone(model: ViT, unfreeze_last: int) -> None:
-    """Train only the head (and the last ``unfreeze_last`` encoder blocks and the final norm)."""
+    """Train only the head (and the last ``unfreeze_last`` encoder blocks and the final norm).
+
+    Raises:
+        InputTypeError: ``model`` is not a ViT, or ``unfreeze_last`` not an int.
+        ConfigError: ``unfreeze_last`` is negative or more than the model's encoder blocks.
+    """
+    check_type("model", model, ViT, "a vitlib.ViT")
+    blocks = len(model.transformer_encoder)
+    check_int(
+        "unfreeze_last",
+        unfreeze_last,
+        minimum=0,
+        maximum=blocks,
+        fix=f"the model has {blocks} encoder blocks; {blocks} trains them all",
+    )
     for parameter in model.parameters():
         parameter.requires_grad = False
     trainable = [model.head]
@@ -82,6 +98,13 @@ def run_finetune(args: argparse.Namespace) -> int:
             messages name the command's flags where they are about them.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    recipe_config(args, optimizer="adam")  # the options are checked before anything is loaded
+    with run_lock(args.output_dir, cli=True):  # held for the whole command
+        return _finetune(args)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    """`run_finetune` inside the run's lock."""
     check_run_options(args)  # before loading anything
     torch.manual_seed(args.seed)
     heads = {} if args.num_heads is None else {"num_heads": args.num_heads}

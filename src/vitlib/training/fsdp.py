@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from vitlib._checks import did_you_mean
+from vitlib._checks import check_choice
 from vitlib.blocks import TransformerEncoderBlock
 from vitlib.training.errors import TrainingConfigError
 
@@ -30,15 +30,13 @@ def check_parallel(parallel: object) -> None:
     """Refuse an unknown ``parallel`` mode, or ``"fsdp"`` outside a process group.
 
     Raises:
-        TrainingConfigError: ``parallel`` is not ``"ddp"`` or ``"fsdp"``, or is ``"fsdp"`` while no
-            ``torch.distributed`` process group is joined.
+        InputTypeError: ``parallel`` is not a string.
+        ConfigError: ``parallel`` is not ``"ddp"`` (a full copy of the model per process) or
+            ``"fsdp"`` (each process holds a shard); the message names a close match.
+        TrainingConfigError: ``parallel`` is ``"fsdp"`` while no ``torch.distributed`` process
+            group is joined.
     """
-    if not isinstance(parallel, str) or parallel not in PARALLEL_MODES:
-        hint = did_you_mean(parallel, PARALLEL_MODES) if isinstance(parallel, str) else ""
-        raise TrainingConfigError(
-            f"parallel={parallel!r} is not supported; expected 'ddp' (a full copy of the model "
-            f"per process) or 'fsdp' (each process holds a shard){hint}."
-        )
+    check_choice("parallel", parallel, PARALLEL_MODES)
     if parallel == "fsdp" and not (dist.is_available() and dist.is_initialized()):
         raise TrainingConfigError(
             "parallel='fsdp' shards the model over the processes of a torch.distributed group, "

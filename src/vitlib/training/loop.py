@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable, Sized
+import os
+from collections.abc import Callable, Iterable, Sized
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from vitlib._checks import check_names, check_positive_int, check_type
-from vitlib._runtime import resolve_device
+from vitlib._checks import check_bool, check_names, check_positive_int, check_type, type_error
+from vitlib._runtime import check_device, resolve_device
 from vitlib.errors import DataError
 from vitlib.training.config import TrainConfig
 from vitlib.training.distributed import barrier, current_context, wrap_model
@@ -27,9 +29,10 @@ from vitlib.training.fsdp import Parallel, autocast_dtype, check_parallel, encod
 from vitlib.training.history import History
 from vitlib.training.optim import build_optimizer, build_scheduler
 from vitlib.training.progress import report
-from vitlib.training.resume import RunPosition, load_run, restore, save_epoch
-from vitlib.training.rng import seed_everything
+from vitlib.training.resume import RunPosition, SavedRun, load_run, restore, save_epoch
+from vitlib.training.rng import check_seed, seed_everything
 from vitlib.training.run_dir import prepare_output_dir
+from vitlib.training.run_lock import run_lock
 
 logger = logging.getLogger("vitlib.training")
 
@@ -99,7 +102,9 @@ def fit(
     """Train ``model`` for ``epochs``, evaluating after each one, and return the history.
 
     Under ``torchrun`` the model is replicated or sharded (``parallel``), metrics are summed over
-    ranks and only rank 0 logs and saves; docs/training.md says more.
+    ranks and only rank 0 logs and saves; docs/training.md says more. With an ``output_dir``,
+    the run holds its lock (``output_dir/.vitlib-run.lock``) from before it looks at the folder
+    until it returns: one run at a time in a folder.
 
     Args:
         model: The model; moved to ``device`` and trained in place.
@@ -108,7 +113,9 @@ def fit(
         epochs: Total epochs of the run (a resumed run continues up to this number).
         config: The recipe; keyword ``overrides`` replace its fields (``fit(..., lr=3e-4)``).
         output_dir: Run directory (`vitlib.checkpoints.run_folder`); ``None`` saves nothing.
-        resume: Continue the run in ``output_dir``, to the weights of an uninterrupted run.
+        resume: Continue the run in ``output_dir``, to the weights of an uninterrupted run; a
+            run that already has its ``epochs`` (or ``max_steps``) is left as it is, with a
+            warning, and its history returned.
         overwrite: Replace the run in ``output_dir`` (only what a run writes is deleted).
         seed: Seeds Python, NumPy and torch for a new run (a resumed one restores its RNGs).
         device: Where to train; default the model's device.
@@ -124,43 +131,138 @@ def fit(
 
     Raises:
         RunExistsError: ``output_dir`` holds something, without ``resume`` or ``overwrite``.
+        RunInProgressError: Another run holds ``output_dir``'s lock; the message names it.
         NoRunToResumeError: ``resume=True`` but ``output_dir`` holds no run.
         CheckpointError: A file of the run to resume is missing, damaged or from a newer vitlib.
+        SaveError: An epoch could not be saved (a full disk...); the message names the folder and
+            the last complete checkpoint, which is intact.
+        InputTypeError: An argument of the wrong type (``grad_checkpointing="yes"``).
         NonFiniteLossError: The training loss became NaN or infinite.
         NonFiniteEvalLossError: The test loss of a batch was NaN or infinite.
         DataError: A loader yields no batches, or labels that are no class of the model.
-        ConfigError: An option is out of range; `TrainingConfigError` for settings that
-            contradict each other or the model (FSDP without torchrun, no classification head).
+        ConfigError: An option is out of range, or ``device`` is one this machine lacks;
+            `TrainingConfigError` for settings that contradict each other or the model (FSDP
+            without torchrun, no classification head, ``resume=True`` with fewer ``epochs`` or
+            ``max_steps`` than the run has).
     """
     recipe = _resolve_config(config, overrides)
+    _check_options(
+        output_dir=output_dir,
+        resume=resume,
+        overwrite=overwrite,
+        seed=seed,
+        device=device,
+        progress=progress,
+        on_epoch_end=on_epoch_end,
+        grad_checkpointing=grad_checkpointing,
+    )
     batches = _check_arguments(model, train_loader, test_loader, epochs, parallel)
-    context, run_dir = current_context(), _run_dir(output_dir, resume)
-    if run_dir is not None:
-        prepare_output_dir(run_dir, resume=resume, overwrite=overwrite, writer=context.is_main)
-        barrier()
-    target = _place(model, device, grad_checkpointing)
-    if not resume:
-        seed_everything(seed)
-    saved = load_run(run_dir, model, recipe) if resume and run_dir is not None else None
+    run_dir = _run_dir(output_dir, resume)
     steps = epochs * math.ceil(batches / recipe.accumulation_steps)
-    epoch = _Epoch.build(model, (train_loader, test_loader), recipe, parallel, target, steps)
-    optimizer, scheduler = epoch.optimizer, epoch.scheduler
-    run = RunPosition(History())
-    if saved is not None and run_dir is not None:
-        run = restore(run_dir, saved, model, optimizer, scheduler, train_loader)
-    epoch = dataclasses.replace(epoch, progress=progress and context.is_main)
-    for number in range(run.epoch + 1, epochs + 1):
-        if recipe.max_steps is not None and run.global_step >= recipe.max_steps:
-            break
-        run, improved = epoch.run(number, run)
-        if run_dir is not None:
-            save_epoch(run_dir, run, improved, model, recipe, optimizer, scheduler, train_loader)
+    run = _Run(model, (train_loader, test_loader), recipe, run_dir, parallel, epochs, steps)
+    with ExitStack() as held:
+        if run_dir is not None:  # locked from before it is looked at until the run ends
+            held.enter_context(run_lock(run_dir))
+            prepare_output_dir(run_dir, resume=resume, overwrite=overwrite)
+        target = _place(model, device, grad_checkpointing)
+        if not resume:
+            seed_everything(seed)
+        saved = load_run(run_dir, model, recipe, epochs) if run_dir is not None and resume else None
+        if saved is not None and saved.complete is not None:
+            return run.already_complete(saved)
+        epoch, position = run.start(target, saved)
+        epoch = dataclasses.replace(epoch, progress=progress and current_context().is_main)
+        return run.train(epoch, position, on_epoch_end)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What ``fit`` trains: the model, its data and recipe, where it is saved, for how long
+    (``steps``: the optimiser steps of all ``epochs``)."""
+
+    model: nn.Module
+    loaders: tuple[DataLoader[Any], DataLoader[Any]]
+    recipe: TrainConfig
+    run_dir: Path | None
+    parallel: Parallel
+    epochs: int
+    steps: int
+
+    def start(self, target: torch.device, saved: SavedRun | None) -> tuple[_Epoch, RunPosition]:
+        """Wrap the model and build its optimiser; restore ``saved`` (a resumed run) into them."""
+        epoch = _Epoch.build(
+            self.model, self.loaders, self.recipe, self.parallel, target, self.steps
+        )
+        if saved is None or self.run_dir is None:
+            return epoch, RunPosition(History())
+        restored = restore(
+            self.run_dir, saved, self.model, epoch.optimizer, epoch.scheduler, self.loaders[0]
+        )
+        return epoch, restored
+
+    def train(self, epoch: _Epoch, run: RunPosition, on_epoch_end: EpochCallback | None) -> History:
+        """Train, evaluate and save the epochs after ``run`` up to ``epochs`` (or max_steps)."""
+        context, max_steps = current_context(), self.recipe.max_steps
+        for number in range(run.epoch + 1, self.epochs + 1):
+            if max_steps is not None and run.global_step >= max_steps:
+                break
+            run, improved = epoch.run(number, run)
+            self._save(run, improved, epoch)
+            if context.is_main:
+                _report(number, self.epochs, run.history, improved)
+            if on_epoch_end is not None:
+                on_epoch_end(number, run.history)
+        barrier()
+        return run.history
+
+    def _save(self, run: RunPosition, improved: bool, epoch: _Epoch) -> None:
+        if self.run_dir is not None:
+            optimizer, scheduler = epoch.optimizer, epoch.scheduler
+            model, recipe, loader = self.model, self.recipe, self.loaders[0]
+            save_epoch(self.run_dir, run, improved, model, recipe, optimizer, scheduler, loader)
+
+    def already_complete(self, saved: SavedRun) -> History:
+        """Say that the resumed run has nothing left to train; leave the model as a trained run
+        leaves it (sharded under ``parallel="fsdp"``) and return its history."""
+        context = current_context()
+        if self.parallel == "fsdp":  # sharded in place, as fit leaves a model it trained
+            wrap_model(self.model, context, self.parallel, amp_dtype=self.recipe.amp_dtype)
         if context.is_main:
-            _report(number, epochs, run.history, improved)
-        if on_epoch_end is not None:
-            on_epoch_end(number, run.history)
-    barrier()
-    return run.history
+            logger.warning("%s", saved.complete)
+        barrier()
+        return saved.history
+
+
+def _check_options(
+    *,
+    output_dir: object,
+    resume: object,
+    overwrite: object,
+    seed: object,
+    device: object,
+    progress: object,
+    on_epoch_end: object,
+    grad_checkpointing: object,
+) -> None:
+    """Refuse, by the shared checks, a ``fit`` option of the wrong type or out of range."""
+    if output_dir is not None:
+        check_type("output_dir", output_dir, (str, os.PathLike), "a folder path or None")
+    for name, flag in (
+        ("resume", resume),
+        ("overwrite", overwrite),
+        ("progress", progress),
+        ("grad_checkpointing", grad_checkpointing),
+    ):
+        check_bool(name, flag)
+    check_seed(seed)
+    if device is not None:
+        check_device(device)
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise type_error(
+            "on_epoch_end",
+            on_epoch_end,
+            "a function called as on_epoch_end(epoch, history), or None",
+        )
 
 
 @dataclass(frozen=True)
@@ -246,6 +348,12 @@ def _check_arguments(
     parallel: Parallel,
 ) -> int:
     """Refuse, before anything is touched, what ``fit`` cannot run; the batches per epoch."""
+    check_type("model", model, nn.Module, "a torch.nn.Module (e.g. a vitlib.ViT)")
+    check_type("train_loader", train_loader, DataLoader, "a torch DataLoader of (images, labels)")
+    if not isinstance(test_loader, Iterable):
+        raise type_error(
+            "test_loader", test_loader, "a DataLoader (or another iterable) of (images, labels)"
+        )
     check_parallel(parallel)
     if parallel == "fsdp":
         encoder_blocks(model)  # refuse a model it cannot shard before touching output_dir

@@ -19,6 +19,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from vitlib._checks import check_positive_int
 from vitlib.training.config import TrainConfig, check_option
+from vitlib.training.distributed import current_context
 from vitlib.training.errors import TrainingConfigError
 
 logger = logging.getLogger("vitlib.training")
@@ -133,7 +134,7 @@ def build_scheduler(
     """
     check_positive_int("total_steps", total_steps)
     used = effective_warmup(warmup_steps, total_steps)
-    if used < warmup_steps:
+    if used < warmup_steps and current_context().is_main:  # once, not once per process
         logger.warning(
             "warmup_steps=%d (--warmup-steps) is more than half of this %d-step run; warming "
             "up for %d steps, so that the learning rate also decays",

@@ -20,7 +20,8 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from vitlib.checkpoints.metadata import attach_metadata, model_metadata
-from vitlib.checkpoints.run_folder import SETTINGS_FILE
+from vitlib.checkpoints.pretrained import load_pretrained
+from vitlib.checkpoints.run_folder import LAST, SETTINGS_FILE
 from vitlib.counting import count_parameters
 from vitlib.data import (
     DigitsDataset,
@@ -41,6 +42,7 @@ from vitlib.training.run_dir import (
     saved_settings,
     write_run_json,
 )
+from vitlib.training.run_lock import run_lock
 from vitlib.vit import create_model
 
 DIGITS_DEFAULTS: dict[str, Any] = {"preset": "ViT-Ti/4", "image_size": 16, "layers": 4}
@@ -97,7 +99,7 @@ def fit_from_args(
         **options,
     )
     if context.is_main:
-        save_plots(model, history, test_loader, class_names, args)
+        save_plots(history, test_loader, class_names, args, context.device())
         best = max(history.test_acc)
         print(f"final test accuracy: {history.test_acc[-1]:.4f} (best {best:.4f})")
         out = args.output_dir
@@ -167,16 +169,19 @@ def load_data(
 
 
 def save_plots(
-    model: nn.Module,
     history: History,
     test_loader: DataLoader[Any],
     class_names: list[str],
     args: argparse.Namespace,
+    device: torch.device,
 ) -> None:
-    """Write ``history.png`` and ``predictions.png`` into the run directory (needs matplotlib).
+    """Write ``history.png`` and ``predictions.png`` into the run directory (needs matplotlib);
+    rank 0 alone calls it, and predicts on ``device``.
 
-    The predictions grid shows test images of every class in turn (the test set is sorted by
-    class, so its first batch would show one class only).
+    The predictions are those of the saved model, ``last/`` (the final weights), loaded as a
+    plain ViT: a model sharded by FSDP could only run with every rank taking part. The grid
+    shows test images of every class in turn (the test set is sorted by class, so its first
+    batch would show one class only).
     """
     if importlib.util.find_spec("matplotlib") is None:
         print('matplotlib is not installed; no plots (pip install "vitlib[plots]")')
@@ -187,7 +192,7 @@ def save_plots(
     out = args.output_dir
     print(f"curves: {plot_history(history.as_dict(), out / 'history.png', overwrite=replace)}")
     images, labels = sample_every_class(test_loader.dataset, count=16)
-    model.eval()
+    model = load_pretrained(out / LAST).to(device)
     with torch.no_grad():
         predictions = model(images.to(next(model.parameters()).device)).argmax(dim=-1).cpu()
     spec = model_metadata(model).preprocessing  # how the images were normalised
@@ -227,15 +232,20 @@ def sample_every_class(dataset: Any, count: int) -> tuple[torch.Tensor, torch.Te
     return images, torch.tensor([int(label) for _, label in samples])
 
 
-def train_from_args(args: argparse.Namespace, context: DistributedContext) -> History:
-    """Build the data and the model from ``args``, then [`fit`][vitlib.training.fit] them."""
-    config = recipe_config(args)  # checked before the data and the model, which take a while
+def check_parallel_option(args: argparse.Namespace, context: DistributedContext) -> None:
+    """Refuse ``--parallel fsdp`` outside a torchrun launch, in the command's words."""
     if args.parallel == "fsdp" and not context.enabled:
         raise TrainingConfigError(
             "--parallel fsdp shards the model over the processes of a torchrun launch, but this "
             "is a single process; expected WORLD_SIZE > 1. Launch it as `torchrun "
             "--nproc_per_node N -m vitlib train --parallel fsdp ...`, or drop --parallel fsdp."
         )
+
+
+def train_from_args(args: argparse.Namespace, context: DistributedContext) -> History:
+    """Build the data and the model from ``args``, then [`fit`][vitlib.training.fit] them; the
+    caller holds the run's lock (`run_lock`)."""
+    config = recipe_config(args)
     check_run_options(args)
     train_set, test_set, class_names, preprocessing = load_data(args)
     train_loader, test_loader = make_dataloaders(
@@ -282,10 +292,11 @@ def train_from_args(args: argparse.Namespace, context: DistributedContext) -> Hi
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Train as the parsed options say (joining torchrun's process group if there is one).
+    """Train as the parsed options say (joining torchrun's process group if there is one),
+    holding the run's lock for the whole command: checks, data, training and plots.
 
     Returns:
-        0. Errors (an existing run, a bad option...) propagate as exceptions.
+        0. Errors (an existing run, a run in progress, a bad option...) propagate as exceptions.
     """
     resolve_defaults(args)
     with distributed_session() as context:
@@ -294,5 +305,8 @@ def run_from_args(args: argparse.Namespace) -> int:
             format="%(message)s",
             stream=sys.stdout,
         )
-        train_from_args(args, context)
+        recipe_config(args)  # the options are checked before the run folder is touched
+        check_parallel_option(args, context)
+        with run_lock(args.output_dir, cli=True):
+            train_from_args(args, context)
     return 0

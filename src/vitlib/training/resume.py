@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from vitlib._version import __version__
 from vitlib.checkpoints.run_folder import BEST, HISTORY_FILE, LAST, STATE_FILE
 from vitlib.checkpoints.weights import load_torch_file
-from vitlib.errors import CheckpointError
+from vitlib.errors import CheckpointError, SaveError
 from vitlib.training.config import TrainConfig
 from vitlib.training.distributed import current_context
 from vitlib.training.errors import TrainingConfigError, damaged_run_error, damaged_run_fix
@@ -40,6 +40,7 @@ __all__ = [
     "STATE_FORMAT_VERSION",
     "RunPosition",
     "SavedRun",
+    "check_run_length",
     "check_training_state",
     "load_run",
     "load_training_state",
@@ -133,11 +134,31 @@ def save_epoch(
         return
     if weights is None:
         optimizer_state = optimizer.state_dict()
-    if improved:
-        save_checkpoint(model, run_dir / BEST, weights=weights)
     state = training_state(run, config, optimizer_state, scheduler, train_loader)
-    save_checkpoint(model, run_dir / LAST, training_state=state, weights=weights)
-    write_run_json(run_dir, HISTORY_FILE, run.history.as_dict())
+    saved = run.epoch - 1  # the epoch in last/ until this save replaces it
+    try:  # best/ first: a failure then leaves last/ and the history whole, one epoch behind
+        if improved:
+            save_checkpoint(model, run_dir / BEST, weights=weights)
+        save_checkpoint(model, run_dir / LAST, training_state=state, weights=weights)
+        saved = run.epoch
+        write_run_json(run_dir, HISTORY_FILE, run.history.as_dict())
+    except SaveError as error:
+        raise SaveError(
+            error.errno, f"{error}. {_after_failed_save(run_dir, saved)}", error.filename
+        ) from error
+
+
+def _after_failed_save(run_dir: Path, saved: int) -> str:
+    """What a save that failed leaves of the run: ``saved``, the epoch in ``last/`` (0: none)."""
+    if saved == 0:
+        return (
+            f"No epoch of the run in {run_dir} was saved yet: free some space, then start it "
+            "again (overwrite=True, vitlib train --overwrite)"
+        )
+    return (
+        f"The run's last complete checkpoint, epoch {saved}, is intact in {run_dir / LAST}: "
+        "free some space, then continue the run with resume=True (vitlib train --resume)"
+    )
 
 
 # The entries of training_state.pt (format 1) and what each must be, checked before any is used.
@@ -217,17 +238,61 @@ def check_training_state(state: dict[str, Any], path: Path) -> History:
 
 @dataclass(frozen=True)
 class SavedRun:
-    """A checked ``training_state.pt`` and its history."""
+    """A checked ``training_state.pt`` and its history; ``complete`` says why nothing is left
+    to train (``None`` while there is)."""
 
     state: dict[str, Any]
     history: History
+    complete: str | None = None
 
 
-def load_run(run_dir: Path, model: nn.Module, config: TrainConfig) -> SavedRun:
+def check_run_length(
+    state: dict[str, Any], run_dir: Path, epochs: int, max_steps: int | None
+) -> str | None:
+    """Refuse to resume a run for fewer epochs (or steps) than it has; say when it has them all.
+
+    Returns:
+        ``None`` while the run has epochs to train; else the message that it is complete.
+
+    Raises:
+        TrainingConfigError: The run has more epochs than ``epochs``, or took more optimiser
+            steps than ``max_steps``: a run cannot be shortened.
+    """
+    done, steps = state["epoch"], state["global_step"]
+    if epochs < done or (max_steps is not None and steps > max_steps):
+        asked = f"epochs={epochs}" if epochs < done else f"max_steps={max_steps}"
+        flag = f"--epochs {epochs}" if epochs < done else f"--max-steps {max_steps}"
+        raise TrainingConfigError(
+            f"resume=True with {asked} ({flag}), but the run in {run_dir} already has {done} "
+            f"epochs ({steps} optimiser steps): a run cannot be shortened, and nothing was "
+            f"changed. Its weights after epoch {done} are in {run_dir / LAST}. Pass epochs="
+            f"{done} or more (vitlib train --resume --epochs N) to keep or extend it, or start a "
+            "new run (overwrite=True, --overwrite, or another output_dir)."
+        )
+    if done < epochs and (max_steps is None or steps < max_steps):
+        return None
+    reached = (
+        f"it has its {done} epochs (epochs={epochs})"
+        if done == epochs
+        else f"it took its max_steps={max_steps} optimiser steps, in {done} epochs"
+    )
+    further = (
+        f"more epochs (e.g. epochs={done + 1}; vitlib train --resume --epochs {done + 1})"
+        if done == epochs
+        else f"a larger max_steps (--max-steps, now {max_steps})"
+    )
+    return (
+        f"resume=True: the run in {run_dir} is already complete: {reached}; nothing was "
+        f"trained. To train it further, resume it with {further}."
+    )
+
+
+def load_run(run_dir: Path, model: nn.Module, config: TrainConfig, epochs: int) -> SavedRun:
     """Check ``run_dir/last`` and load its weights into the (not yet sharded) ``model``.
 
-    The entries of ``training_state.pt`` and the model files are checked before anything is
-    loaded into the model.
+    The entries of ``training_state.pt``, the run's length against ``epochs`` and
+    ``config.max_steps``, and the model files are checked before anything is loaded into the
+    model.
     """
     if is_fsdp(model):
         raise TrainingConfigError(
@@ -238,8 +303,9 @@ def load_run(run_dir: Path, model: nn.Module, config: TrainConfig) -> SavedRun:
     state = load_training_state(run_dir / LAST)
     history = check_training_state(state, run_dir / LAST / STATE_FILE)
     check_same_settings(state["train_config"], config.to_dict(), run_dir, may_change=("max_steps",))
+    complete = check_run_length(state, run_dir, epochs, config.max_steps)
     load_model_files(model, run_dir / LAST)
-    return SavedRun(state, history)
+    return SavedRun(state, history, complete)
 
 
 def restore(

@@ -11,9 +11,14 @@ import torch
 from vitlib._checks import check_int
 
 
+def check_seed(seed: object, name: str = "seed") -> int:
+    """Return ``seed`` if it is an int in ``[0, 2**32)``, the range NumPy's generator takes."""
+    return check_int(name, seed, minimum=0, maximum=2**32 - 1)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device)."""
-    check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -30,12 +30,14 @@ from vitlib.checkpoints.run_folder import (
 )
 from vitlib.checkpoints.weights import CONFIG_FILE, WEIGHTS_FILE, write_checkpoint_files
 from vitlib.files import COMPLETE, dump_json, read_json, recover_interrupted_save, write_files
+from vitlib.training.distributed import on_main_rank
 from vitlib.training.errors import (
     NoRunToResumeError,
     RunExistsError,
     TrainingConfigError,
     damaged_run_error,
 )
+from vitlib.training.run_lock import LOCK_FILE
 from vitlib.vit import ViT
 
 __all__ = [
@@ -90,7 +92,7 @@ def check_output_dir(output_dir: Path, *, resume: bool, overwrite: bool, cli: bo
                 f"{STATE_FILE}); drop {resume_word} to start a new run there."
             )
         return
-    if not overwrite and output_dir.is_dir() and any(output_dir.iterdir()):
+    if not overwrite and output_dir.is_dir() and _holds_files(output_dir):
         raise RunExistsError(
             f"{dir_word} {output_dir} is not empty (it holds a run or other files); expected an "
             f"empty or new directory. Pass {resume_word} to continue the run saved there, "
@@ -98,21 +100,29 @@ def check_output_dir(output_dir: Path, *, resume: bool, overwrite: bool, cli: bo
         )
 
 
-def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool, writer: bool) -> None:
-    """Check ``output_dir`` (every rank), then let the ``writer`` rank prepare it.
+def _holds_files(output_dir: Path) -> bool:
+    """Whether ``output_dir`` holds anything besides the run's lock file."""
+    return any(entry.name != LOCK_FILE for entry in output_dir.iterdir())
 
-    Before a resume the writer repairs an interrupted save; for a new run it clears the old one
+
+def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Check ``output_dir`` (every rank), then let rank 0 prepare it (a collective: the other
+    ranks wait for it, and raise if it fails).
+
+    Before a resume rank 0 repairs an interrupted save; for a new run it clears the old one
     (``overwrite=True``) or creates the directory.
     """
     check_output_dir(output_dir, resume=resume, overwrite=overwrite)
-    if not writer:
-        return
-    if resume:
-        recover_interrupted_save(output_dir / LAST)
-        if (output_dir / BEST).is_dir():
-            recover_interrupted_save(output_dir / BEST)
-    else:
-        clear_run(output_dir)
+
+    def prepare() -> None:
+        if resume:
+            recover_interrupted_save(output_dir / LAST)
+            if (output_dir / BEST).is_dir():
+                recover_interrupted_save(output_dir / BEST)
+        else:
+            clear_run(output_dir)
+
+    on_main_rank(prepare)
 
 
 def check_same_settings(
