@@ -3,16 +3,21 @@ float32 model on a trained model's predictions, and leaves the original alone.""
 
 from __future__ import annotations
 
+import itertools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import vitlib
 from vitlib import ViT
 from vitlib.data import DigitsDataset, make_dataloaders
 from vitlib.inference import PrecisionWarning, optimize_for_inference
+from vitlib.inference.optimize import is_quantized
 from vitlib.training import fit
 
 from .helpers import TINY
@@ -101,3 +106,70 @@ def test_bad_arguments_are_refused() -> None:
         optimize_for_inference(model, not_a_precision)
     with pytest.raises(ValueError, match=r"starts from a float32 model.*model\.float\(\)"):
         optimize_for_inference(model.bfloat16())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_is_quantized_tells_the_int8_copy_apart(precision: Any) -> None:
+    model = ViT(**TINY)
+    with warnings.catch_warnings():  # bf16 may be emulated here
+        warnings.simplefilter("ignore", PrecisionWarning)
+        fast = optimize_for_inference(model, precision)
+    assert is_quantized(fast) == (precision == "int8")
+    assert not is_quantized(model)
+
+
+@given(widths=st.lists(st.integers(1, 8), min_size=2, max_size=4))
+def test_any_dynamically_quantised_module_is_quantized(widths: list[int]) -> None:
+    """Whatever the layers, torch.ao's dynamic quantisation is recognised, and float is not."""
+    layers = torch.nn.Sequential(*(torch.nn.Linear(a, b) for a, b in itertools.pairwise(widths)))
+    assert not is_quantized(layers)
+    quantize: Callable[..., Any] = torch.ao.quantization.quantize_dynamic  # untyped in torch
+    with warnings.catch_warnings():  # torch.ao's eager quantisation is deprecated
+        warnings.simplefilter("ignore")
+        assert is_quantized(quantize(layers, {torch.nn.Linear}, dtype=torch.qint8))
+
+
+def test_quantised_tensors_count_and_quantizable_float_modules_do_not() -> None:
+    holder = torch.nn.Module()
+    holder.register_buffer("codes", torch.quantize_per_tensor(torch.ones(2), 0.1, 0, torch.qint8))
+    assert is_quantized(holder)
+    # "quantizable" modules are float modules prepared for quantisation, not quantised ones
+    assert not is_quantized(torch.ao.nn.quantizable.MultiheadAttention(4, 2))
+
+
+def test_torchao_quantisation_is_quantized() -> None:
+    pytest.importorskip("torchao", reason="in vitlib[fast]")
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    model = ViT(**TINY)
+    quantize_(model, Int8DynamicActivationInt8WeightConfig())
+    assert is_quantized(model)
+
+
+def test_is_quantized_takes_modules_only() -> None:
+    not_a_module: Any = {"weight": torch.ones(1)}
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module, got \{'weight'"):
+        is_quantized(not_a_module)
+
+
+def test_an_int8_copy_is_not_optimised_again() -> None:
+    int8 = optimize_for_inference(ViT(**TINY), "int8")
+    with pytest.raises(ValueError, match="already int8-quantised; pass the float32 model"):
+        optimize_for_inference(int8, "fp32")
+
+
+def test_the_bf16_copy_takes_float32_images_in_every_method() -> None:
+    """O34/O35: the cast to bfloat16 is where images enter, not a hook on ``forward``."""
+    model = ViT(**TINY).eval()
+    with warnings.catch_warnings():  # bf16 may be emulated here
+        warnings.simplefilter("ignore", PrecisionWarning)
+        fast = optimize_for_inference(model, "bf16")
+    images = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = model.forward_intermediates(images, indices=1)
+        got = fast.forward_intermediates(images, indices=1)
+    assert got.indices == expected.indices
+    torch.testing.assert_close(
+        got.intermediates[0].float(), expected.intermediates[0], atol=0.1, rtol=0.1
+    )
+    assert fast(images).dtype == torch.float32

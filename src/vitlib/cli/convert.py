@@ -45,12 +45,13 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load, then save or export."""
     from vitlib.checkpoints import load_pretrained, save_pretrained
+    from vitlib.inference.export import check_onnx_target, export_onnx
 
+    if args.format == "onnx":  # a bad output is refused before the checkpoint is loaded
+        check_onnx_target(args.output, overwrite=args.overwrite)
     overrides = {} if args.num_heads is None else {"num_heads": args.num_heads}
     model = load_pretrained(args.source, **overrides)
     if args.format == "onnx":
-        from vitlib.inference.export import export_onnx
-
         path = export_onnx(model, args.output, overwrite=args.overwrite)
     else:
         path = save_pretrained(model, args.output, overwrite=args.overwrite, format=args.format)

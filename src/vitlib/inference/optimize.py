@@ -8,7 +8,10 @@
 - ``"bf16"``: weights and activations in bfloat16, fast only on CPUs with bf16 units;
 - ``"fp32"``: the model as it is (eval mode, no gradients), a baseline or a compile target.
 
-docs/deployment.md says more, and docs/benchmarks.md has the figures behind these choices.
+The int8 copy cannot be saved as a checkpoint or exported to ONNX (its packed int8 layers have
+no float weights to write); [`is_quantized`][vitlib.inference.is_quantized] tells it
+apart, so that those functions can say so. docs/deployment.md says more, and docs/benchmarks.md
+has the figures behind these choices.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from vitlib._checks import check_bool, check_choice, check_type
+from vitlib._runtime import is_quantized
 from vitlib.blocks import TransformerEncoderBlock
 from vitlib.blocks.attention import QueryKeyValue
 from vitlib.errors import ConfigError
@@ -33,6 +37,7 @@ __all__ = [
     "PrecisionWarning",
     "class_token_output",
     "cpu_has_bf16_units",
+    "is_quantized",
     "optimize_for_inference",
 ]
 
@@ -81,11 +86,16 @@ def optimize_for_inference(
     Raises:
         InputTypeError: ``model`` is not a ViT, or ``compile`` is not a bool.
         ConfigError: ``precision`` is not one of ``"fp32"``, ``"bf16"``, ``"int8"``, or the
-            model is not float32.
+            model is not float32 (or is already int8-quantised).
     """
     check_type("model", model, ViT, "a vitlib.ViT")
     check_choice("precision", precision, _PRECISIONS)
     check_bool("compile", compile)
+    if is_quantized(model):
+        raise ConfigError(
+            "optimize_for_inference starts from a float32 model, got one that is already "
+            "int8-quantised; pass the float32 model it was made from."
+        )
     weight = model.patch_embedding.patcher.weight
     if weight.dtype != torch.float32:
         raise ConfigError(
