@@ -38,6 +38,7 @@ from vitlib.analysis.figures import (
     plot_position_similarity,
     similarity_mosaic,
 )
+from vitlib.errors import DataError, InputShapeError
 
 from .helpers import ROOT, load_module, tiny_vit
 
@@ -330,6 +331,39 @@ def test_anything_but_a_vit_is_refused_by_name(analysis: Any) -> None:
 def test_images_are_checked_as_forward_checks_them() -> None:
     with pytest.raises(ValueError, match=r"expected 3 input channels, got 1"):
         mean_attention_distance(tiny_vit(), torch.randn(1, 1, 16, 16))
+
+
+@pytest.mark.parametrize(
+    "analysis",
+    [attention_maps, attention_rollout, rollout_map, mean_attention_distance],
+    ids=lambda analysis: analysis.__name__,
+)
+def test_an_empty_batch_is_refused_by_every_analysis_of_images(analysis: Any) -> None:
+    """Nothing to analyse: refused (mean_attention_distance would average 0 images into NaN)."""
+    model = tiny_vit()
+    with pytest.raises(
+        InputShapeError, match=r"images is an empty batch \(shape \(0, 3, 16, 16\)\)"
+    ):
+        analysis(model, torch.randn(0, 3, 16, 16))
+    with pytest.raises(InputShapeError, match=r"expected 3 input channels"):
+        analysis(model, torch.randn(0, 1, 16, 16))  # the model's own checks come first
+
+
+@pytest.mark.parametrize(
+    "analysis",
+    [attention_maps, attention_rollout, rollout_map, mean_attention_distance],
+    ids=lambda analysis: analysis.__name__,
+)
+def test_nan_images_or_weights_stop_every_analysis_instead_of_returning_nan(analysis: Any) -> None:
+    images = torch.randn(2, 3, 16, 16)
+    images[1, 0, 0, 0] = math.nan
+    with pytest.raises(DataError, match=r"attention weights of block 0 are NaN or infinite"):
+        analysis(tiny_vit(), images)
+    model = tiny_vit()
+    with torch.no_grad():
+        _blocks(model)[1].msa_block.qkv.weight[0, 0] = math.inf
+    with pytest.raises(DataError, match=r"attention weights of block 1 are NaN or infinite"):
+        analysis(model, torch.randn(2, 3, 16, 16))
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from vitlib.analysis.plots import plot_history, plot_predictions
+from vitlib.errors import InputShapeError, InputTypeError
 
 pytest.importorskip("matplotlib")
 
@@ -77,6 +78,15 @@ def test_non_numeric_history_is_refused(tmp_path: Path) -> None:
         plot_history(HISTORY | {"train_loss": ["a", "b", "c"]}, tmp_path / "h.png")  # type: ignore[arg-type]
 
 
+def test_overwrite_must_be_a_bool(tmp_path: Path) -> None:
+    """A string such as "no" would count as true and replace the file."""
+    path = plot_history(HISTORY, tmp_path / "history.png")
+    before = path.read_bytes()
+    with pytest.raises(InputTypeError, match=r"overwrite must be a bool .* got 'no'"):
+        plot_history(HISTORY, path, overwrite="no")  # type: ignore[arg-type]
+    assert path.read_bytes() == before
+
+
 def test_a_non_png_path_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"curves\.pdf; give a path ending in \.png"):
         plot_history(HISTORY, tmp_path / "curves.pdf")
@@ -126,6 +136,12 @@ def test_bad_image_batches_are_refused(tmp_path: Path, shape: tuple[int, ...]) -
     labels = [0] * (shape[0] if len(shape) == 4 else 1)
     with pytest.raises(ValueError, match=r"images|empty batch"):
         plot_predictions(torch.rand(shape), labels, labels, CLASSES, tmp_path / "p.png")
+
+
+def test_an_empty_batch_is_refused_as_the_analyses_refuse_it(tmp_path: Path) -> None:
+    with pytest.raises(InputShapeError, match=r"images is an empty batch \(shape \(0, 3, 8, 8\)\)"):
+        plot_predictions(torch.rand(0, 3, 8, 8), [], [], CLASSES, tmp_path / "p.png")
+    assert not (tmp_path / "p.png").exists()
 
 
 def test_label_count_must_match_the_images(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ Figures 6 and 7 (docs/analysis.md lists them); beside them their pictures
 per-layer summary (`vitlib.analysis.summary`) and the generated tables (`vitlib.analysis.reports`).
 
 The functions that run the model do so in eval mode (its mode restored afterwards), without
-gradients and one layer at a time, through each attention block's ``need_weights`` path.
+gradients and one layer at a time, through each attention block's ``need_weights`` path; they
+check the images as ``forward`` does, refuse an empty batch (B = 0), and stop at attention
+weights that are NaN or infinite (from NaN images or weights) instead of returning NaN.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch.nn import functional as F
 from vitlib._checks import check_choice, check_int, check_number, check_type
 from vitlib._runtime import eval_mode
 from vitlib.blocks import MultiheadSelfAttentionBlock
-from vitlib.errors import ConfigError, InputTypeError
+from vitlib.errors import ConfigError, DataError, InputShapeError, InputTypeError
 from vitlib.vit import ViT, select_blocks
 
 __all__ = [
@@ -60,7 +62,8 @@ def attention_maps(model: ViT, images: Tensor, layers: int | Sequence[int] | Non
     Raises:
         TypeError: ``model`` is not a ``ViT``; ``layers`` is not None, an int or ints.
         ValueError: A layer index is out of range.
-        InputShapeError: ``images`` does not fit the model.
+        InputShapeError: ``images`` does not fit the model, or is an empty batch (B = 0).
+        DataError: The attention weights are NaN or infinite (NaN images or weights).
     """
     _check_model(model, "attention_maps")
     take = select_blocks(model.config.num_transformer_layers, layers, "layers")
@@ -102,7 +105,8 @@ def attention_rollout(
     Raises:
         TypeError: ``model`` is not a ``ViT``, or ``discard_ratio`` is not a number.
         ValueError: Unknown ``head_fusion``, or ``discard_ratio`` outside ``[0, 1)``.
-        InputShapeError: ``images`` does not fit the model.
+        InputShapeError: ``images`` does not fit the model, or is an empty batch (B = 0).
+        DataError: The attention weights are NaN or infinite (NaN images or weights).
     """
     _check_model(model, "attention_rollout")
     check_choice("head_fusion", head_fusion, _HEAD_FUSIONS)
@@ -184,15 +188,17 @@ def mean_attention_distance(model: ViT, images: Tensor) -> Tensor:
 
     Raises:
         TypeError: ``model`` is not a ``ViT``.
-        InputShapeError: ``images`` does not fit the model.
+        InputShapeError: ``images`` does not fit the model, or is an empty batch (B = 0).
+        DataError: The attention weights are NaN or infinite (NaN images or weights).
     """
     _check_model(model, "mean_attention_distance")
     prefix = model.config.num_prefix_tokens
-    grid = model.patch_embedding.grid_size(images.shape[-2], images.shape[-1])
-    distances = _patch_distances(grid, model.patch_embedding.patch_size)
     per_layer = []
     with eval_mode(model), torch.no_grad():
-        for weights in _attention_by_layer(model, images):
+        layers = _attention_by_layer(model, images)  # checks the images first
+        grid = model.patch_embedding.grid_size(images.shape[-2], images.shape[-1])
+        distances = _patch_distances(grid, model.patch_embedding.patch_size)
+        for weights in layers:
             patch_weights = weights[..., prefix:, prefix:].float()
             patch_weights = patch_weights / patch_weights.sum(dim=-1, keepdim=True).clamp_min(
                 torch.finfo(torch.float32).tiny
@@ -276,18 +282,50 @@ def _check_model(model: object, function: str) -> None:
     )
 
 
-def _attention_by_layer(model: ViT, images: Tensor, last: int | None = None) -> Iterator[Tensor]:
-    """Run the encoder block by block (``ViT.block_outputs``), yielding each block's weights
-    ``(B, heads, T, T)``.
+def check_batch_not_empty(images: Tensor) -> None:
+    """Refuse a batch of no images, ``(0, C, H, W)``: there is nothing to analyse or draw (an
+    average over it would be NaN).
 
-    A hook on each block's attention asks for the weights (the explicit softmax path) and hands
-    the block only the output, so the residuals, LayerScale and the MLP are exactly the model's.
-    Blocks after ``last`` are not run.
+    The one check of every analysis that runs the model on images (through
+    ``_attention_by_layer``) and of every picture of images (``plots.displayable``).
+
+    Raises:
+        InputShapeError: ``images`` holds no image.
     """
+    if len(images) == 0:
+        raise InputShapeError(
+            f"images is an empty batch (shape {tuple(images.shape)}); pass at least one image, "
+            "shaped (B, C, H, W) with B >= 1"
+        )
+
+
+def _attention_by_layer(model: ViT, images: Tensor, last: int | None = None) -> Iterator[Tensor]:
+    """Check and embed ``images`` at once (``ViT.embed``'s checks, then at least one image),
+    then return an iterator that runs the encoder block by block (``ViT.block_outputs``),
+    yielding each block's weights ``(B, heads, T, T)``.
+
+    Every analysis that runs the model goes through here. A hook on each block's attention
+    asks for the weights (the explicit softmax path) and hands the block only the output, so
+    the residuals, LayerScale and the MLP are exactly the model's. Blocks after ``last`` are
+    not run. Weights that are not finite (from NaN images or weights) raise ``DataError``.
+    """
+    tokens = model.embed(images)
+    check_batch_not_empty(images)
+    return _weights_of_blocks(model, tokens, last)
+
+
+def _weights_of_blocks(model: ViT, tokens: Tensor, last: int | None) -> Iterator[Tensor]:
     captured: list[Tensor] = []
     with _returning_weights(model, captured):
-        for _ in model.block_outputs(model.embed(images), last=last):
-            yield captured.pop()
+        for index, _ in enumerate(model.block_outputs(tokens, last=last)):
+            weights = captured.pop()
+            if not bool(torch.isfinite(weights).all()):
+                raise DataError(
+                    f"the attention weights of block {index} are NaN or infinite, so every "
+                    "analysis of them would be; expected finite images and weights. Check "
+                    "torch.isfinite(images).all() and the model's parameters."
+                )
+            yield weights
 
 
 @contextmanager

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Final
 import torch
 from torch import Tensor
 
-from vitlib._checks import check_positive_int
+from vitlib._checks import check_bool, check_positive_int
 from vitlib._optional import missing_extra
+from vitlib.analysis import check_batch_not_empty
 from vitlib.errors import ConfigError, InputTypeError
 from vitlib.files import write_files
 
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 
 HISTORY_KEYS: Final = ("train_loss", "train_acc", "test_loss", "test_acc")
 """The keys ``plot_history`` reads: one float per epoch each."""
+
+MAX_CONFUSION_CLASSES: Final = 100
+"""The most classes (present, with samples or predictions) ``plot_confusion_matrix`` draws."""
 
 _CORRECT_COLOUR: Final = "green"
 _WRONG_COLOUR: Final = "red"
@@ -182,29 +186,62 @@ def plot_confusion_matrix(
 ) -> Path:
     """Save a confusion matrix as a PNG: rows are true classes, columns predicted ones.
 
-    Each cell shows its count; the colour is the fraction of its row (the recall of the
-    diagonal), so rare classes are as visible as common ones.
+    Only the classes present are drawn: a class whose row and column are all zero (no true
+    samples, never predicted) is left out. Each cell shows its count (up to 30 classes); the
+    colour is the fraction of its row (the recall of the diagonal), so rare classes are as
+    visible as common ones. More than
+    [`MAX_CONFUSION_CLASSES`][vitlib.analysis.plots.MAX_CONFUSION_CLASSES] classes present are
+    refused: such a picture is unreadable and slow to draw.
 
     Args:
         matrix: Square counts, ``matrix[true][predicted]``, one row per class.
         class_names: Name of each class index.
+
+    Raises:
+        ConfigError: ``matrix`` is not square non-negative whole counts, one row per class
+            name; it holds no counts, or more than ``MAX_CONFUSION_CLASSES`` classes are
+            present; or ``path`` does not end in ``.png``.
     """
-    counts = torch.as_tensor(matrix, dtype=torch.float64)
-    classes = len(class_names)
-    if counts.shape != (classes, classes) or bool((counts < 0).any()):
+    try:
+        counts = torch.as_tensor(matrix, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as error:
         raise ConfigError(
-            f"matrix must be {classes} x {classes} non-negative counts (one row and column per "
-            f"class name), got shape {tuple(counts.shape)}"
+            f"matrix must be square counts, a tensor or rows of ints of one length; the "
+            f"{type(matrix).__name__} given is not ({error}). Pass matrix[true][predicted] counts"
+        ) from error
+    classes = len(class_names)
+    whole = torch.isfinite(counts) & (counts >= 0) & (counts == counts.round())
+    if counts.shape != (classes, classes) or not bool(whole.all()):
+        raise ConfigError(
+            f"matrix must be {classes} x {classes} non-negative whole counts (one row and column "
+            f"per class name), got shape {tuple(counts.shape)}"
+        )
+    present = ((counts.sum(dim=0) + counts.sum(dim=1)) > 0).nonzero().flatten()
+    if len(present) == 0:
+        raise ConfigError("matrix holds no counts (all zero); there is nothing to draw")
+    if len(present) > MAX_CONFUSION_CLASSES:
+        raise ConfigError(
+            f"the confusion matrix has {len(present)} classes present (with samples or "
+            f"predictions), more than the {MAX_CONFUSION_CLASSES} a picture shows legibly; draw "
+            "a subset (e.g. the most confused classes: matrix[rows][:, rows] and their names)"
         )
     out = check_png_path(path, overwrite)
+    counts = counts[present][:, present]
+    names = [str(class_names[index]) for index in present.tolist()]
+    _draw_confusion(counts, names, out, overwrite)
+    return out
+
+
+def _draw_confusion(counts: Tensor, names: Sequence[str], out: Path, overwrite: bool) -> None:
+    classes = len(names)
     side = min(24.0, 2.0 + 0.6 * classes)
     figure = new_figure(width=side + 1.5, height=side)
     axes = figure.add_subplot(1, 1, 1)
     fractions = counts / counts.sum(dim=1, keepdim=True).clamp_min(1.0)
     picture = axes.imshow(fractions.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(picture, ax=axes, fraction=0.046, pad=0.04, label="fraction of the true class")
-    axes.set_xticks(range(classes), labels=list(class_names), rotation=45, ha="right")
-    axes.set_yticks(range(classes), labels=list(class_names))
+    axes.set_xticks(range(classes), labels=names, rotation=45, ha="right")
+    axes.set_yticks(range(classes), labels=names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     if classes <= 30:  # beyond that the numbers no longer fit their cells
@@ -214,7 +251,7 @@ def plot_confusion_matrix(
                 count = f"{int(counts[row, column])}"
                 axes.text(column, row, count, ha="center", va="center", color=colour, fontsize=8)
     axes.set_title("confusion matrix")
-    return save_figure(figure, out, overwrite=overwrite)
+    save_figure(figure, out, overwrite=overwrite)
 
 
 def _image_grid(
@@ -262,7 +299,8 @@ def new_figure(*, width: float, height: float) -> Figure:
 
 def check_png_path(path: str | os.PathLike[str], overwrite: bool) -> Path:
     """``path`` as a ``Path``, refused before any drawing unless it ends in ``.png`` and (without
-    ``overwrite``) is free."""
+    ``overwrite``) is free; ``overwrite`` must be a bool (``"no"`` is not)."""
+    check_bool("overwrite", overwrite)
     out = Path(path)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"plots are saved as PNG, got path {out}; give a path ending in .png")
@@ -342,8 +380,7 @@ def displayable(
             f"images must be a tensor (B, C, H, W) with C = 1 or 3, got {shape}; "
             "pass a batch as the model receives it"
         )
-    if len(images) == 0:
-        raise ConfigError("images is an empty batch (B = 0); pass at least one image")
+    check_batch_not_empty(images)
     pixels = images.detach().cpu().float()
     if (mean is None) != (std is None):
         raise ConfigError("give mean and std together (the normalisation to undo), or neither")

@@ -21,7 +21,7 @@ def register(commands: Any) -> None:
         run,
         "accuracy, top-5, per-class P/R/F1, confusion matrix and mistakes of a model",
         "Evaluate a run or checkpoint on labelled images; write a JSON report, "
-        "confusion_matrix.png and mistakes.png.",
+        "confusion_matrix.png (of the classes present, up to 100) and mistakes.png.",
     )
     parser.add_argument(
         "model",
@@ -31,7 +31,8 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--data",
         required=True,
-        help="'digits', or a folder of class folders (DIR/<class>/<images>, or DIR/test/...)",
+        help="'digits', or a folder of class folders (DIR/<class>/<images>), or of splits "
+        "(DIR/test/<class>/..., with or without DIR/train/: test/ is evaluated)",
     )
     parser.add_argument(
         "--output-dir", type=Path, default=Path("evaluation"), help="where the report goes"

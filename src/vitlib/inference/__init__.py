@@ -8,14 +8,26 @@
 
 from __future__ import annotations
 
-from vitlib.inference.evaluate import ClassMetrics, EvaluationReport, Mistake, evaluate_model
+from vitlib.inference.evaluate import (
+    ClassMetrics,
+    ConfusionCount,
+    EvaluationReport,
+    Mistake,
+    evaluate_model,
+)
 from vitlib.inference.export import ONNX_OPSET, export_onnx
-from vitlib.inference.optimize import Precision, PrecisionWarning, optimize_for_inference
+from vitlib.inference.optimize import (
+    Precision,
+    PrecisionWarning,
+    is_quantized,
+    optimize_for_inference,
+)
 from vitlib.inference.predict import ImageInput, Prediction, SkippedImage, predict
 
 __all__ = [
     "ONNX_OPSET",
     "ClassMetrics",
+    "ConfusionCount",
     "EvaluationReport",
     "ImageInput",
     "Mistake",
@@ -25,6 +37,7 @@ __all__ = [
     "SkippedImage",
     "evaluate_model",
     "export_onnx",
+    "is_quantized",
     "optimize_for_inference",
     "predict",
 ]
