@@ -6,7 +6,10 @@ import ...`` (or ``from .helpers import ...``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
@@ -48,3 +51,30 @@ def load_module(path: Path, name: str | None = None) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+#: The user and group id of ``nobody``, as which root runs the blocks of `unreadable`.
+NOBODY: Final = 65534
+
+
+@contextlib.contextmanager
+def unreadable(path: Path) -> Iterator[None]:
+    """Make ``path`` (a file or a folder) unreadable to the test for the ``with`` block.
+
+    ``chmod 000`` does not stop root, so as root the block runs with the effective user and
+    group ids of ``nobody`` (65534): the path's parents must then be open to others (the
+    ``shared_tmp`` fixture), and what the block reads of the repository must be world-readable.
+    """
+    mode = path.stat().st_mode
+    path.chmod(0)
+    root = os.geteuid() == 0
+    try:
+        if root:
+            os.setegid(NOBODY)
+            os.seteuid(NOBODY)
+        yield
+    finally:
+        if root:
+            os.seteuid(0)
+            os.setegid(0)
+        path.chmod(mode)

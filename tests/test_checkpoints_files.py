@@ -18,7 +18,7 @@ from vitlib.checkpoints import export_state_dict
 from vitlib.checkpoints.precedence import ConfigSources, resolve_configs
 from vitlib.checkpoints.shapes import ShapeFacts
 
-from .helpers import FIXTURES, tiny_vit
+from .helpers import FIXTURES, tiny_vit, unreadable
 
 TIMM = FIXTURES / "timm_token" / "state_dict.safetensors"
 
@@ -346,3 +346,41 @@ def test_gammas_that_give_no_valid_layer_scale_init_ask_for_it() -> None:
     with pytest.raises(CheckpointError, match=r"mean magnitude, 0\.0, .*pass layer_scale_init="):
         load_pretrained(dead, num_heads=3)
     assert load_pretrained(dead, num_heads=3, layer_scale_init=1e-5).config.layer_scale_init == 1e-5
+
+
+def test_a_weights_file_that_may_not_be_read_says_permission_denied(shared_tmp: Path) -> None:
+    save_pretrained(tiny_vit(), shared_tmp / "ck")
+    weights = shared_tmp / "ck" / "model.safetensors"
+    with unreadable(weights), pytest.raises(PermissionError) as caught:
+        load_pretrained(shared_tmp / "ck")
+    message = str(caught.value)
+    assert f"permission denied reading {weights}" in message
+    assert "corrupt" not in message
+    assert "No such file" not in message
+
+
+def test_a_folder_where_a_file_would_go_is_refused_before_anything_moves(tmp_path: Path) -> None:
+    """Even with overwrite=True: a file never replaces a folder, and the destination stays
+    usable (no half-committed save left behind)."""
+    target = tmp_path / "ck"
+    save_pretrained(tiny_vit(), target)
+    (target / "model.safetensors").unlink()
+    (target / "model.safetensors").mkdir()
+    (target / "model.safetensors" / "mine.txt").write_text("kept")
+    with pytest.raises(IsADirectoryError, match=r"model.safetensors is a folder, where"):
+        save_pretrained(tiny_vit(seed=1), target, overwrite=True)
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
+    assert (target / "model.safetensors" / "mine.txt").read_text() == "kept"
+
+
+def test_save_pretrained_checks_its_arguments_and_refuses_an_int8_copy(tmp_path: Path) -> None:
+    refused = r"overwrite must be a bool \(True or False\), got 'no'"
+    with pytest.raises(vitlib.InputTypeError, match=refused):
+        save_pretrained(tiny_vit(), tmp_path / "a", overwrite="no")  # type: ignore[arg-type]
+    with pytest.raises(vitlib.InputTypeError, match="directory must be a folder path"):
+        save_pretrained(tiny_vit(), 3)  # type: ignore[arg-type]
+    int8 = vitlib.optimize_for_inference(tiny_vit(), "int8")
+    with pytest.raises(CheckpointError, match=r"int8-quantised .* Save the float32 model"):
+        save_pretrained(int8, tmp_path / "b")
+    assert not (tmp_path / "a").exists()
+    assert not (tmp_path / "b").exists()

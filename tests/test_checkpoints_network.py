@@ -25,7 +25,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from vitlib import CheckpointError, load_pretrained, save_pretrained
+from vitlib import (
+    CheckpointError,
+    Preprocessing,
+    attach_metadata,
+    load_pretrained,
+    model_metadata,
+    save_pretrained,
+)
 from vitlib.checkpoints import hub
 
 from .helpers import FIXTURES
@@ -447,6 +454,27 @@ def test_hf_hub_downloads_only_safetensors_when_the_repo_has_both(
     # what was fetched is cached under the branch name: it loads offline afterwards
     monkeypatch.setattr(_hub_constants(), "HF_HUB_OFFLINE", True)
     assert hub.resolve("hf-hub:someone/tiny-vit")[0] == folder
+
+
+def test_hf_hub_fetches_the_preprocessor_config_beside_the_weights(
+    hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Hugging Face repository's preprocessor_config.json says how to prepare images; a hub
+    load reads it as a local load of the same folder does."""
+    torch.manual_seed(0)
+    model = load_pretrained(FIXTURES / "timm_token" / "state_dict.safetensors", num_heads=3)
+    spec = Preprocessing((32, 32), mean=(0.5,) * 3, std=(0.5,) * 3, resize="squash", crop_ratio=1.0)
+    attach_metadata(model, preprocessing=spec)
+    save_pretrained(model, tmp_path / "snapshot", format="huggingface")
+    files = {p.name: p.read_bytes() for p in (tmp_path / "snapshot").iterdir()}
+    assert "preprocessor_config.json" in files
+    with _http_server(_fake_hub(files)) as (base, seen):
+        _point_hub_at(base, monkeypatch)
+        loaded = _within(lambda: load_pretrained("hf-hub:someone/tiny-vit"))
+    fetched = {path.rsplit("/", 1)[-1] for method, path in seen if "/resolve/" in path}
+    assert fetched == {"model.safetensors", "config.json", "preprocessor_config.json"}
+    assert model_metadata(loaded).preprocessing == spec
+    assert model_metadata(loaded) == model_metadata(load_pretrained(tmp_path / "snapshot"))
 
 
 def test_hf_hub_falls_back_to_pytorch_model_bin(

@@ -55,6 +55,71 @@ def test_timm_and_torchvision_fixtures_give_the_reference_logits(name: str) -> N
     _assert_same_logits(model, name)
 
 
+@pytest.mark.parametrize("name", ["timm_token", "timm_nonsquare"])
+def test_a_timm_checkpoint_folder_loads_without_being_told(name: str) -> None:
+    """timm's own save_for_hf output (config.json + model.safetensors): the pooling, the heads
+    and the image size come from its config.json, nothing from the caller."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = load_pretrained(FIXTURES / name / "hub")
+    assert model.config.pool == _meta(name)["config"]["pool"]
+    _assert_same_logits(model, name)
+
+
+def test_a_bare_timm_state_dict_warns_that_it_cannot_tell_its_pooling() -> None:
+    """timm's global_pool='avg' with fc_norm=False has the same tensors as 'token': a bare state
+    dict loads with the class token, and the warning names the override."""
+    path = FIXTURES / "timm_nonsquare" / "state_dict.safetensors"
+    told = {key: value for key, value in _overrides(_meta("timm_nonsquare")).items()}
+    del told["pool"]
+    with pytest.warns(UserWarning, match=r"does not record its pooling.*pool='mean'"):
+        untold = load_pretrained(path, **told)
+    assert untold.config.pool == "token"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_pretrained(path, **told, pool="mean").config.pool == "mean"
+
+
+@pytest.mark.parametrize(
+    ("timm_config", "pool"),
+    [
+        ({"global_pool": "avg"}, "mean"),
+        ({"global_pool": "token"}, "token"),
+        ({"model_args": {"global_pool": "avg"}, "global_pool": "token"}, "mean"),
+        ({}, "token"),  # timm's default
+    ],
+)
+def test_a_timm_config_json_tells_the_pooling(
+    tmp_path: Path, timm_config: dict[str, Any], pool: str
+) -> None:
+    from safetensors.torch import save_file
+
+    state = load_file(str(FIXTURES / "timm_nonsquare" / "state_dict.safetensors"))
+    save_file(state, str(tmp_path / "model.safetensors"))
+    config = {"architecture": "vit_tiny_patch8_224", "num_classes": 4, **timm_config}
+    config["pretrained_cfg"] = {"input_size": [1, 32, 48], "mean": [0.5], "std": [0.5]}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = load_pretrained(tmp_path)
+    assert model.config.pool == pool
+    if pool == "mean":
+        _assert_same_logits(model, "timm_nonsquare")
+
+
+def test_a_timm_pooling_vitlib_does_not_have_is_refused(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file(
+        load_file(str(FIXTURES / "timm_token" / "state_dict.safetensors")),
+        str(tmp_path / "model.safetensors"),
+    )
+    config = {"architecture": "vit_tiny_patch8_224", "num_classes": 5, "global_pool": "map"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(vitlib.CheckpointError, match=r"'global_pool' is 'map'"):
+        load_pretrained(tmp_path)
+
+
 @pytest.mark.parametrize("name", NPZ_FIXTURES)
 def test_google_npz_gives_the_reference_logits_without_being_told_the_heads(name: str) -> None:
     model = load_pretrained(FIXTURES / name / "weights.npz")

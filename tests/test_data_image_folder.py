@@ -24,6 +24,7 @@ from vitlib.data import (
 from vitlib.data.preprocessing import PreprocessTransform, TrainTransform
 from vitlib.errors import DataError
 
+from .helpers import unreadable
 from .image_helpers import write_image_folder
 from .test_data_transforms import oriented_jpeg
 
@@ -204,6 +205,20 @@ def test_an_empty_class_folder_is_refused_by_name(split_root: Path) -> None:
         ValueError, match=r"class folder .*archery has no images; add images ending in"
     ):
         ImageFolderDataset(split_root)
+
+
+@pytest.mark.parametrize("depth", ["class", "nested"])
+def test_a_folder_that_may_not_be_listed_says_permission_denied(
+    shared_tmp: Path, depth: str
+) -> None:
+    root = write_image_folder(shared_tmp / "data", per_class=1)
+    locked = root / "red"
+    if depth == "nested":
+        locked = locked / "more"
+        write_image(locked / "0.png")
+    with unreadable(locked), pytest.raises(PermissionError) as caught:
+        ImageFolderDataset(root)
+    assert f"permission denied listing the folder {locked}" in str(caught.value)
 
 
 def test_a_class_with_only_unreadable_images_is_refused(split_root: Path) -> None:

@@ -115,6 +115,45 @@ def test_eval_resizes_the_shorter_side_to_size_over_ratio() -> None:
     assert cover_size((640, 480), (224, 224), 1.0) == (298, 224)
 
 
+@given(
+    source=st.tuples(st.integers(1, 400), st.integers(1, 400)),
+    target=st.tuples(st.integers(1, 64), st.integers(1, 64)),
+    ratio=st.floats(0.1, 1.0),
+)
+def test_the_resize_covers_any_target_from_any_aspect_ratio(
+    source: tuple[int, int], target: tuple[int, int], ratio: float
+) -> None:
+    """Against the rule written independently: scale the source by max(H/h, W/w) / ratio, so
+    that the target fits inside with a ratio-wide margin along the side that binds. The result
+    covers the target, misses that scale by less than a pixel on the binding side and keeps the
+    aspect ratio to within a pixel."""
+    (height, width), (target_h, target_w) = source, target
+    scale = max(target_h / height, target_w / width) / ratio
+    covered_h, covered_w = cover_size(source, target, ratio)
+    assert covered_h >= target_h
+    assert covered_w >= target_w
+    if target_h / height >= target_w / width:
+        binding, exact, side = covered_h, height * scale, target_h
+    else:
+        binding, exact, side = covered_w, width * scale, target_w
+    assert exact - 1 < binding <= max(exact, side) + 1e-9
+    assert abs(covered_h * width - covered_w * height) <= max(height, width)
+
+
+@settings(max_examples=30)
+@given(
+    source=st.tuples(st.integers(1, 120), st.integers(1, 120)),
+    target=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    ratio=st.floats(0.1, 1.0),
+)
+def test_a_centre_crop_of_any_target_size_has_that_size(
+    source: tuple[int, int], target: tuple[int, int], ratio: float
+) -> None:
+    image = noise_image(source[1], source[0])
+    prepared = Preprocessing(target, crop_ratio=ratio).transform()(image)
+    assert prepared.shape == (3, *target)
+
+
 def test_eval_keeps_the_centre() -> None:
     """A centred square survives the 0.875 centre crop; a 4-pixel border does not."""
     pixels = torch.zeros(64, 64, 3, dtype=torch.uint8)
@@ -189,7 +228,7 @@ def test_bad_ratio_is_refused() -> None:
 @pytest.mark.parametrize("crop_ratio", [0.0, 1.5, -0.5])
 def test_crop_ratio_outside_unit_interval_is_refused(crop_ratio: float) -> None:
     with pytest.raises(
-        ValueError, match=rf"crop_ratio must be a number in \(0, 1\], got {crop_ratio}"
+        ValueError, match=rf"crop_ratio must be a number in \[0.1, 1\], got {crop_ratio}"
     ):
         Preprocessing((8, 8), crop_ratio=crop_ratio)
 

@@ -101,6 +101,24 @@ def test_unreadable_images_are_named_and_skipped_or_refused_with_strict(tmp_path
         vitlib.predict(_model(), [good, broken], strict=True)
 
 
+def test_an_image_whose_pixels_are_out_of_range_is_named_and_skipped(tmp_path: Path) -> None:
+    """A 32-bit float TIFF with values of 2.0, or a 32-bit integer one above 16 bits: the file
+    reads, its pixels do not; the rest of the images are still classified."""
+    good = write_image(tmp_path / "good.png", COLOURS["red"], (20, 20), seed=0)
+    floats = tmp_path / "float.tif"
+    Image.fromarray(np.full((20, 20), 2.0, dtype=np.float32), mode="F").save(floats)
+    wide = tmp_path / "wide.tif"
+    Image.fromarray(np.full((20, 20), 70_000, dtype=np.int32), mode="I").save(wide)
+    with pytest.warns(SkippedImagesWarning) as caught:
+        predictions = vitlib.predict(_model(), [floats, good, wide])
+    assert [p.source for p in predictions] == [str(good)]
+    assert [image.source for image in predictions.skipped] == [str(floats), str(wide)]
+    assert "values from 2 to 2" in predictions.skipped[0].reason
+    assert str(floats) in str(caught[0].message)
+    with pytest.raises(DataError, match=r"cannot read image .*float\.tif: .*mode 'F'"):
+        vitlib.predict(_model(), [good, floats], strict=True)
+
+
 def test_top_k_larger_than_the_classes_gives_every_class(tmp_path: Path) -> None:
     (prediction,) = vitlib.predict(_model(), torch.rand(3, 16, 16), top_k=50)
     assert sorted(prediction.labels) == sorted(LABELS)

@@ -35,6 +35,7 @@ from vitlib.errors import (
     InputShapeError,
     InputTypeError,
     MissingExtraError,
+    SaveError,
     VitlibError,
 )
 from vitlib.vit import Intermediates, ViT, create_model
@@ -43,7 +44,9 @@ if TYPE_CHECKING:  # what mypy and IDEs see of the names loaded on first use
     from vitlib.checkpoints import (
         AdaptedCheckpointWarning,
         NonFiniteWeightsWarning,
+        attach_metadata,
         load_pretrained,
+        model_metadata,
         save_pretrained,
     )
     from vitlib.data import Preprocessing
@@ -61,6 +64,8 @@ if TYPE_CHECKING:  # what mypy and IDEs see of the names loaded on first use
 _LAZY: Final[dict[str, str]] = {
     "load_pretrained": "vitlib.checkpoints",
     "save_pretrained": "vitlib.checkpoints",
+    "attach_metadata": "vitlib.checkpoints",
+    "model_metadata": "vitlib.checkpoints",
     "AdaptedCheckpointWarning": "vitlib.checkpoints",
     "NonFiniteWeightsWarning": "vitlib.checkpoints",
     "Preprocessing": "vitlib.data",
@@ -92,19 +97,17 @@ __all__ = [
     "MissingExtraError",
     "MultiheadSelfAttentionBlock",
     "NonFiniteWeightsWarning",
-    # the blocks (eq. 1-3)
     "PatchEmbedding",
     "Prediction",
-    # data, training
     "Preprocessing",
+    "SaveError",
     "TrainConfig",
     "TransformerEncoderBlock",
-    # the model and its configuration
     "ViT",
     "ViTConfig",
-    # errors
     "VitlibError",
     "__version__",
+    "attach_metadata",
     "count_flops",
     "count_parameters",
     "create_model",
@@ -112,10 +115,9 @@ __all__ = [
     "export_onnx",
     "fit",
     "list_presets",
-    # checkpoints
     "load_pretrained",
+    "model_metadata",
     "optimize_for_inference",
-    # using a trained model
     "predict",
     "save_pretrained",
 ]

@@ -147,6 +147,21 @@ class ViT(nn.Module):
         self.grad_checkpointing = False
         self.reset_parameters()
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Keep ``config`` describing the model when its head is replaced.
+
+        The chapter's head swap, ``model.head = nn.Linear(model.config.num_features, 5)``, sets
+        ``config.num_classes`` to 5 (``nn.Identity()`` sets 0), so what ``save_pretrained`` and
+        ``fit`` record loads back. A linear head must read the pooled features; another kind
+        of head is kept as given, and ``save_pretrained`` refuses it (its config cannot say it).
+
+        Raises:
+            ConfigError: A linear head whose ``in_features`` is not ``config.num_features``.
+        """
+        if name == "head" and isinstance(value, nn.Module) and "config" in self.__dict__:
+            self.__dict__["config"] = _config_for_head(self.config, value)
+        super().__setattr__(name, value)
+
     @classmethod
     def from_config(cls, config: ViTConfig) -> ViT:
         """Build the model described by ``config`` (the very object is kept as ``.config``)."""
@@ -472,6 +487,23 @@ def _pre_logits_or_identity(embedding_dim: int, representation_size: int | None)
         return nn.Identity()
     layers = OrderedDict(fc=nn.Linear(embedding_dim, representation_size), act=nn.Tanh())
     return nn.Sequential(layers)
+
+
+def _config_for_head(config: ViTConfig, head: nn.Module) -> ViTConfig:
+    """``config`` with the ``num_classes`` that ``head`` outputs (unchanged for other heads)."""
+    if isinstance(head, nn.Linear):
+        if head.in_features != config.num_features:
+            raise ConfigError(
+                f"the new head reads {head.in_features} features, but this model's pooled "
+                f"features are {config.num_features} wide (config.num_features); build it as "
+                f"nn.Linear(model.config.num_features, {head.out_features})."
+            )
+        classes = head.out_features
+    elif isinstance(head, nn.Identity):
+        classes = 0
+    else:
+        return config
+    return config if classes == config.num_classes else config.replace(num_classes=classes)
 
 
 def _head_or_identity(num_features: int, num_classes: int) -> nn.Module:

@@ -10,10 +10,17 @@ parameter and buffer with a fixed seed, and writes, per fixture, under
   names (``weights.npz`` in Google's original ViT layout for the ``google_*`` fixtures);
 * ``io.safetensors``: ``input`` (float32, (2, C, H, W)) and ``logits`` (eval mode, no_grad);
 * ``meta.json``: library and versions, the exact constructor kwargs and the architecture in
-  plain words.
+  plain words;
+* ``hub/`` (timm fixtures only): exactly what timm's own
+  ``timm.models.save_for_hf(model, hub, safe_serialization=True)`` writes for that model,
+  ``config.json`` (with ``global_pool``) and ``model.safetensors``, so a reader can load a timm
+  checkpoint folder without being told its pooling.
 
-Every fixture is then re-loaded from disk into a fresh model and must reproduce ``logits``
-bit for bit; the script exits non-zero on any failed check.
+Before overwriting, every tensor about to be written is compared with the fixture already on
+disk; a difference stops the script unless ``--allow-changes`` is given. Every fixture is then
+re-loaded from disk into a fresh model and must reproduce ``logits`` bit for bit (the ``hub/``
+folders through timm's own ``local-dir:`` loader); the script exits non-zero on any failed
+check.
 """
 
 from __future__ import annotations
@@ -43,6 +50,15 @@ BATCH = 2
 PARAM_SCALE = 0.2  # std of re-randomised weights; LayerNorm weights are 1 + PARAM_SCALE * randn
 PARITY_TOL = 1e-5  # max abs logit difference allowed between two implementations
 
+# Every timm model is built by timm's factory, so it carries the ``pretrained_cfg`` and the
+# recorded model args that ``save_for_hf`` needs. The registered name only picks the entry
+# point: all its architecture args are overridden by the fixture's kwargs. Its size letter
+# matches the fixtures' num_heads=3 (Ti has 3 heads in timm's/DeiT's sizes).
+TIMM_ARCHITECTURE = "vit_tiny_patch16_224"
+TIMM_POOL_NAMES = {"token": "token", "avg": "mean"}  # timm global_pool -> meta.json "pool"
+HUB_DIR = "hub"
+HUB_FILES = frozenset({"config.json", "model.safetensors"})
+
 NpzDict = dict[str, np.ndarray]
 
 
@@ -67,6 +83,14 @@ def randomize_(model: nn.Module, seed: int) -> None:
                 continue
             noise = torch.randn(t.shape, generator=gen, dtype=torch.float32).to(t.dtype)
             t.copy_(1.0 + PARAM_SCALE * noise if id(t) in ln_weights else PARAM_SCALE * noise)
+
+
+def create_timm(kw: Mapping[str, Any]) -> timm_vit.VisionTransformer:
+    """Build a timm ViT through ``timm.create_model`` with ``kw`` overriding the architecture."""
+    model = timm.create_model(TIMM_ARCHITECTURE, pretrained=False, **kw)
+    if type(model) is not timm_vit.VisionTransformer:
+        raise SystemExit(f"{TIMM_ARCHITECTURE}: expected a VisionTransformer, got {type(model)}")
+    return model
 
 
 def make_input(channels: int, height: int, width: int, seed: int) -> torch.Tensor:
@@ -240,10 +264,56 @@ class Fixture:
     logits: torch.Tensor
     state_dict: dict[str, torch.Tensor] | None = None  # -> state_dict.safetensors
     npz: NpzDict | None = None  # -> weights.npz
+    hub_model: nn.Module | None = None  # -> hub/ via timm.models.save_for_hf
 
 
-def write_fixture(root: Path, fx: Fixture) -> Path:
+def _tensor_changes(
+    what: str, old: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tensor]
+) -> list[str]:
+    if set(old) != set(new):
+        return [f"{what}: keys {sorted(set(old) ^ set(new))} added or removed"]
+    return [
+        f"{what}[{k}]"
+        for k in sorted(old)
+        if old[k].dtype != new[k].dtype or not torch.equal(old[k], new[k])
+    ]
+
+
+def changes_on_disk(d: Path, fx: Fixture) -> list[str]:
+    """Name every tensor of ``fx`` that differs from the fixture already in ``d`` (if any)."""
+    changes: list[str] = []
+    new_io = {"input": fx.input, "logits": fx.logits}
+    if (d / "io.safetensors").exists():
+        changes += _tensor_changes("io", load_file(str(d / "io.safetensors")), new_io)
+    if fx.state_dict is not None and (d / "state_dict.safetensors").exists():
+        old = load_file(str(d / "state_dict.safetensors"))
+        changes += _tensor_changes("state_dict", old, fx.state_dict)
+    if fx.npz is not None and (d / "weights.npz").exists():
+        old_npz = {k: torch.from_numpy(v) for k, v in load_npz(d / "weights.npz").items()}
+        new_npz = {k: torch.from_numpy(v) for k, v in fx.npz.items()}
+        changes += _tensor_changes("weights.npz", old_npz, new_npz)
+    return changes
+
+
+def write_hub(d: Path, model: nn.Module) -> None:
+    """Write ``d/hub`` with timm's own ``save_for_hf`` and nothing else."""
+    hub = d / HUB_DIR
+    if hub.exists():
+        for f in hub.iterdir():
+            if f.name not in HUB_FILES:
+                raise SystemExit(f"{hub}: unexpected {f.name}; remove it by hand")
+            f.unlink()
+    timm.models.save_for_hf(model, str(hub), safe_serialization=True)
+
+
+def write_fixture(root: Path, fx: Fixture, allow_changes: bool) -> Path:
     d = root / fx.name
+    changes = changes_on_disk(d, fx)
+    if changes and not allow_changes:
+        raise SystemExit(
+            f"{fx.name}: regenerated tensors differ from the fixture on disk: "
+            f"{', '.join(changes)}; find out why, or pass --allow-changes if intended"
+        )
     d.mkdir(parents=True, exist_ok=True)
     for stale in ("state_dict.safetensors", "weights.npz"):
         (d / stale).unlink(missing_ok=True)
@@ -262,11 +332,13 @@ def write_fixture(root: Path, fx: Fixture) -> Path:
         "notes": fx.notes,
     }
     (d / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if fx.hub_model is not None:
+        write_hub(d, fx.hub_model)
     return d
 
 
 def timm_config(model: timm_vit.VisionTransformer, kw: Mapping[str, Any]) -> dict[str, Any]:
-    pool = {"token": "token", "avg": "mean"}[model.global_pool]
+    pool = TIMM_POOL_NAMES[model.global_pool]
     return {
         "img_size": jsonable(kw["img_size"]),
         "patch_size": kw["patch_size"],
@@ -343,7 +415,7 @@ COMMON_NOTES = (
 
 def build_timm_token() -> Fixture:
     torch.manual_seed(0)
-    model = timm_vit.VisionTransformer(**TIMM_TOKEN_KW)
+    model = create_timm(TIMM_TOKEN_KW)
     randomize_(model, seed=1001)
     x = make_input(3, 32, 32, seed=2001)
     logits = run(model, x)
@@ -360,12 +432,13 @@ def build_timm_token() -> Fixture:
         input=x,
         logits=logits,
         state_dict=saveable_state_dict(model),
+        hub_model=model,
     )
 
 
 def build_timm_nonsquare() -> Fixture:
     torch.manual_seed(0)
-    model = timm_vit.VisionTransformer(**TIMM_NONSQUARE_KW)
+    model = create_timm(TIMM_NONSQUARE_KW)
     randomize_(model, seed=1002)
     x = make_input(1, 32, 48, seed=2002)
     logits = run(model, x)
@@ -399,6 +472,7 @@ def build_timm_nonsquare() -> Fixture:
         input=x,
         logits=logits,
         state_dict=saveable_state_dict(model),
+        hub_model=model,
     )
 
 
@@ -440,7 +514,7 @@ def build_torchvision(name: str, kw: dict[str, Any], seed: int) -> Fixture:
 
 def build_google_npz(tmp: Path) -> Fixture:
     torch.manual_seed(0)
-    source = timm_vit.VisionTransformer(**TIMM_TOKEN_KW)
+    source = create_timm(TIMM_TOKEN_KW)
     randomize_(source, seed=1005)
     x = make_input(3, 32, 32, seed=2005)
     source_logits = run(source, x)
@@ -448,7 +522,7 @@ def build_google_npz(tmp: Path) -> Fixture:
     path = tmp / "google_npz.npz"
     save_npz(path, npz)
 
-    fresh = timm_vit.VisionTransformer(**TIMM_TOKEN_KW)
+    fresh = create_timm(TIMM_TOKEN_KW)
     fresh.load_pretrained(str(path))  # timm's own Google-npz loader (_load_weights)
     logits = run(fresh, x)
     check_close("google_npz: timm-loaded npz vs source timm model", logits, source_logits)
@@ -487,7 +561,7 @@ def build_google_npz_prelogits(tmp: Path) -> Fixture:
     # Encoder weights: a random timm body (no head) exported to the Google layout; the
     # pre_logits and head Dense layers are drawn directly in the Google (in, out) layout.
     torch.manual_seed(0)
-    body = timm_vit.VisionTransformer(**{**TIMM_TOKEN_KW, "num_classes": 0})
+    body = create_timm({**TIMM_TOKEN_KW, "num_classes": 0})
     randomize_(body, seed=1006)
     npz = timm_to_google(body)
     gen = torch.Generator().manual_seed(1106)
@@ -511,7 +585,7 @@ def build_google_npz_prelogits(tmp: Path) -> Fixture:
     # Cross-check: timm's loader for the encoder (timm no longer loads pre_logits: its
     # VisionTransformer has no representation layer and _load_weights skips the keys), then
     # pre_logits + tanh + head applied by hand with Flax Dense semantics (x @ kernel + bias).
-    timm_body = timm_vit.VisionTransformer(**{**TIMM_TOKEN_KW, "num_classes": 0})
+    timm_body = create_timm({**TIMM_TOKEN_KW, "num_classes": 0})
     timm_body.load_pretrained(str(path))
     feats = run(timm_body, x)  # (B, D) normed class token
     w = {k: torch.from_numpy(v) for k, v in npz.items()}
@@ -576,7 +650,32 @@ def reload_model(d: Path, meta: Mapping[str, Any]) -> nn.Module:
     return model
 
 
-def verify(d: Path) -> tuple[int, int, tuple[int, ...]]:
+def verify_hub(d: Path, meta: Mapping[str, Any], io: Mapping[str, torch.Tensor]) -> str:
+    """Check ``d/hub`` as timm reads it; return the ``global_pool`` its config.json states."""
+    hub = d / HUB_DIR
+    found = {f.name for f in hub.iterdir()}
+    if found != HUB_FILES:
+        raise SystemExit(f"{hub}: holds {sorted(found)}, expected {sorted(HUB_FILES)}")
+    config = json.loads((hub / "config.json").read_text())
+    pools = {config.get("global_pool"), config.get("model_args", {}).get("global_pool")}
+    expected = {v: k for k, v in TIMM_POOL_NAMES.items()}[meta["config"]["pool"]]
+    if pools != {expected}:
+        raise SystemExit(
+            f"{hub}/config.json: global_pool {sorted(map(str, pools))}, expected {expected}"
+        )
+    weights = load_file(str(hub / "model.safetensors"))
+    changes = _tensor_changes("hub", load_file(str(d / "state_dict.safetensors")), weights)
+    if changes:
+        raise SystemExit(f"{hub}/model.safetensors differs from state_dict.safetensors: {changes}")
+    model = timm.create_model(f"local-dir:{hub}", pretrained=True)  # timm's own reader, untold
+    logits = run(model, io["input"])
+    if not torch.equal(logits, io["logits"]):
+        raise SystemExit(f"{hub}: timm local-dir logits differ from io.safetensors")
+    return expected
+
+
+def verify(d: Path) -> tuple[int, int, tuple[int, ...], str | None]:
+    """Re-run the fixture in ``d`` from disk; return keys, bytes, logits shape, hub pool."""
     meta = json.loads((d / "meta.json").read_text())
     io = load_file(str(d / "io.safetensors"))
     if set(io) != {"input", "logits"}:
@@ -599,7 +698,11 @@ def verify(d: Path) -> tuple[int, int, tuple[int, ...]]:
     n_bytes = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
     if not math.isfinite(float(io["logits"].abs().max())):
         raise SystemExit(f"{d.name}: non-finite logits")
-    return n_keys, n_bytes, tuple(io["logits"].shape)
+    hub_pool = None
+    if (d / HUB_DIR).exists():
+        hub_pool = verify_hub(d, meta, io)
+        n_bytes += sum(f.stat().st_size for f in (d / HUB_DIR).iterdir())
+    return n_keys, n_bytes, tuple(io["logits"].shape), hub_pool
 
 
 # --------------------------------------------------------------------------------------------
@@ -608,6 +711,11 @@ def verify(d: Path) -> tuple[int, int, tuple[int, ...]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="fixture root directory")
+    parser.add_argument(
+        "--allow-changes",
+        action="store_true",
+        help="overwrite fixtures whose regenerated tensors differ from those on disk",
+    )
     args = parser.parse_args(argv)
     root: Path = args.out
     root.mkdir(parents=True, exist_ok=True)
@@ -634,7 +742,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"built {fx.name}: logits {tuple(fx.logits.shape)}, "
                 f"|logits| max {float(fx.logits.abs().max()):.3f}"
             )
-            written.append(write_fixture(root, fx))
+            written.append(write_fixture(root, fx, args.allow_changes))
     finally:
         for f in tmp.iterdir():
             f.unlink()
@@ -643,11 +751,18 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'fixture':<24}{'keys':>6}{'bytes':>10}  logits")
     total = 0
+    hub_pools: dict[str, str] = {}
     for d in written:
-        n_keys, n_bytes, shape = verify(d)
+        n_keys, n_bytes, shape, hub_pool = verify(d)
         total += n_bytes
         print(f"{d.name:<24}{n_keys:>6}{n_bytes:>10}  {shape}")
+        if hub_pool is not None:
+            hub_pools[d.name] = hub_pool
     print(f"{'total':<24}{'':>6}{total:>10}")
+    for name, pool in hub_pools.items():
+        print(
+            f"{name}/{HUB_DIR}: config.json global_pool={pool!r}; timm local-dir reproduces logits"
+        )
     print("all fixtures re-load and reproduce their logits bit for bit")
     return 0
 

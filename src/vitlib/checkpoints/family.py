@@ -12,6 +12,7 @@ from torch import Tensor
 
 from vitlib._checks import (
     check_bool,
+    check_choice,
     check_layer_norm_eps,
     check_positive_int,
     check_rate,
@@ -26,7 +27,8 @@ __all__ = [
     "ConfigFormat",
     "Converted",
     "Family",
-    "RecordedMetadata",
+    "LabelsReader",
+    "PreprocessingReader",
     "Table",
     "checked_fields",
     "count_layers",
@@ -59,9 +61,12 @@ class Converted:
     hints: dict[str, Any] = field(default_factory=dict)
 
 
-#: What a family's ``config.json`` (and the files beside it) records besides the architecture:
-#: the class names and the preprocessing fields, each None where it records none.
-RecordedMetadata = tuple[list[Any] | None, dict[str, Any] | None]
+#: Reads a family's class names from its ``config.json``: what it records (checked by the
+#: caller), or None where it records none.
+LabelsReader = Callable[[Mapping[str, Any]], Any]
+#: Reads a family's ``Preprocessing`` fields from its ``config.json``, the side files present
+#: (by name) and the checkpoint's config: what it records (checked by the caller), or None.
+PreprocessingReader = Callable[[Mapping[str, Any], Mapping[str, Mapping[str, Any]], ViTConfig], Any]
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,12 @@ class ConfigFormat:
         marker: What marks a ``config.json`` as the family's, for messages.
         read: The ``ViTConfig`` fields a ``config.json`` states, or None when it is not the
             family's.
-        read_metadata: What it records of the class names and the preprocessing, from the
-            ``config.json``, the side files present (by name) and the checkpoint's config.
+        read_labels: The class names it records. Raises ``CheckpointError`` naming the field
+            when they are malformed (the caller names the file).
+        read_preprocessing: The preprocessing fields it records. Raises ``CheckpointError``
+            naming the field and the reason when they are ones vitlib cannot use.
+        preprocessing_file: The file the preprocessing is read from, for messages: a side file,
+            or None for ``config.json``.
         side_files: JSON files read beside ``config.json`` (and fetched with it from a hub).
         write: The JSON files ``save_pretrained(format=name)`` writes, by file name, for a
             model's config and metadata; None where vitlib does not save in the family's format.
@@ -82,10 +91,10 @@ class ConfigFormat:
 
     marker: str
     read: Callable[[Mapping[str, Any]], dict[str, Any] | None]
-    read_metadata: Callable[
-        [Mapping[str, Any], Mapping[str, Mapping[str, Any]], ViTConfig], RecordedMetadata
-    ]
+    read_labels: LabelsReader
+    read_preprocessing: PreprocessingReader
     side_files: tuple[str, ...] = ()
+    preprocessing_file: str | None = None
     write: Callable[[ViTConfig, ModelMetadata], dict[str, dict[str, Any]]] | None = None
 
 
@@ -104,6 +113,8 @@ class Family:
         from_vitlib: A vitlib state dict (of a model with the given config) under its names;
             None where vitlib does not export to the family.
         config: Its ``config.json`` and side files; None for a family without them.
+        untold: ``ViTConfig`` fields its weights alone cannot tell (by name), with the warning
+            ``load_pretrained`` gives when neither a config nor the caller tells them.
     """
 
     name: str
@@ -112,6 +123,7 @@ class Family:
     to_vitlib: Callable[[Mapping[str, Tensor]], Converted]
     from_vitlib: Callable[[Mapping[str, Tensor], ViTConfig], dict[str, Tensor]] | None = None
     config: ConfigFormat | None = None
+    untold: Mapping[str, str] = field(default_factory=dict)
 
 
 def count_layers(keys: Iterable[str], pattern: str) -> int:
@@ -193,6 +205,7 @@ _FIELD_CHECKS: dict[str, Callable[[str, Any], object]] = {
     "mlp_dropout": check_rate,
     "embedding_dropout": check_rate,
     "attn_dropout": check_rate,
+    "pool": lambda name, value: check_choice(name, value, ("token", "mean")),
 }
 
 

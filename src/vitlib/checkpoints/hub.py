@@ -1,7 +1,8 @@
 """Hub names resolved to local files, each cached so that it loads offline afterwards:
-``"hf-hub:<repo>[@revision]"`` (huggingface_hub, the ``vitlib[hub]`` extra, in Hugging Face's own
-cache, fetching only what loading reads), ``"torchvision:<name>"`` (torchvision's file names, so
-its downloads are reused) and ``http(s)`` URLs of weight files (both by
+``"hf-hub:<repo>[@revision]"`` (huggingface_hub, the ``vitlib[hub]`` extra, in Hugging Face's
+own cache, fetching only what loading reads: the weights, ``config.json`` and the files a family
+reads beside it, such as ``preprocessor_config.json``), ``"torchvision:<name>"`` (torchvision's
+file names, so its downloads are reused) and ``http(s)`` URLs of weight files (both by
 `vitlib.checkpoints.download`). "Downloads" in docs/pretrained.md tells the timeouts, the hash
 checks and the offline fallback."""
 
@@ -129,14 +130,24 @@ def _huggingface(spec: str) -> Path:
     fetch = functools.partial(hf_hub_download, endpoint=api.endpoint, etag_timeout=timeout)
     try:
         weights_path = Path(fetch(repo, weights, revision=revision or None))
-        if _HF_CONFIG in available:
-            # Pin the config to the commit the weights came from: same snapshot folder.
-            commit = weights_path.parent.name
-            pinned = commit if _COMMIT.fullmatch(commit) else revision or None
-            fetch(repo, _HF_CONFIG, revision=pinned)
+        # The config and the files beside it that a family reads (Hugging Face's
+        # preprocessor_config.json), pinned to the commit the weights came from.
+        commit = weights_path.parent.name
+        pinned = commit if _COMMIT.fullmatch(commit) else revision or None
+        for name in (_HF_CONFIG, *_side_files()):
+            if name in available:
+                fetch(repo, name, revision=pinned)
     except Exception as error:  # classified below; anything unexpected is re-raised there
         return _hf_unavailable(repo, revision or None, error)
     return weights_path.parent
+
+
+def _side_files() -> tuple[str, ...]:
+    """The JSON files any family reads beside its ``config.json``."""
+    from vitlib.checkpoints.families import FAMILIES
+
+    formats = [family.config for family in FAMILIES.values() if family.config is not None]
+    return tuple(dict.fromkeys(name for fmt in formats for name in fmt.side_files))
 
 
 def _hf_cached_snapshot(repo: str, revision: str | None) -> Path | None:

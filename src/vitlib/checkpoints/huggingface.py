@@ -22,7 +22,6 @@ from vitlib.checkpoints.family import (
     ConfigFormat,
     Converted,
     Family,
-    RecordedMetadata,
     Table,
     checked_fields,
     count_layers,
@@ -46,6 +45,7 @@ __all__ = [
     "preprocessing_from_hf",
     "preprocessing_to_hf",
     "read_config",
+    "read_preprocessing",
     "to_vitlib",
 ]
 
@@ -249,15 +249,24 @@ def labels_from_hf(data: Mapping[str, Any]) -> list[str] | None:
     id2label = data.get("id2label")
     if id2label is None:
         return None
+    keys_of: dict[int, list[str]] = {}
     try:
-        indexed = {int(index): name for index, name in id2label.items()}
+        for key in id2label:
+            keys_of.setdefault(int(key), []).append(str(key))
     except (AttributeError, TypeError, ValueError) as error:
         raise CheckpointError(
-            f"its 'id2label' must map class indices to names, got {id2label!r:.80}"
+            f"'id2label' must map class indices to names, got {id2label!r:.80}"
         ) from error
+    colliding = [keys for keys in keys_of.values() if len(keys) > 1]
+    if colliding:
+        raise CheckpointError(
+            f"'id2label' has keys that name the same class index: {colliding[:3]}; expected one "
+            "key per index, written '0', '1', ..."
+        )
+    indexed = {int(key): name for key, name in id2label.items()}
     if sorted(indexed) != list(range(len(indexed))):
         raise CheckpointError(
-            f"its 'id2label' has indices {sorted(indexed)[:10]}; expected 0 to {len(indexed) - 1}"
+            f"'id2label' has indices {sorted(indexed)[:10]}; expected 0 to {len(indexed) - 1}"
         )
     names = [indexed[index] for index in range(len(indexed))]
     return None if names == _default_labels(len(names)) else names
@@ -270,32 +279,42 @@ _PILLOW_FILTERS: Final = {name: number for number, name in _RESAMPLE.items()}
 _CONVNEXT_CROP_BELOW: Final = 384
 
 
-def preprocessing_from_hf(data: Mapping[str, Any], channels: int) -> dict[str, Any] | None:
+def preprocessing_from_hf(data: Mapping[str, Any], channels: int) -> dict[str, Any]:
     """``Preprocessing`` fields from a ``preprocessor_config.json``.
 
     A ``ViTImageProcessor`` resizes straight to ``size`` (``"squash"``); a
     ``ConvNextImageProcessor`` resizes the shortest edge to ``shortest_edge / crop_pct`` and
-    crops the centre (``"center_crop"``). ``None`` when it does not resize or normalise as
-    vitlib can (``do_resize``/``do_normalize`` false, another crop, an unknown filter); the
-    fields are not checked here (``Preprocessing`` checks them).
+    crops the centre (``"center_crop"``). The values are checked by ``Preprocessing``.
+
+    Raises:
+        CheckpointError: It prepares images in a way vitlib cannot (no resize or normalisation,
+            another crop, an unknown filter, a ``size`` without both sides); the message names
+            the field.
     """
-    if not data.get("do_resize", True) or not data.get("do_normalize", True):
-        return None
-    resample = _RESAMPLE.get(data.get("resample", 2))
+    for flag in ("do_resize", "do_normalize"):
+        if not data.get(flag, True):
+            raise CheckpointError(f"'{flag}' is false; vitlib always resizes and normalises")
+    resample = data.get("resample", 2)
     size = data.get("size", {"height": 224, "width": 224})
-    if resample is None or not isinstance(size, Mapping):
-        return None
+    if resample not in _RESAMPLE:
+        raise CheckpointError(
+            f"'resample' is {resample!r}; vitlib has Pillow's filters {sorted(_RESAMPLE)}"
+        )
+    if not isinstance(size, Mapping):
+        raise CheckpointError(f"'size' must be an object, got {size!r:.80}")
     fields: dict[str, Any] = {
         "channels": channels,
         "mean": data.get("image_mean", [0.5] * channels),
         "std": data.get("image_std", [0.5] * channels),
-        "interpolation": resample,
+        "interpolation": _RESAMPLE[resample],
     }
     if "crop_pct" in data and "shortest_edge" in size:
         crop = {"resize": "center_crop", "crop_ratio": data["crop_pct"]}
         return {**fields, "image_size": size["shortest_edge"], **crop}
-    if data.get("do_center_crop", False) or "height" not in size or "width" not in size:
-        return None
+    if data.get("do_center_crop", False):
+        raise CheckpointError("'do_center_crop' is true with a 'size' vitlib cannot crop to")
+    if "height" not in size or "width" not in size:
+        raise CheckpointError(f"'size' must have 'height' and 'width', got {dict(size)!r:.80}")
     image_size = (size["height"], size["width"])
     return {**fields, "image_size": image_size, "resize": "squash", "crop_ratio": 1.0}
 
@@ -328,16 +347,12 @@ def preprocessing_to_hf(spec: Preprocessing) -> dict[str, Any] | None:
     }
 
 
-def read_metadata(
+def read_preprocessing(
     data: Mapping[str, Any], side_files: Mapping[str, Mapping[str, Any]], config: ViTConfig
-) -> RecordedMetadata:
-    """The class names of ``id2label`` and the ``ViTImageProcessor`` settings of
-    ``preprocessor_config.json``, if it is there."""
+) -> dict[str, Any] | None:
+    """The preprocessing of ``preprocessor_config.json``, if it is there."""
     processor = side_files.get(PREPROCESSOR_FILE)
-    preprocessing = (
-        None if processor is None else preprocessing_from_hf(processor, config.in_channels)
-    )
-    return labels_from_hf(data), preprocessing
+    return None if processor is None else preprocessing_from_hf(processor, config.in_channels)
 
 
 def write(config: ViTConfig, metadata: ModelMetadata) -> dict[str, dict[str, Any]]:
@@ -361,8 +376,10 @@ FAMILY: Final = Family(
     ConfigFormat(
         "'model_type': 'vit'",
         read_config,
-        read_metadata,
+        labels_from_hf,
+        read_preprocessing,
         side_files=(PREPROCESSOR_FILE,),
+        preprocessing_file=PREPROCESSOR_FILE,
         write=write,
     ),
 )

@@ -1,7 +1,7 @@
 """What a trained model carries besides its weights: class names and input preprocessing.
 
 [`ModelMetadata`][vitlib.checkpoints.metadata.ModelMetadata] travels with a
-[`ViT`][vitlib.ViT]: [`attach_metadata`][vitlib.checkpoints.attach_metadata] sets it,
+[`ViT`][vitlib.ViT]: [`attach_metadata`][vitlib.attach_metadata] sets it,
 ``save_pretrained`` and ``fit`` write it into ``config.json`` and ``load_pretrained`` reads it
 back (also from other families' configs), so that [`vitlib.predict`][vitlib.predict] needs
 nothing but the checkpoint; docs/predict.md says more.
@@ -26,6 +26,7 @@ __all__ = [
     "adapt_metadata",
     "attach_metadata",
     "check_labels",
+    "check_preprocessing",
     "default_preprocessing",
     "model_metadata",
 ]
@@ -80,6 +81,38 @@ def check_labels(labels: object, num_classes: int | None = None, *, where: str =
         )
 
 
+def check_preprocessing(preprocessing: Preprocessing, config: ViTConfig) -> None:
+    """Refuse a preprocessing that does not make the images a model of ``config`` takes.
+
+    Its channels must be the model's; its image size the model's input size, or, for a model
+    with ``dynamic_img_size``, a multiple of the patch size.
+
+    Raises:
+        ConfigError: Another number of channels or an image size the model does not take; the
+            message names both and the fix.
+    """
+    height, width = preprocessing.image_size
+    if preprocessing.channels != config.in_channels:
+        raise ConfigError(
+            f"the preprocessing makes {preprocessing.channels}-channel images but the model "
+            f"takes {config.in_channels} channels (in_channels); expected a preprocessing with "
+            f"channels={config.in_channels}."
+        )
+    if config.dynamic_img_size:
+        patch_height, patch_width = config.patch_hw
+        if height % patch_height == 0 and width % patch_width == 0:
+            return
+        wanted = f"a multiple of the patch size {patch_height}x{patch_width}"
+    elif (height, width) == config.image_hw:
+        return
+    else:
+        wanted = f"{config.image_hw[0]}x{config.image_hw[1]} images"
+    raise ConfigError(
+        f"the preprocessing makes {height}x{width} images but the model takes {wanted}; "
+        f"expected a preprocessing with image_size={config.image_hw}."
+    )
+
+
 def attach_metadata(
     model: nn.Module,
     *,
@@ -96,14 +129,19 @@ def attach_metadata(
     Raises:
         TypeError: ``labels`` is not a list of strings, or ``preprocessing`` not a
             ``Preprocessing``.
-        ValueError: ``labels`` are repeated, or not one per output of the model's head.
+        ValueError: ``labels`` are repeated, or not one per output of the model's head; or
+            ``preprocessing`` does not make the images the model takes (size, channels).
     """
-    num_classes = getattr(getattr(model, "config", None), "num_classes", None)
+    check_type("model", model, nn.Module, "a vitlib.ViT (or another torch module)")
+    config = getattr(model, "config", None)
+    config = config if isinstance(config, ViTConfig) else None
     if labels is not None:
-        check_labels(labels, num_classes if isinstance(num_classes, int) else None)
+        check_labels(labels, None if config is None else config.num_classes)
     if preprocessing is not None:
         check_type("preprocessing", preprocessing, Preprocessing, "a vitlib.data.Preprocessing")
-    current = model_metadata(model)
+        if config is not None:
+            check_preprocessing(preprocessing, config)
+    current = _recorded(model)
     updated = ModelMetadata(
         tuple(labels) if labels is not None else current.labels,
         preprocessing if preprocessing is not None else current.preprocessing,
@@ -112,8 +150,38 @@ def attach_metadata(
 
 
 def model_metadata(model: nn.Module) -> ModelMetadata:
-    """What [`attach_metadata`][vitlib.checkpoints.attach_metadata] or ``load_pretrained``
-    recorded on ``model`` (empty ``ModelMetadata()`` if nothing)."""
+    """What [`attach_metadata`][vitlib.attach_metadata] or ``load_pretrained``
+    recorded on ``model`` (empty ``ModelMetadata()`` if nothing), checked against the model as
+    it is now.
+
+    Raises:
+        ConfigError: The recorded class names or preprocessing no longer fit the model (its
+            head or input was replaced after they were recorded); the message says how to
+            record new ones.
+    """
+    metadata = _recorded(model)
+    config = getattr(model, "config", None)
+    if not isinstance(config, ViTConfig):
+        return metadata
+    labels = metadata.labels
+    if labels is not None and len(labels) != config.num_classes:
+        raise ConfigError(
+            f"the model records {len(labels)} class names but its head has "
+            f"{config.num_classes} outputs (the head was replaced after they were recorded); "
+            "record the new head's names with vitlib.attach_metadata(model, labels=[...])."
+        )
+    if metadata.preprocessing is not None:
+        try:
+            check_preprocessing(metadata.preprocessing, config)
+        except ConfigError as error:
+            raise ConfigError(
+                f"{error} (The model's input changed after its preprocessing was recorded; "
+                "record the new one with vitlib.attach_metadata(model, preprocessing=...).)"
+            ) from error
+    return metadata
+
+
+def _recorded(model: nn.Module) -> ModelMetadata:
     found = getattr(model, _ATTRIBUTE, None)
     return found if isinstance(found, ModelMetadata) else ModelMetadata()
 

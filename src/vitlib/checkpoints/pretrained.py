@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from vitlib._checks import check_choice, check_type
+from vitlib._runtime import is_quantized
 from vitlib.checkpoints.adapt import adapt_state, load_strict
 from vitlib.checkpoints.families import (
     FAMILIES,
@@ -23,6 +25,7 @@ from vitlib.checkpoints.shapes import ShapeFacts
 from vitlib.checkpoints.sources import check_tensors, read_source, recorded_metadata
 from vitlib.checkpoints.weights import write_checkpoint_files
 from vitlib.config import check_field_names
+from vitlib.errors import CheckpointError
 from vitlib.files import write_files
 from vitlib.vit import ViT
 
@@ -39,7 +42,7 @@ def save_pretrained(
     """Write ``config.json`` and ``model.safetensors`` into ``directory``.
 
     ``config.json`` holds the architecture and what
-    [`attach_metadata`][vitlib.checkpoints.attach_metadata] recorded (class names,
+    [`attach_metadata`][vitlib.attach_metadata] recorded (class names,
     preprocessing). ``format`` is one of [`SAVE_FORMATS`][vitlib.checkpoints.families.SAVE_FORMATS]:
     ``"huggingface"`` writes a folder that ``transformers`` reads as is (with ``id2label`` and,
     where Hugging Face can express it, ``preprocessor_config.json``). The files replace their
@@ -69,9 +72,23 @@ def checkpoint_contents(
     Raises:
         InputTypeError: ``model`` is not a ViT.
         ConfigError: ``format`` is not one of ``SAVE_FORMATS``.
-        CheckpointError: The family cannot express the model.
+        CheckpointError: The family cannot express the model, its head is not a linear layer
+            (nor none), or it is int8-quantised.
     """
     check_type("model", model, ViT, "a vitlib.ViT")
+    if is_quantized(model):
+        raise CheckpointError(
+            "the model is int8-quantised (optimize_for_inference(model, 'int8')): its packed int8 "
+            "weights fit no checkpoint format. Save the float32 model it was made from, and "
+            "quantise again after loading."
+        )
+    if not isinstance(model.head, (nn.Linear, nn.Identity)):
+        raise CheckpointError(
+            f"model.head is a {type(model.head).__name__}; a vitlib checkpoint records a linear "
+            "head (nn.Linear(model.config.num_features, classes)) or none (nn.Identity()). Keep "
+            "the extra layers outside the ViT (nn.Sequential(vit, your_head)), or save the "
+            "weights alone with safetensors.torch.save_model(model, path)."
+        )
     config_format = FAMILIES[check_choice("format", format, SAVE_FORMATS)].config
     if config_format is None or config_format.write is None:  # unreachable: SAVE_FORMATS
         raise ValueError(f"format {format!r} writes no config")
@@ -101,7 +118,7 @@ def load_pretrained(
     Returns:
         The model in eval mode (as Hugging Face's ``from_pretrained``; call ``.train()`` to
         train it), with the class names and preprocessing the checkpoint records attached
-        ([`model_metadata`][vitlib.checkpoints.model_metadata]; docs/predict.md tells how
+        ([`model_metadata`][vitlib.model_metadata]; docs/predict.md tells how
         overrides change them).
 
     Raises:
@@ -121,6 +138,10 @@ def load_pretrained(
         overrides=config_overrides,
     )
     checkpoint, target = resolve_configs(sources)
+    told = {**read.stated, **config_overrides, **sources.tensors.fields()}
+    for name, advice in FAMILIES[converted.family].untold.items():
+        if name not in told:
+            warnings.warn(advice, UserWarning, stacklevel=2)
     metadata = recorded_metadata(read, checkpoint)
     model = ViT.from_config(target)
     load_strict(

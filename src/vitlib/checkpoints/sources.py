@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import torch
 from torch import Tensor
@@ -17,7 +17,12 @@ from torch import Tensor
 from vitlib._checks import check_type
 from vitlib.checkpoints.families import identify_config
 from vitlib.checkpoints.family import ConfigFormat
-from vitlib.checkpoints.metadata import ModelMetadata, check_labels, model_metadata
+from vitlib.checkpoints.metadata import (
+    ModelMetadata,
+    check_labels,
+    check_preprocessing,
+    model_metadata,
+)
 from vitlib.checkpoints.run_folder import checkpoint_of_run
 from vitlib.checkpoints.weights import CONFIG_FILE, SUPPORTED_SUFFIXES, read_weights
 from vitlib.config import ViTConfig
@@ -158,47 +163,62 @@ def _weights_file(folder: Path) -> Path:
     return candidates[0]
 
 
+# How to repair a checkpoint whose recorded class names or preprocessing are wrong.
+_FIX: Final = (
+    "Fix or remove that entry of the file; after loading, record the right ones with "
+    "vitlib.attach_metadata(model, labels=[...], preprocessing=...) and re-save."
+)
+
+
 def recorded_metadata(raw: RawCheckpoint, config: ViTConfig) -> ModelMetadata:
     """The class names and preprocessing ``raw`` records, checked against its model ``config``.
 
-    A vitlib ``config.json`` that records invalid ones is refused; a foreign family's settings
-    that vitlib cannot express are left out with a warning that names the file.
+    What is wrong is named with its file and field, once, here. Labels that are not one
+    distinct name per output are refused in any family; a preprocessing that vitlib cannot use
+    (malformed, or not the model's input size and channels) is refused in a vitlib
+    ``config.json`` and left out with a warning for another family's files, which may hold
+    settings vitlib does not have.
 
     Raises:
-        CheckpointError: Labels that are not one distinct name per output of the head, or a
-            vitlib ``preprocessing`` that is malformed; the message names the file.
+        CheckpointError: Malformed labels, or a vitlib ``config.json``'s unusable preprocessing.
     """
     files = raw.config
     if files is None:
         return raw.metadata
-    side = {name: content for name, (_, content) in files.side_files.items()}
-    labels, preprocessing = files.format.read_metadata(files.data, side, config)
-    where = f"{files.path}"
-    if labels is not None and config.num_classes == 0:
-        labels = None  # a feature extractor: its names belong to a head it no longer has
-    if labels is not None:
-        try:
-            check_labels(labels, config.num_classes)
-        except VitlibError as error:
-            raise CheckpointError(
-                f"{where}: {error} Fix the file, or load the model and re-save it after "
-                "vitlib.checkpoints.attach_metadata(model, labels=[...])."
-            ) from error
+    labels = _recorded_labels(files, config)
     spec: Preprocessing | None = None
-    if preprocessing is not None:
-        try:
-            spec = Preprocessing.from_dict(preprocessing)
-        except VitlibError as error:
-            if files.data.get("format") == "vitlib":
-                raise CheckpointError(f"{where}: its preprocessing is invalid: {error}") from error
-            source = ", ".join(str(path) for path, _ in files.side_files.values()) or where
-            warnings.warn(
-                f"{source}: the preprocessing it records cannot be used ({error}); it is ignored, "
-                "and predict assumes ImageNet's (pass preprocessing=... to override).",
-                UserWarning,
-                stacklevel=4,
-            )
-    return ModelMetadata(tuple(labels) if labels is not None else None, spec)
+    side = {name: content for name, (_, content) in files.side_files.items()}
+    name = files.format.preprocessing_file
+    where = files.side_files[name][0] if name in files.side_files else files.path
+    try:
+        fields = files.format.read_preprocessing(files.data, side, config)
+        if fields is not None:
+            spec = Preprocessing.from_dict(fields)
+            check_preprocessing(spec, config)
+    except (VitlibError, TypeError, ValueError) as error:
+        if files.data.get("format") == "vitlib":
+            raise CheckpointError(
+                f"{where}: its preprocessing is unusable: {error} {_FIX}"
+            ) from error
+        warnings.warn(
+            f"{where}: its preprocessing cannot be used ({error}); it is ignored, and predict "
+            "assumes ImageNet's (pass preprocessing=... to override).",
+            UserWarning,
+            stacklevel=4,
+        )
+        spec = None
+    return ModelMetadata(labels, spec)
+
+
+def _recorded_labels(files: ConfigFiles, config: ViTConfig) -> tuple[str, ...] | None:
+    try:
+        labels = files.format.read_labels(files.data)
+        if labels is None or config.num_classes == 0:  # a feature extractor: no head to name
+            return None
+        check_labels(labels, config.num_classes)
+    except (VitlibError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{files.path}: {error} {_FIX}") from error
+    return tuple(labels)
 
 
 def check_tensors(state: Mapping[str, Any]) -> None:

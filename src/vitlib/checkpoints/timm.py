@@ -1,8 +1,11 @@
 """timm's ``VisionTransformer`` (``patch_embed.proj``, ``blocks.N.attn.qkv``...) <-> vitlib.
 
-timm's layout is vitlib's under other names, so both directions are pure renames. A timm model
-built with ``global_pool="avg", fc_norm=False`` loads as ``pool="mean"``; ``fc_norm`` (the norm
-after pooling) and timm-style register tokens are not vitlib's architecture and are refused.
+timm's layout is vitlib's under other names, so both directions are pure renames. Its pooling
+is not in the weights: with ``fc_norm=False``, ``global_pool="avg"`` and ``"token"`` have the
+same tensors. It is read from timm's ``config.json`` (``model_args.global_pool``, else
+``global_pool``, else timm's default ``"token"``; ``"avg"`` loads as ``pool="mean"``); a bare
+state dict loads with the class token and a warning that names ``pool="mean"``. ``fc_norm`` (the
+norm after pooling) and timm-style register tokens are not vitlib's architecture and are refused.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from vitlib.checkpoints.family import (
     ConfigFormat,
     Converted,
     Family,
-    RecordedMetadata,
     Table,
     checked_fields,
     count_layers,
@@ -97,6 +99,10 @@ def from_vitlib(state: Mapping[str, Tensor], config: ViTConfig) -> dict[str, Ten
     return rename(state, exported, config.num_transformer_layers, family="vitlib")
 
 
+# timm's global_pool -> vitlib's pool (timm's "avg" with fc_norm=False; fc_norm is refused).
+_POOLS: Final = {"token": "token", "avg": "mean"}
+
+
 def read_config(data: Mapping[str, Any]) -> dict[str, Any] | None:
     """What a timm hub ``config.json`` states: ``num_heads`` of the architecture's size, and the
     input size of ``pretrained_cfg`` (or of the name). None for any other JSON, a Hugging Face
@@ -108,6 +114,14 @@ def read_config(data: Mapping[str, Any]) -> dict[str, Any] | None:
         raise CheckpointError(f"'architecture' must be a timm model name, got {architecture!r}")
     size, _, img_size = parse_preset_name(architecture.split(".")[0])
     stated: dict[str, Any] = {"num_heads": SIZES[size].num_heads}
+    model_args = data.get("model_args", {})
+    pool = model_args.get("global_pool") if isinstance(model_args, dict) else None
+    pool = data.get("global_pool", "token") if pool is None else pool  # timm's default
+    if pool not in _POOLS:
+        raise CheckpointError(
+            f"'global_pool' is {pool!r}; vitlib pools as timm's {sorted(_POOLS)} do"
+        )
+    stated["pool"] = _POOLS[pool]
     pretrained_cfg = data.get("pretrained_cfg", {})
     if not isinstance(pretrained_cfg, dict):
         raise CheckpointError(
@@ -131,40 +145,45 @@ def labels_from_timm(data: Mapping[str, Any]) -> list[str] | None:
     if names is None:
         return None
     if not isinstance(names, list):
-        raise CheckpointError(f"its 'label_names' must be a list of names, got {names!r:.80}")
+        raise CheckpointError(f"'label_names' must be a list of names, got {names!r:.80}")
     return names
 
 
 _INTERPOLATIONS: Final = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest-exact"}
 
 
-def preprocessing_from_timm(data: Mapping[str, Any]) -> dict[str, Any] | None:
+def preprocessing_from_timm(
+    data: Mapping[str, Any], side_files: Mapping[str, Mapping[str, Any]], config: ViTConfig
+) -> dict[str, Any] | None:
     """``Preprocessing`` fields from a timm ``pretrained_cfg``: ``input_size``, ``mean``,
     ``std``, ``crop_pct`` and ``interpolation`` (the shorter side to ``size / crop_pct``, then a
-    centre crop). ``None`` without an ``input_size``, or with a crop mode or filter vitlib does
-    not have."""
+    centre crop); None without an ``input_size``.
+
+    Raises:
+        CheckpointError: A crop mode or filter vitlib does not have (the message names it).
+    """
     cfg = data.get("pretrained_cfg")
     if not isinstance(cfg, Mapping) or not isinstance(cfg.get("input_size"), list):
         return None
-    interpolation = _INTERPOLATIONS.get(cfg.get("interpolation", "bicubic"))
-    if interpolation is None or cfg.get("crop_mode", "center") != "center":
-        return None
+    interpolation = cfg.get("interpolation", "bicubic")
+    if interpolation not in _INTERPOLATIONS:
+        raise CheckpointError(
+            f"'pretrained_cfg.interpolation' is {interpolation!r}; vitlib has "
+            f"{sorted(_INTERPOLATIONS)}"
+        )
+    if cfg.get("crop_mode", "center") != "center":
+        raise CheckpointError(
+            f"'pretrained_cfg.crop_mode' is {cfg['crop_mode']!r}; vitlib crops the centre only"
+        )
     channels, height, width = cfg["input_size"]
     fields: dict[str, Any] = {
         "image_size": (height, width),
         "channels": channels,
         "resize": "center_crop",
         "crop_ratio": cfg.get("crop_pct", 0.875),
-        "interpolation": interpolation,
+        "interpolation": _INTERPOLATIONS[interpolation],
     }
     return fields | {name: cfg[name] for name in ("mean", "std") if name in cfg}
-
-
-def read_metadata(
-    data: Mapping[str, Any], side_files: Mapping[str, Mapping[str, Any]], config: ViTConfig
-) -> RecordedMetadata:
-    """The ``label_names`` and the ``pretrained_cfg`` preprocessing of a timm hub config."""
-    return labels_from_timm(data), preprocessing_from_timm(data)
 
 
 FAMILY: Final = Family(
@@ -173,5 +192,17 @@ FAMILY: Final = Family(
     matches,
     to_vitlib,
     from_vitlib,
-    ConfigFormat("an 'architecture' (a timm model name)", read_config, read_metadata),
+    ConfigFormat(
+        "an 'architecture' (a timm model name)",
+        read_config,
+        labels_from_timm,
+        preprocessing_from_timm,
+    ),
+    untold={
+        "pool": (
+            "a timm state dict does not record its pooling (global_pool='token' and 'avg' "
+            "have the same tensors); loaded with the class token, timm's default. If the model "
+            "was built with global_pool='avg' (and fc_norm=False), load it with pool='mean'."
+        )
+    },
 )

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from vitlib._version import __version__
 from vitlib.checkpoints import keys as slots
-from vitlib.checkpoints.family import ConfigFormat, Converted, Family, RecordedMetadata
+from vitlib.checkpoints.family import ConfigFormat, Converted, Family
 from vitlib.checkpoints.metadata import ModelMetadata
 from vitlib.checkpoints.weights import CONFIG_FILE
 from vitlib.config import ViTConfig
@@ -21,7 +21,8 @@ __all__ = [
     "from_vitlib",
     "matches",
     "read_config",
-    "read_metadata",
+    "read_labels",
+    "read_preprocessing",
     "to_vitlib",
     "write",
 ]
@@ -79,12 +80,16 @@ def check_format_version(version: object) -> None:
         )
 
 
-def read_metadata(
+def read_labels(data: Mapping[str, Any]) -> Any:
+    """The ``labels`` of a ``config.json`` of format version 2 (version 1 has none)."""
+    return data.get("labels")
+
+
+def read_preprocessing(
     data: Mapping[str, Any], side_files: Mapping[str, Mapping[str, Any]], config: ViTConfig
-) -> RecordedMetadata:
-    """The ``labels`` and ``preprocessing`` of a ``config.json`` of format version 2 (version 1
-    has neither)."""
-    return data.get("labels"), data.get("preprocessing")
+) -> Any:
+    """The ``preprocessing`` of a ``config.json`` of format version 2 (version 1 has none)."""
+    return data.get("preprocessing")
 
 
 def write(config: ViTConfig, metadata: ModelMetadata) -> dict[str, dict[str, Any]]:
@@ -109,5 +114,5 @@ FAMILY: Final = Family(
     matches,
     to_vitlib,
     from_vitlib,
-    ConfigFormat("'format': 'vitlib'", read_config, read_metadata, write=write),
+    ConfigFormat("'format': 'vitlib'", read_config, read_labels, read_preprocessing, write=write),
 )

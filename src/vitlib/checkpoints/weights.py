@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import errno
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -48,8 +49,19 @@ def read_weights(path: Path) -> dict[str, Tensor]:
     Raises:
         CheckpointError: Unknown suffix, not a regular file, corrupt or truncated file, or a
             pickle that carries code.
+        PermissionError: The file may not be read.
     """
     check_regular_file(path)
+    try:  # the readers below report a file they may not open as missing or corrupt
+        with path.open("rb"):
+            pass
+    except PermissionError as error:
+        raise PermissionError(
+            errno.EACCES,
+            f"permission denied reading {path}; make it readable (chmod u+r) or load it as "
+            "the user who owns it",
+            str(path),
+        ) from error
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return _read_safetensors(path)

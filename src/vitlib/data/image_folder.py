@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Final
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from vitlib._checks import check_bool
 from vitlib._optional import missing_extra
 from vitlib.data.preprocessing import Preprocessing, train_transform
 from vitlib.data.transforms import (
@@ -77,6 +79,7 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         *,
         strict: bool = False,
     ) -> None:
+        check_bool("strict", strict)
         _pillow_available()
         self.root = Path(root)
         self.transform = transform
@@ -307,14 +310,31 @@ def _find_samples(root: Path, classes: list[str], *, strict: bool) -> list[tuple
 
 def image_files(folder: Path) -> list[Path]:
     """The image files below ``folder`` at any depth (suffix in ``IMAGE_EXTENSIONS``), sorted;
-    hidden files and folders (``.ipynb_checkpoints``) left out."""
-    return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_EXTENSIONS
-        and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
+    hidden files and folders (``.ipynb_checkpoints``) left out, folder links not followed.
+
+    Raises:
+        PermissionError: A folder below ``folder`` (or itself) cannot be listed; the message
+            names it, instead of its images going missing without a word.
+    """
+
+    def refuse_unreadable(error: OSError) -> None:
+        if isinstance(error, PermissionError):
+            raise PermissionError(
+                errno.EACCES,
+                f"permission denied listing the folder {error.filename}; make it readable "
+                "(chmod u+rx) or move it out of the data folder",
+                error.filename,
+            ) from error
+
+    found = []
+    for directory, subfolders, names in os.walk(folder, onerror=refuse_unreadable):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in names:
+            path = Path(directory, name)
+            image = not name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+            if image and path.is_file():
+                found.append(path)
+    return sorted(found)
 
 
 def _pillow_available() -> None:

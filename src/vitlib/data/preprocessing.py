@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = [
+    "MIN_CROP_RATIO",
     "Interpolation",
     "PreprocessTransform",
     "Preprocessing",
@@ -63,6 +64,9 @@ _RESIZE_RULES: Final[tuple[ResizeRule, ...]] = get_args(ResizeRule)
 # std of 1e-300 is 0 in float32, one of 1e300 maps every image to 0).
 _BOUNDS: Final = {"mean": (-1e3, 1e3), "std": (1e-3, 1e3)}
 _INTERPOLATIONS: Final[tuple[Interpolation, ...]] = get_args(Interpolation)
+#: The smallest ``crop_ratio``: the crop keeps at least a tenth of the resized image's side (a
+#: ratio near 0 would resize every photo to an enormous image first).
+MIN_CROP_RATIO: Final = 0.1
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,8 @@ class Preprocessing:
         mean: Per-channel mean subtracted from pixels scaled to [0, 1].
         std: Per-channel standard deviation divided by.
         resize: ``"center_crop"`` or ``"squash"`` (see ``ResizeRule``).
-        crop_ratio: With ``"center_crop"``: the fraction of the resized image kept, in (0, 1];
+        crop_ratio: With ``"center_crop"``: the fraction of the resized image kept, in
+            [0.1, 1];
             0.875 is the standard 256 -> 224. Ignored by ``"squash"``.
         interpolation: ``"bilinear"``, ``"bicubic"`` or ``"nearest-exact"``.
 
@@ -104,9 +109,8 @@ class Preprocessing:
         ratio = check_number(
             "crop_ratio",
             self.crop_ratio,
-            low=0.0,
+            low=MIN_CROP_RATIO,
             high=1.0,
-            low_open=True,
             fix="e.g. 0.875 (256 -> 224) or 1.0 (no border cut)",
         )
         object.__setattr__(self, "crop_ratio", ratio)

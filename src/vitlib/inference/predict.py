@@ -264,8 +264,8 @@ def _prepared(
             continue
         if isinstance(item, (str, os.PathLike)):
             source = str(item)
-            try:
-                pixels = open_image(Path(item))
+            try:  # a file that cannot be decoded, or whose pixels are out of range
+                prepared = transform(open_image(Path(item)))
             except DataError as error:
                 if strict:
                     raise DataError(
@@ -275,7 +275,7 @@ def _prepared(
                 skipped.append(SkippedImage(source, str(error)))
                 position += 1
                 continue
-            yield source, transform(pixels)
+            yield source, prepared
         elif _is_pil(item):
             yield f"image {position}", transform(item)
         else:
