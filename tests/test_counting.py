@@ -5,11 +5,24 @@ from __future__ import annotations
 import pytest
 import torch
 from hypothesis import given
+from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from vitlib import ViT, ViTConfig, count_flops, count_parameters, optimize_for_inference
+from vitlib import (
+    ConfigError,
+    InputTypeError,
+    MLPBlock,
+    PatchEmbedding,
+    TransformerEncoderBlock,
+    ViT,
+    ViTConfig,
+    count_flops,
+    count_parameters,
+    optimize_for_inference,
+)
 
+from .helpers import TINY
 from .strategies import small_configs
 
 TORCHVISION_PARAMETERS = {
@@ -94,3 +107,58 @@ def test_counts_accept_preset_names_and_reject_other_types() -> None:
     assert count_parameters("ViT-B/16") == count_parameters(ViTConfig.from_preset("ViT-B/16"))
     with pytest.raises(TypeError, match=r"config must be a vitlib\.ViTConfig or a preset name"):
         count_flops(42)  # type: ignore[arg-type]
+
+
+class _MeanPooled(nn.Module):
+    """A variant assembled from the blocks (the README's): no class token, mean pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch_embedding = PatchEmbedding(in_channels=3, patch_size=8, embedding_dim=24)
+        self.position_embedding = nn.Parameter(torch.zeros(1, 4 * 6, 24))
+        self.encoder = nn.Sequential(*(TransformerEncoderBlock(24, 2, 48) for _ in range(2)))
+        self.norm = nn.LayerNorm(24, eps=1e-6)
+        self.head = nn.Linear(24, 5)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        tokens = self.patch_embedding(images) + self.position_embedding
+        logits: torch.Tensor = self.head(self.norm(self.encoder(tokens)).mean(dim=1))
+        return logits
+
+
+def test_a_model_built_from_the_blocks_gets_both_numbers() -> None:
+    """The same architecture as a config counts the same in closed form."""
+    model = _MeanPooled()
+    twin = ViTConfig(
+        img_size=(32, 48), patch_size=8, num_transformer_layers=2, embedding_dim=24,
+        mlp_size=48, num_heads=2, num_classes=5, class_token=False, pool="mean",
+    )  # fmt: skip
+    assert count_parameters(model) == count_parameters(twin)
+    model.train()
+    assert count_flops(model, input_size=(3, 32, 48)) == count_flops(twin)
+    assert model.training, "the mode is restored"
+
+
+@given(small_configs())
+def test_a_built_vit_measures_what_its_config_counts(cfg: ViTConfig) -> None:
+    model = ViT(cfg)
+    assert count_parameters(model) == count_parameters(cfg)
+    assert count_flops(model) == count_flops(cfg)
+    fast = optimize_for_inference(model, "fp32")
+    assert count_flops(fast) == count_flops(cfg, class_token_shortcut=True)
+
+
+def test_counting_a_module_asks_for_what_it_cannot_know() -> None:
+    block = MLPBlock(embedding_dim=8, mlp_size=16)
+    with pytest.raises(
+        ConfigError, match=r"needs input_size, the shape of one input, for a MLPBlock"
+    ):
+        count_flops(block)
+    with pytest.raises(ConfigError, match=r"pass the copy vitlib\.optimize_for_inference"):
+        count_flops(ViT(**TINY), class_token_shortcut=True)
+    with pytest.raises(ConfigError, match=r"input_size=.* is for a module"):
+        count_flops("ViT-Ti/16", input_size=(3, 32, 32))
+    with pytest.raises(ConfigError, match=r"each side of input_size must be an int >= 1, got 0"):
+        count_flops(block, input_size=(0, 8))
+    with pytest.raises(InputTypeError, match="config"):
+        count_parameters(object())  # type: ignore[arg-type]

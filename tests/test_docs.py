@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
+import pkgutil
 import re
 import runpy
 import shutil
@@ -182,3 +185,25 @@ def test_example_runs_as_a_script() -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
+
+
+def _docstring_examples() -> list[doctest.DocTest]:
+    """Every ``Examples:`` block in the library's docstrings (the API reference shows them)."""
+    found = []
+    for info in pkgutil.walk_packages(vitlib.__path__, "vitlib."):
+        if info.name == "vitlib.__main__":  # importing it runs the command line
+            continue
+        module = importlib.import_module(info.name)
+        names = {"vitlib": vitlib, "torch": torch, **vars(module)}
+        for test in doctest.DocTestFinder().find(module, info.name, globs=names):
+            if test.examples and test.name.startswith(info.name):
+                found.append(test)
+    return found
+
+
+@pytest.mark.parametrize("example", _docstring_examples(), ids=lambda test: test.name)
+def test_docstring_examples_give_what_they_show(example: doctest.DocTest) -> None:
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report: list[str] = []
+    outcome = runner.run(example, out=report.append)
+    assert outcome.failed == 0, "".join(report)

@@ -1,4 +1,5 @@
-"""Exact, analytic parameter and FLOP counts, straight from the config (no model is built).
+"""Exact parameter and FLOP counts: in closed form from a config (no model is built), or of a
+built module (its parameters, and the FLOPs PyTorch's counter sees in one forward pass).
 
 FLOPs count a multiply-add as 2 and include every matrix product of the forward pass, leaving
 out element-wise work as fvcore and torchvision do; torchvision's "GFLOPS" column counts
@@ -7,8 +8,13 @@ multiply-adds, half of [`count_flops`][vitlib.count_flops]. docs/presets.md says
 
 from __future__ import annotations
 
-from vitlib._checks import check_bool, check_type
+import torch
+from torch import nn
+
+from vitlib._checks import check_bool, check_positive_int, check_sequence, check_type
+from vitlib._runtime import eval_mode
 from vitlib.config import ViTConfig
+from vitlib.errors import ConfigError
 
 __all__ = ["count_flops", "count_parameters", "parameter_breakdown"]
 
@@ -22,15 +28,21 @@ def _as_config(config: ViTConfig | str) -> ViTConfig:
     return config
 
 
-def count_parameters(config: ViTConfig | str) -> int:
-    """Number of parameters of ``ViT.from_config(config)``, in closed form.
+def count_parameters(config: ViTConfig | str | nn.Module) -> int:
+    """Number of parameters of ``ViT.from_config(config)``, in closed form; or of a built module
+    (a custom model assembled from the blocks, say), each shared parameter once.
 
-    Equals ``sum(p.numel() for p in model.parameters())`` for every valid config (tested).
+    The closed form equals ``sum(p.numel() for p in model.parameters())`` for every valid
+    config (tested).
 
     Examples:
         >>> count_parameters(ViTConfig.from_preset("ViT-B/16"))
         86567656
+        >>> count_parameters(vitlib.MLPBlock(embedding_dim=8, mlp_size=32))
+        568
     """
+    if isinstance(config, nn.Module):
+        return sum(parameter.numel() for parameter in config.parameters())
     return sum(parameter_breakdown(config).values())
 
 
@@ -69,24 +81,63 @@ def parameter_breakdown(config: ViTConfig | str) -> dict[str, int]:
     }
 
 
-def count_flops(config: ViTConfig | str, *, class_token_shortcut: bool = False) -> int:
-    """Forward FLOPs for one image at ``config.img_size`` (a multiply-add counted as 2).
+def count_flops(
+    config: ViTConfig | str | nn.Module,
+    *,
+    class_token_shortcut: bool = False,
+    input_size: tuple[int, ...] | None = None,
+) -> int:
+    """Forward FLOPs for one image (a multiply-add counted as 2): in closed form for a config at
+    its ``img_size``, or measured on a built module.
 
-    By default the whole network, every token through every block: the figure papers and
-    torchvision publish, and what [`ViT.forward`][vitlib.ViT.forward] runs.
-    With ``class_token_shortcut=True``, what the copy of
-    [`optimize_for_inference`][vitlib.optimize_for_inference] runs: under class-token pooling
-    its last block computes only the class token's output (the ``qkv`` projection still covers
-    every token, as keys and values); with mean pooling the two agree.
+    For a config: by default the whole network, every token through every block, the figure
+    papers and torchvision publish and what [`ViT.forward`][vitlib.ViT.forward] runs; with
+    ``class_token_shortcut=True``, what the copy of
+    [`optimize_for_inference`][vitlib.optimize_for_inference] runs (under class-token pooling
+    its last block computes only the class token's output; with mean pooling the two agree).
+
+    For a module (a custom model assembled from the blocks, or a ViT as it is, head swaps and
+    all): PyTorch's ``torch.utils.flop_counter`` counts one forward pass of a zero image in
+    eval mode and without gradients, attention through its math kernel (whose products the
+    counter knows); the module's mode is restored. For a [`ViT`][vitlib.ViT] this equals the
+    closed form of its config (tested).
+
+    Args:
+        config: A config, a preset name, or a built ``nn.Module``.
+        class_token_shortcut: With a config: count what ``optimize_for_inference``'s copy runs.
+            A module is measured as it runs (so pass that copy itself).
+        input_size: With a module: the shape of one input, without the batch dimension
+            (``(channels, height, width)`` of an image, ``(tokens, width)`` for a block);
+            default the image size of a module that has a ``ViTConfig`` as ``.config``.
+
+    Raises:
+        InputTypeError: ``config`` is none of the kinds above, or ``input_size`` is not a
+            sequence of ints.
+        ConfigError: ``input_size`` is missing for a module without a ``ViTConfig``, given with
+            a config, or ``class_token_shortcut`` is given with a module.
 
     Examples:
         >>> count_flops(ViTConfig.from_preset("ViT-B/16")) / 1e9  # 2 x torchvision's 17.564
         35.127656448
         >>> count_flops("ViT-B/16", class_token_shortcut=True) / 1e9
         32.928141312
+        >>> count_flops(vitlib.MLPBlock(embedding_dim=8, mlp_size=32), input_size=(4, 8))
+        4096
     """
-    cfg = _as_config(config)
     check_bool("class_token_shortcut", class_token_shortcut)
+    if isinstance(config, nn.Module):
+        if class_token_shortcut:
+            raise ConfigError(
+                "class_token_shortcut=True counts a config's shortcut; a module is measured as "
+                "it runs, so pass the copy vitlib.optimize_for_inference(model) returns instead."
+            )
+        return _measured_flops(config, input_size)
+    if input_size is not None:
+        raise ConfigError(
+            f"input_size={input_size!r} is for a module; a config counts at its img_size and "
+            "in_channels (use config.replace(img_size=..., in_channels=...) instead)."
+        )
+    cfg = _as_config(config)
     dim, mlp = cfg.embedding_dim, cfg.mlp_size
     patch_h, patch_w = cfg.patch_hw
     tokens = cfg.num_prefix_tokens + cfg.num_patches
@@ -105,3 +156,31 @@ def count_flops(config: ViTConfig | str, *, class_token_shortcut: bool = False) 
     pre_logits = dim * cfg.representation_size if cfg.representation_size else 0
     head = cfg.num_features * cfg.num_classes
     return 2 * (patch_embedding + encoder + pre_logits + head)
+
+
+def _measured_flops(module: nn.Module, input_size: tuple[int, ...] | None) -> int:
+    """The FLOPs PyTorch's counter sees in ``module``'s forward pass on one zero input."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if input_size is None:
+        config = getattr(module, "config", None)
+        if not isinstance(config, ViTConfig):
+            raise ConfigError(
+                f"count_flops needs input_size, the shape of one input, for a "
+                f"{type(module).__name__}, which has no vitlib.ViTConfig to take it from; "
+                "e.g. input_size=(3, 224, 224) for images."
+            )
+        input_size = (config.in_channels, *config.image_hw)
+    sides = check_sequence("input_size", input_size, "the shape of one input, e.g. (3, 224, 224)")
+    if not sides:
+        raise ConfigError("input_size must name at least one dimension, got ().")
+    shape = [check_positive_int("each side of input_size", side) for side in sides]
+    parameter = next(module.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else None
+    images = torch.zeros(1, *shape, device=device, dtype=dtype)
+    counter = FlopCounterMode(display=False)
+    with eval_mode(module), torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
+        module(images)
+    return int(counter.get_total_flops())
