@@ -1,4 +1,4 @@
-"""The package: public names of DESIGN.md, version, typing marker, and a wheel that installs."""
+"""The package: its public names (docs/api.md), version, typing marker and an installing wheel."""
 
 from __future__ import annotations
 

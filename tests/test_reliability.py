@@ -1,7 +1,8 @@
 """Hostile input, one parametrised test per class of failure (see docs/reliability.md).
 
-The case ids are those of the reliability probe (shared/reports/reliability-probe-2026-11-27.md)
-where a case comes from it. Each class states a guarantee:
+The case ids (K01, ...) are those of the project's reliability probe of 2026-11-27, a report
+kept outside this repository; docs/reliability.md states the guarantees they led to. Each
+class states a guarantee:
 
 - silent wrong answers: input that used to be accepted and gave a wrong model or result is refused;
 - clear errors: input that used to end in a raw error from torch, numpy or the standard library
