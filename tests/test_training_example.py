@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.helpers import ROOT, load_module
-from tests.training_helpers import digits_vit
+from tests.training_helpers import FINISHED_COMMAND_RUN, digits_vit
 from vitlib.cli import main as cli_main
 from vitlib.errors import ConfigError
 from vitlib.training import recipe
@@ -32,14 +32,7 @@ def test_a_quick_digits_run_saves_the_run_and_the_plots(
     assert example.main([*QUICK, "--output-dir", str(run)]) == 0
     out = capsys.readouterr().out
     assert "final test accuracy:" in out
-    assert sorted(p.name for p in run.iterdir()) == [
-        "best",
-        "history.json",
-        "history.png",
-        "last",
-        "predictions.png",
-        "settings.json",
-    ]
+    assert sorted(p.name for p in run.iterdir()) == FINISHED_COMMAND_RUN
     saved = json.loads((run / "best" / "config.json").read_text())
     assert saved["labels"] == [str(digit) for digit in range(10)]
     assert saved["preprocessing"]["channels"] == 1

@@ -26,6 +26,7 @@ from vitlib.training.resume import load_training_state
 
 from .helpers import ROOT, load_module
 from .test_training_ddp import torchrun
+from .training_helpers import FINISHED_COMMAND_RUN
 
 MODEL: dict[str, Any] = {
     "img_size": 8,
@@ -354,14 +355,7 @@ def test_the_documented_fsdp_command_ends_cleanly_with_its_plots(tmp_path: Path)
     result = torchrun(*command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     run = tmp_path / "runs" / "fsdp"
-    assert sorted(p.name for p in run.iterdir()) == [
-        "best",
-        "history.json",
-        "history.png",
-        "last",
-        "predictions.png",
-        "settings.json",
-    ]
+    assert sorted(p.name for p in run.iterdir()) == FINISHED_COMMAND_RUN
     assert result.stdout.count("final test accuracy") == 1  # rank 0 alone reports
     assert "Traceback" not in result.stderr
     again = torchrun(*command, "--resume", cwd=tmp_path)  # complete: sharded, not trained

@@ -20,6 +20,16 @@ from vitlib.training import History, fit
 
 FEATURES = 8
 CLASSES = 3
+#: What a finished ``vitlib train`` run folder holds (with matplotlib installed).
+FINISHED_COMMAND_RUN: list[str] = [
+    "best",
+    "history.json",
+    "history.png",
+    "last",
+    "predictions.png",
+    "settings.json",
+]
+
 RECIPE: dict[str, Any] = {
     "lr": 0.05,
     "warmup_steps": 3,
