@@ -469,3 +469,14 @@ def test_load_image_folders_prepare_both_splits_by_the_preprocessing_given(
     assert isinstance(train.transform, TrainTransform)
     assert train.transform.preprocessing == spec
     assert train[0][0].shape == test[0][0].shape == (3, 8, 12)
+
+
+def test_a_symbolic_link_that_leads_nowhere_is_named_as_one(tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)  # a link to itself
+    with pytest.raises(FileNotFoundError, match="is a symbolic link that leads nowhere"):
+        ImageFolderDataset(loop)
+    root = write_image_folder(tmp_path / "data", per_class=2)
+    (root / "red" / "gone.png").symlink_to(tmp_path / "deleted.png")
+    with pytest.warns(SkippedImagesWarning, match=r"gone\.png \(the file is a symbolic link"):
+        ImageFolderDataset(root)

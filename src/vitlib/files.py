@@ -37,6 +37,7 @@ __all__ = [
     "check_regular_file",
     "dump_json",
     "explained_os_errors",
+    "missing",
     "read_json",
     "recover_interrupted_save",
     "write_files",
@@ -182,6 +183,14 @@ def dump_json(data: Mapping[str, Any] | list[Any], path: Path) -> None:
     path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
+def missing(path: Path) -> str:
+    """Why nothing readable is at ``path``, for messages: "does not exist", or, for a symbolic
+    link that leads nowhere, that it is one (broken, or a loop of links)."""
+    if path.is_symlink():
+        return "is a symbolic link that leads nowhere (to a missing path, or in a loop of links)"
+    return "does not exist"
+
+
 def check_regular_file(path: Path) -> int:
     """Return the size of ``path`` if it is a regular file (after symbolic links), else raise.
 
@@ -196,7 +205,7 @@ def check_regular_file(path: Path) -> int:
         info = os.stat(path)
     except FileNotFoundError as error:
         raise FileNotFoundError(
-            errno.ENOENT, f"no checkpoint file at {path}; check the path", str(path)
+            errno.ENOENT, f"the checkpoint file {path} {missing(path)}; check the path", str(path)
         ) from error
     except OSError as error:  # a symbolic-link loop, a path through a file...
         raise CheckpointError(f"cannot open {path} ({error.strerror}); check the path.") from error

@@ -22,6 +22,7 @@ from vitlib.data.transforms import (
     pil_to_tensor,
 )
 from vitlib.errors import DataError
+from vitlib.files import missing
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -219,10 +220,12 @@ def _pillow_image(path: Path) -> Iterator[Image.Image]:
         from PIL import Image
     except ImportError as error:
         raise missing_extra("Pillow", "data", "Reading images") from error
-    if not path.is_file():
+    if not path.exists():
         raise _UnreadableImageError(
-            "no such file" if not path.exists() else "not a regular file", ""
+            f"the file {missing(path)}" if path.is_symlink() else "no such file"
         )
+    if not path.is_file():
+        raise _UnreadableImageError("not a regular file")
     bombs = (Image.DecompressionBombWarning, Image.DecompressionBombError)
     try:
         with warnings.catch_warnings():
@@ -244,7 +247,7 @@ def _pillow_image(path: Path) -> Iterator[Image.Image]:
 
 def _check_directory(path: Path, name: str, fix: str) -> None:
     if not path.exists():
-        raise FileNotFoundError(f"{name} {path} does not exist; {fix}")
+        raise FileNotFoundError(f"{name} {path} {missing(path)}; {fix}")
     if not path.is_dir():
         raise NotADirectoryError(f"{name} {path} is a file, expected a folder; {fix}")
 
@@ -332,7 +335,7 @@ def image_files(folder: Path) -> list[Path]:
         for name in names:
             path = Path(directory, name)
             image = not name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
-            if image and path.is_file():
+            if image and (path.is_file() or path.is_symlink()):  # a dead link: named, skipped
                 found.append(path)
     return sorted(found)
 
