@@ -8,8 +8,8 @@ Examples::
 
     # the chapter's setup: torchvision's ViT-B/16 on a Sports-Mini style folder
     python examples/finetune.py --checkpoint torchvision:vit_b_16 --data data/sports_mini
-    # offline: fine-tune the head of a from-scratch digits run on the digits
-    python examples/finetune.py --checkpoint runs/from_scratch --epochs 3
+    # offline: fine-tune the head of a from-scratch digits run (vitlib train) on the digits
+    python examples/finetune.py --checkpoint runs/digits --epochs 3   # into runs/digits-finetune
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The model is a random one (``--preset``, ``--image-size``), or any checkpoint
 ``vitlib.load_pretrained`` reads (``--checkpoint``: a saved run, a Hugging Face directory, a
 weights file, ``torchvision:vit_b_16``...). The input is a handwritten digit from the embedded
-test set by default, or ``--image`` (needs Pillow, ``vitlib[data]``). Writes to ``--output-dir``:
+test set by default, or ``--image`` (needs Pillow, ``vitlib[data]``). Writes to ``--output-dir``
+(default ``runs/inspect/<the checkpoint as a name>``):
 
 - ``filters.png``: the principal components of the patch filters (Fig. 7 left);
 - ``position_similarity.png``: cosine similarity of the position embeddings (Fig. 7 centre);
@@ -15,7 +16,7 @@ Examples::
 
     python examples/inspect_model.py                                  # a random ViT-Ti/4
     python examples/train_from_scratch.py --image-size 32 && \\
-        python examples/inspect_model.py --checkpoint runs/from_scratch/best
+        python examples/inspect_model.py --checkpoint runs/digits/best   # runs/inspect/digits-best
     python examples/inspect_model.py --checkpoint torchvision:vit_b_16 --image cat.jpg
 
 Needs matplotlib (``vitlib[plots]``) and, for the digits, scikit-learn (``vitlib[data]``).
@@ -24,6 +25,7 @@ Needs matplotlib (``vitlib[plots]``) and, for the digits, scikit-learn (``vitlib
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +52,15 @@ from vitlib.data.digits import DIGITS_TEST_SIZE
 from vitlib.errors import VitlibError
 
 PAPER_FILTERS = 28
+#: Where the pictures go without --output-dir: a folder per model below it.
+INSPECT_FOLDER = Path("runs/inspect")
+#: The pictures the example writes into --output-dir (filters.png for grey or RGB models only).
+FILTERS, POSITIONS, DISTANCES, ROLLOUT = (
+    "filters.png",
+    "position_similarity.png",
+    "attention_distance.png",
+    "attention_rollout.png",
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -67,9 +78,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--num-images", type=int, default=32, help="test digits the distance is averaged over"
     )
     parser.add_argument("--discard-ratio", type=float, default=0.0, help="of attention_rollout")
-    parser.add_argument("--output-dir", type=Path, default=Path("runs/inspect"))
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        help="default: runs/inspect/<the checkpoint, as a name>, e.g. runs/inspect/digits-best "
+        "for --checkpoint runs/digits/best, runs/inspect/random without one",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing PNGs")
     args = parser.parse_args(argv)
+    if args.output_dir is None:
+        args.output_dir = default_output_dir(args.checkpoint)
     if not 0 <= args.digit < DIGITS_TEST_SIZE:
         parser.error(f"--digit must be from 0 to {DIGITS_TEST_SIZE - 1}, got {args.digit}")
     if not 1 <= args.num_images <= DIGITS_TEST_SIZE:
@@ -77,6 +95,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not 0.0 <= args.discard_ratio < 1.0:
         parser.error(f"--discard-ratio must be in [0, 1), got {args.discard_ratio}")
     return args
+
+
+def default_output_dir(checkpoint: str | None) -> Path:
+    """``runs/inspect/<name>``: each model's pictures in a folder of their own, named after
+    the checkpoint (``runs/digits/best`` -> ``digits-best``, ``torchvision:vit_b_16`` ->
+    ``torchvision-vit_b_16``), ``random`` for the random model."""
+    if checkpoint is None:
+        return INSPECT_FOLDER / "random"
+    parts = [part for part in re.split(r"[/:\\]+", checkpoint) if part not in ("", ".", "..")]
+    if parts and parts[0] == "runs":
+        parts = parts[1:]
+    return INSPECT_FOLDER / ("-".join(parts) or "checkpoint")
 
 
 def load_model(args: argparse.Namespace) -> vitlib.ViT:
@@ -123,6 +153,28 @@ def load_images(
     return images.to(model.position_embedding.dtype), mean, std
 
 
+def picture_paths(model: vitlib.ViT, output_dir: Path) -> list[Path]:
+    """The PNGs that `write_pictures` writes for ``model``."""
+    names = [POSITIONS, DISTANCES, ROLLOUT]
+    if model.config.in_channels in (1, 3):  # patch filters are drawable as grey or RGB
+        names.insert(0, FILTERS)
+    return [output_dir / name for name in names]
+
+
+def check_free(paths: Sequence[Path], overwrite: bool) -> None:
+    """Refuse, before any analysis runs, to replace pictures without ``--overwrite``.
+
+    Raises:
+        FileExistsError: Some of ``paths`` exist; the message names them and the flag.
+    """
+    taken = [str(path) for path in paths if path.exists()]
+    if taken and not overwrite:
+        raise FileExistsError(
+            f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; pass "
+            "--overwrite to replace the pictures, or choose another --output-dir"
+        )
+
+
 def write_pictures(
     model: vitlib.ViT,
     images: Tensor,
@@ -135,24 +187,20 @@ def write_pictures(
     config = model.config
     patch_h, patch_w = config.patch_hw
     written = []
-    if config.in_channels in (1, 3):  # drawable as grey or RGB
+    if out / FILTERS in picture_paths(model, out):
         available = min(config.embedding_dim - 1, config.in_channels * patch_h * patch_w)
         filters = embedding_filters(model, k=min(PAPER_FILTERS, available))
-        written.append(plot_embedding_filters(filters, out / "filters.png", overwrite=overwrite))
+        written.append(plot_embedding_filters(filters, out / FILTERS, overwrite=overwrite))
     similarity = position_embedding_similarity(model)
-    written.append(
-        plot_position_similarity(similarity, out / "position_similarity.png", overwrite=overwrite)
-    )
+    written.append(plot_position_similarity(similarity, out / POSITIONS, overwrite=overwrite))
     distances = mean_attention_distance(model, images)
-    written.append(
-        plot_attention_distance(distances, out / "attention_distance.png", overwrite=overwrite)
-    )
+    written.append(plot_attention_distance(distances, out / DISTANCES, overwrite=overwrite))
     attention = rollout_map(model, images[:1], discard_ratio=args.discard_ratio)[0]
     written.append(
         plot_attention_rollout(
             images[0],
             attention,
-            out / "attention_rollout.png",
+            out / ROLLOUT,
             mean=mean,
             std=std,
             overwrite=overwrite,
@@ -178,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         model = load_model(args)
+        check_free(picture_paths(model, args.output_dir), args.overwrite)
         images, mean, std = load_images(args, model)
         paths = write_pictures(model, images, mean, std, args)
     except (VitlibError, OSError) as error:

@@ -1,17 +1,18 @@
 """Train a ViT from scratch: the embedded 8x8 digits by default, or a Sports-Mini style folder.
 
 The ``vitlib train`` command as a script; the work is done by :mod:`vitlib.training.recipe`
-(data, model, :func:`vitlib.training.fit`, plots). The run directory (``--output-dir``, default
-``runs/from_scratch``) receives ``last/`` and ``best/`` checkpoints, ``history.json``, the
-loss/accuracy curves (``history.png``) and a grid of test predictions (``predictions.png``); the
-plots need matplotlib (``vitlib[plots]``).
+(data, model, :func:`vitlib.training.fit`, plots). ``best/`` is chosen on a validation split
+(``DATA/valid/``, else ``--val-split`` of ``train/``) and the test split is evaluated once, at
+the end. The run directory (``--output-dir``, default ``runs/<data name>``: ``runs/digits``,
+numbered ``-2``, ``-3``... when taken) receives ``last/`` and ``best/`` checkpoints,
+``history.json``, ``settings.json``, the loss/accuracy curves (``history.png``) and a grid of
+test predictions (``predictions.png``); the plots need matplotlib (``vitlib[plots]``).
 
 Examples::
 
-    python examples/train_from_scratch.py                       # digits, ~95 s on 2 cores
-    python examples/train_from_scratch.py --resume --epochs 30  # continue the same run
-    python examples/train_from_scratch.py --data data/sports_mini --preset ViT-Ti/16 \\
-        --image-size 224 --batch-size 32 --epochs 10 --output-dir runs/sports_mini
+    python examples/train_from_scratch.py                       # digits, into runs/digits
+    python examples/train_from_scratch.py --resume --epochs 30  # continue that run
+    python examples/train_from_scratch.py --data data/sports_mini   # into runs/sports_mini
     torchrun --nproc_per_node 2 examples/train_from_scratch.py --output-dir runs/ddp
 """
 

@@ -555,7 +555,7 @@ def test_the_example_draws_every_picture_of_a_random_model_and_keeps_them(
         _png_size(tmp_path / name)
     assert "mean attention distance per layer" in capsys.readouterr().out
     assert example.main([*arguments, "--output-dir", str(tmp_path)]) == 2
-    assert "already exists; pass overwrite=True" in capsys.readouterr().err
+    assert "already exist; pass --overwrite to replace the pictures" in capsys.readouterr().err
 
 
 @pytest.mark.slow

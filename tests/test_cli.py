@@ -112,7 +112,12 @@ def test_a_batch_larger_than_the_training_set_is_refused_in_one_line(
     out = tmp_path / "run"
     assert main(["train", "--batch-size", "5000", "--output-dir", str(out), "--epochs", "1"]) == 2
     err = capsys.readouterr().err
-    assert "batch_size must be between 1 and the 2884 samples of the training set, got 5000" in err
+    # 2884 augmented and clean training images, less a clean and an augmented copy of the 143
+    # held out for validation
+    assert (
+        "error: --batch-size must be between 1 and the 2598 samples of the training set, got 5000"
+        in err
+    )
     assert len(err.strip().splitlines()) == 1
 
 
@@ -146,8 +151,8 @@ def test_train_resume_with_fewer_or_the_same_epochs_says_so(
 ) -> None:
     """``--resume --epochs 1`` on a 2-epoch run is refused in one line; ``--epochs 2`` says the
     run is complete and trains nothing (the API and the command share the rule)."""
-    for split in ("train", "test"):
-        write_image_folder(tmp_path / "data" / split, per_class=2)
+    write_image_folder(tmp_path / "data" / "train", per_class=3)  # 2 of each class trains
+    write_image_folder(tmp_path / "data" / "test", per_class=2)
     run = tmp_path / "run"
     argv = [
         "train", "--data", str(tmp_path / "data"), "--preset", "ViT-Ti/4", "--image-size", "8",
@@ -165,5 +170,5 @@ def test_train_resume_with_fewer_or_the_same_epochs_says_so(
     assert "vitlib train --resume --epochs 3" in caplog.text
     assert "epoch 1/2" not in caplog.text
     assert "epoch 2/2" not in caplog.text
-    assert "final test accuracy" in capsys.readouterr().out
+    assert "final test accuracy" in capsys.readouterr().out, "the complete run is tested"
     assert (run / "last" / "training_state.pt").read_bytes() == state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ from vitlib.cli import main
 from vitlib.data import Preprocessing
 
 from .helpers import tiny_vit
-from .image_helpers import write_image_folder
+from .image_helpers import write_image, write_image_folder
 
 LABELS = ["zebra", "apple", "mango", "kiwi", "fig"]
 
@@ -71,3 +72,35 @@ def test_predict_without_a_readable_image_fails_in_one_line(
     err = capsys.readouterr().err
     assert "missing.jpg: no such file" in err
     assert "no readable image" in err
+
+
+def test_predict_plot_titles_carry_the_file_names(
+    tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vitlib.analysis.plots as plots
+
+    folder = tmp_path / "images"
+    long_name = "a_photo_with_a_very_long_name_taken_on_holiday_0042.png"
+    write_image(folder / "holiday" / long_name, (200, 40, 40), (20, 16), seed=1)
+    write_image(folder / "red" / "same.png", (200, 40, 40), (20, 16), seed=2)
+    write_image(folder / "blue" / "same.png", (40, 40, 200), (20, 16), seed=3)
+    drawn: dict[str, list[str]] = {}
+    draw = plots.plot_image_predictions
+
+    def spy(images: Any, labels: list[str], *args: Any, **kwargs: Any) -> Path:
+        drawn["labels"] = list(labels)
+        return draw(images, labels, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_image_predictions", spy)
+    plot = tmp_path / "predictions.png"
+    assert main(["predict", str(checkpoint), str(folder), "--plot", str(plot)]) == 0
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    names = [label.split("\n")[0] for label in drawn["labels"]]
+    classes = [label.split("\n")[1] for label in drawn["labels"]]
+    assert all(label in LABELS for label in classes)
+    assert "blue/same.png" in names  # two files of one name: their folders tell them apart
+    assert "red/same.png" in names
+    (shortened,) = (name for name in names if "\u2026" in name)  # the long one, cut in the middle
+    assert len(shortened) <= 28
+    assert shortened.startswith("a_photo_with")
+    assert shortened.endswith("_0042.png")

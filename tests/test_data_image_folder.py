@@ -6,7 +6,9 @@ import io
 import re
 import sys
 import warnings
+from collections.abc import Sized
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from vitlib.data import (
     SkippedImagesWarning,
     load_image_folders,
 )
+from vitlib.data.image_folder import load_image_splits
 from vitlib.data.preprocessing import PreprocessTransform, TrainTransform
 from vitlib.errors import DataError
 
@@ -480,3 +483,70 @@ def test_a_symbolic_link_that_leads_nowhere_is_named_as_one(tmp_path: Path) -> N
     (root / "red" / "gone.png").symlink_to(tmp_path / "deleted.png")
     with pytest.warns(SkippedImagesWarning, match=r"gone\.png \(the file is a symbolic link"):
         ImageFolderDataset(root)
+
+
+def _size(dataset: object) -> int:
+    return len(cast("Sized", dataset))
+
+
+def _splits_root(root: Path, *, train: int = 4, valid: str | None = None) -> Path:
+    for split, count in (("train", train), ("test", 2)):
+        write_image_folder(root / split, per_class=count)
+    if valid is not None:
+        write_image_folder(root / valid, per_class=1, seed=7)
+    return root
+
+
+@pytest.mark.parametrize("name", ["valid", "val"])
+def test_a_validation_folder_is_the_validation_split(tmp_path: Path, name: str) -> None:
+    splits = load_image_splits(_splits_root(tmp_path, valid=name), Preprocessing.imagenet(8))
+    assert splits.val_folder == tmp_path / name
+    assert splits.held_out == ()
+    assert isinstance(splits.train, ImageFolderDataset)
+    assert len(splits.train) == 12
+    assert isinstance(splits.val, ImageFolderDataset)
+    assert len(splits.val) == 3
+    assert isinstance(splits.val.transform, PreprocessTransform), "prepared as the test images"
+
+
+def test_without_one_a_share_of_train_is_held_out_and_prepared_as_the_test_images(
+    tmp_path: Path,
+) -> None:
+    root = _splits_root(tmp_path, train=10)
+    splits = load_image_splits(root, Preprocessing.imagenet(8), val_split=0.2, seed=3)
+    assert (_size(splits.train), _size(splits.val)) == (24, 6)
+    assert splits.val_folder == root / "train"
+    assert len(splits.held_out) == 6
+    image, label = splits.val[0]  # type: ignore[index]
+    name = splits.held_out[0]
+    expected = Preprocessing.imagenet(8).transform()(Image.open(root / "train" / name))
+    assert torch.equal(image, expected), "no augmentation on validation images"
+    assert splits.classes[label] == name.split("/")[0]
+    assert isinstance(splits.train.dataset.transform, TrainTransform)  # type: ignore[attr-defined]
+    again = load_image_splits(root, Preprocessing.imagenet(8), held_out=splits.held_out)
+    assert again.held_out == splits.held_out, "the split a resumed run names"
+
+
+def test_val_split_0_holds_nothing_out(tmp_path: Path) -> None:
+    splits = load_image_splits(_splits_root(tmp_path), val_split=0, image_size=8)
+    assert (splits.val, splits.val_folder, _size(splits.train)) == (None, None, 12)
+
+
+def test_held_out_files_that_are_gone_are_named(tmp_path: Path) -> None:
+    root = _splits_root(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"1 of the 2 validation images .* \['red/9.png'\]"):
+        load_image_splits(root, image_size=8, held_out=["red/0.png", "red/9.png"])
+
+
+def test_both_valid_and_val_are_refused(tmp_path: Path) -> None:
+    root = _splits_root(tmp_path, valid="valid")
+    write_image_folder(root / "val", per_class=1)
+    with pytest.raises(DataError, match=r"holds both valid/ and val/; expected at most one"):
+        load_image_splits(root, image_size=8)
+
+
+def test_a_validation_folder_with_other_classes_is_refused(tmp_path: Path) -> None:
+    root = _splits_root(tmp_path, valid="valid")
+    (root / "valid" / "blue").rename(root / "valid" / "purple")
+    with pytest.raises(DataError, match=r"train and valid class folders differ .*only in valid/: "):
+        load_image_splits(root, image_size=8)

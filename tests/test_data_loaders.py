@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import Tensor
 from torch.utils.data import (
     DataLoader,
@@ -17,6 +19,8 @@ from torch.utils.data import (
 )
 
 from vitlib.data import DigitsDataset, make_dataloaders
+from vitlib.data.loaders import eval_loader, stratified_split
+from vitlib.errors import ConfigError, DataError, InputTypeError
 
 Batch = tuple[Tensor, ...]
 
@@ -175,3 +179,50 @@ def test_datasets_without_len_are_refused() -> None:
 def test_negative_num_workers_is_refused() -> None:
     with pytest.raises(ValueError, match=r"num_workers must be an int >= 0 and <= \d+, got -1"):
         make_dataloaders(indexed(8), indexed(4), 2, num_workers=-1)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    sizes=st.lists(st.integers(min_value=1, max_value=30), min_size=1, max_size=6),
+    fraction=st.floats(min_value=0.01, max_value=0.99),
+    seed=st.integers(min_value=0, max_value=2**31),
+)
+def test_a_stratified_split_holds_out_the_share_of_every_class_it_can(
+    sizes: list[int], fraction: float, seed: int
+) -> None:
+    """Each class of n >= 2 gives round(n * fraction) samples, at least 1 and at most n - 1; a
+    class of 1 stays whole; the two parts cover the samples once; the same seed, the same split."""
+    targets = [label for label, size in enumerate(sizes) for _ in range(size)][::-1]
+    if all(size == 1 for size in sizes):
+        with pytest.raises(DataError, match="no class has two samples"):
+            stratified_split(targets, fraction, seed=seed)
+        return
+    kept, held_out = stratified_split(targets, fraction, seed=seed)
+    assert sorted(kept + held_out) == list(range(len(targets)))
+    assert kept == sorted(kept)
+    assert held_out == sorted(held_out)
+    for label, size in enumerate(sizes):
+        expected = 0 if size == 1 else min(max(1, round(size * fraction)), size - 1)
+        assert sum(targets[index] == label for index in held_out) == expected
+    assert stratified_split(targets, fraction, seed=seed) == (kept, held_out)
+
+
+def test_another_seed_holds_out_other_samples() -> None:
+    targets = [index % 4 for index in range(400)]
+    assert stratified_split(targets, 0.1, seed=0) != stratified_split(targets, 0.1, seed=1)
+
+
+@pytest.mark.parametrize(
+    ("fraction", "error"), [(0.0, ConfigError), (1.0, ConfigError), ("0.1", InputTypeError)]
+)
+def test_a_split_fraction_outside_0_1_is_refused(fraction: object, error: type) -> None:
+    with pytest.raises(error, match=r"fraction must be a number in \(0, 1\)"):
+        stratified_split([0, 0, 1, 1], fraction, seed=0)  # type: ignore[arg-type]
+
+
+def test_an_eval_loader_keeps_the_order_and_refuses_an_empty_set() -> None:
+    loader = eval_loader(indexed(10), 4)
+    assert epoch_order(loader) == list(range(10))
+    assert isinstance(loader.sampler, SequentialSampler)
+    with pytest.raises(DataError, match="dataset is empty"):
+        eval_loader(indexed(0), 4)

@@ -85,8 +85,7 @@ def test_per_class_metrics_top_k_and_mistakes_follow_their_definitions() -> None
     assert second.f1 == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))
     assert (third.precision, third.recall) == (0.5, 1.0)
     assert report.accuracy == 0.5
-    assert report.top_k == 3
-    assert report.top_k_accuracy == 1.0
+    assert (report.top_k, report.top_k_accuracy) == (None, None), "3 classes: top-5 is always 1"
     assert sorted(mistake.source for mistake in report.mistakes) == [
         "sample 2",
         "sample 3",
@@ -388,3 +387,121 @@ def test_strict_and_overwrite_must_be_bools(tmp_path: Path) -> None:
     with pytest.raises(InputTypeError, match=r"overwrite must be a bool .* got 'no'"):
         report.save(out, overwrite="no")  # type: ignore[arg-type]
     assert (out / "report.json").read_text() == "mine"
+
+
+# ---- top-k, where the report goes, and what it says about the data (issue 20) ----------------
+
+
+@pytest.mark.parametrize(("classes", "top_k"), [(3, None), (5, None), (6, 5)])
+def test_top_5_is_reported_only_for_more_than_5_classes(classes: int, top_k: int | None) -> None:
+    """With 5 classes or fewer the true class is always among the 5 most probable."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(12, 3, 16, 16, generator=generator)
+    loader = DataLoader(TensorDataset(images, torch.arange(12) % classes), batch_size=5)
+    report = vitlib.evaluate_model(tiny_vit(num_classes=classes), loader)
+    assert report.top_k == top_k
+    assert (report.top_k_accuracy is None) == (top_k is None)
+    assert ("top-5" in report.summary()) == (top_k is not None)
+    assert report.to_dict()["top_k"] == top_k
+
+
+TRAIN_TINY = [
+    "--preset", "ViT-Ti/4", "--image-size", "8", "--layers", "1", "--batch-size", "4",
+    "--epochs", "1", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data/ (train, valid, test), a run choosing on valid/ and one choosing on test/."""
+    root = tmp_path_factory.mktemp("runs")
+    for split, count in (("train", 4), ("valid", 1), ("test", 2)):
+        write_image_folder(root / "data" / split, per_class=count, seed=len(split))
+    write_image_folder(root / "no_valid" / "train", per_class=4)
+    write_image_folder(root / "no_valid" / "test", per_class=2, seed=9)
+    for data, run, flags in (
+        ("data", "valid_run", []),
+        ("no_valid", "test_run", ["--val-split", "0"]),
+    ):
+        argv = ["train", "--data", str(root / data), *TRAIN_TINY, *flags]
+        assert main([*argv, "--output-dir", str(root / run)]) == 0
+    return root
+
+
+def _caveat(run: Path | vitlib.ViT, data: Path) -> str | None:
+    return vitlib.evaluate_model(run, data, batch_size=4).caveat
+
+
+def test_the_report_says_when_the_data_chose_or_trained_the_model(trained_runs: Path) -> None:
+    data, run = trained_runs / "data", trained_runs / "valid_run"
+    chose = _caveat(run, data / "valid")
+    assert chose is not None
+    assert chose.startswith(f"{(data / 'valid').resolve()} chose this model")
+    assert "(valid/), so this accuracy is optimistic" in chose
+    trained = _caveat(run / "best", data / "train")
+    assert trained is not None
+    assert "is the training data of the run" in trained
+    assert _caveat(run, data) is None, "its test/ split neither chose nor trained it"
+    assert _caveat(run, data / "test") is None
+    on_test = _caveat(trained_runs / "test_run", trained_runs / "no_valid")
+    assert on_test is not None
+    assert "(test/, itself), so this accuracy is optimistic" in on_test
+    assert _caveat(vitlib.load_pretrained(run), data / "valid") is None, "no run, no record"
+
+
+def test_evaluate_prints_the_caveat_and_writes_into_the_run(
+    trained_runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, data = trained_runs / "test_run", trained_runs / "no_valid"
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"note: {(data / 'test').resolve()} chose this model")
+    assert f"report in {run / 'evaluation'}: " in out
+    report = json.loads((run / "evaluation" / "report.json").read_text())
+    assert report["caveat"] == out.splitlines()[0].removeprefix("note: ")
+    assert main(["evaluate", str(run / "best"), "--data", str(data)]) == 0
+    assert f"report in {run / 'evaluation-2'}: " in capsys.readouterr().out, "never replaced"
+    before = (run / "evaluation" / "report.json").read_text()
+    assert main(["evaluate", str(run), "--data", str(data / "test"), "--overwrite"]) == 0
+    assert f"report in {run / 'evaluation-2'}: " in capsys.readouterr().out, "the latest"
+    assert (run / "evaluation" / "report.json").read_text() == before
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("eval")) == [
+        "evaluation",
+        "evaluation-2",
+    ]
+
+
+def test_a_model_outside_a_run_reports_into_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = vitlib.save_pretrained(_model(), tmp_path / "model")
+    folder = write_image_folder(tmp_path / "images", per_class=1)
+    monkeypatch.chdir(tmp_path)
+    for expected in ("evaluation", "evaluation-2"):
+        assert main(["evaluate", str(checkpoint), "--data", str(folder)]) == 0
+        assert f"report in {expected}: " in capsys.readouterr().out
+
+
+def test_a_run_of_an_earlier_vitlib_chose_on_its_test_split(
+    trained_runs: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "earlier"
+    shutil.copytree(trained_runs / "valid_run", run)
+    settings = json.loads((run / "settings.json").read_text())
+    del settings["model_selection"]  # earlier runs did not record it: they chose on test/
+    (run / "settings.json").write_text(json.dumps(settings))
+    caveat = _caveat(run, trained_runs / "data")
+    assert caveat is not None
+    assert "(test/, itself), so this accuracy is optimistic" in caveat
+
+
+def test_digits_chosen_on_their_test_split_are_flagged_when_evaluated_on_it(
+    tmp_path: Path,
+) -> None:
+    argv = ["train", "--layers", "1", "--epochs", "1", "--max-steps", "1", "--no-progress"]
+    for run, flags in (("split", []), ("no_split", ["--val-split", "0"])):
+        assert main([*argv, *flags, "--output-dir", str(tmp_path / run)]) == 0
+    assert vitlib.evaluate_model(tmp_path / "split", "digits").caveat is None
+    caveat = vitlib.evaluate_model(tmp_path / "no_split", "digits").caveat
+    assert caveat is not None
+    assert "chose its best epoch on the digits test split" in caveat

@@ -73,7 +73,7 @@ def test_finetune_trains_only_a_new_head_on_an_adapted_checkpoint(
     (initial_head,) = heads_before_training
     for name, value in tuned.head.state_dict().items():  # the new head was trained
         assert not torch.equal(value, initial_head[name]), name
-    assert len(json.loads((output / "history.json").read_text())["test_acc"]) == 1
+    assert len(json.loads((output / "history.json").read_text())["val_acc"]) == 1
     assert _example().main(argv) == 2, "an existing run is never overwritten silently"
     assert vitlib.checkpoints.model_metadata(vitlib.load_pretrained(output)).labels == tuple(
         "0123456789"
@@ -95,8 +95,8 @@ def _write_rgb_checkpoint(folder: Path, mean: list[float] | None) -> Path:
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::vitlib.AdaptedCheckpointWarning")
 def test_finetune_command_normalises_with_the_checkpoints_mean_and_std(tmp_path: Path) -> None:
-    for split in ("train", "test"):
-        write_image_folder(tmp_path / "data" / split, per_class=2)
+    write_image_folder(tmp_path / "data" / "train", per_class=3)  # 1 of each held out
+    write_image_folder(tmp_path / "data" / "test", per_class=2)
     checkpoint = _write_rgb_checkpoint(tmp_path / "pretrained", mean=[0.1, 0.2, 0.3])
     out = tmp_path / "run"
     argv = ["finetune", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "data")]
@@ -128,3 +128,27 @@ def test_a_checkpoint_that_does_not_tell_num_heads_is_one_line_naming_the_flag(
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert "--num-heads" in error
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::vitlib.AdaptedCheckpointWarning")
+def test_finetune_saves_into_runs_named_after_the_data_and_keeps_objects_near_edges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_image_folder(tmp_path / "photos" / "train", per_class=3)
+    write_image_folder(tmp_path / "photos" / "test", per_class=1)
+    checkpoint = _write_rgb_checkpoint(tmp_path / "pretrained", mean=None)
+    monkeypatch.chdir(tmp_path)
+    argv = ["finetune", "--checkpoint", str(checkpoint), "--data", "photos", "--epochs", "1"]
+    assert main([*argv, "--batch-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "run folder: runs/photos-finetune; --output-dir chooses another" in out
+    assert "best/ is chosen on 3 validation images (held out of train/" in out
+    assert "final test accuracy: " in out
+    spec = vitlib.checkpoints.model_metadata(vitlib.load_pretrained("runs/photos-finetune"))
+    assert spec.preprocessing is not None
+    assert (spec.preprocessing.resize, spec.preprocessing.crop_ratio) == ("squash", 1.0)
+    assert main([*argv, "--batch-size", "4"]) == 0
+    assert "run folder: runs/photos-finetune-2 (runs/photos-finetune is taken)" in (
+        capsys.readouterr().out
+    )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from vitlib.analysis import plots
 from vitlib.analysis.plots import plot_history, plot_predictions
 from vitlib.errors import InputShapeError, InputTypeError
 
@@ -19,8 +21,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HISTORY: dict[str, Sequence[float]] = {
     "train_loss": [2.3, 1.1, 0.7],
     "train_acc": [0.2, 0.6, 0.8],
-    "test_loss": [2.2, 1.3, 0.9],
-    "test_acc": [0.25, 0.55, 0.7],
+    "val_loss": [2.2, 1.3, 0.9],
+    "val_acc": [0.25, 0.55, 0.7],
 }
 CLASSES = ["cat", "dog", "owl"]
 
@@ -58,14 +60,14 @@ def test_an_existing_file_is_kept_unless_overwrite(tmp_path: Path) -> None:
 
 
 def test_missing_history_keys_are_named(tmp_path: Path) -> None:
-    history = {key: values for key, values in HISTORY.items() if key != "test_acc"}
-    with pytest.raises(ValueError, match=r"history lacks \['test_acc'\]"):
+    history = {key: values for key, values in HISTORY.items() if key != "val_acc"}
+    with pytest.raises(ValueError, match=r"history lacks \['val_acc'\]"):
         plot_history(history, tmp_path / "h.png")
 
 
 def test_ragged_history_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"one length .*'test_acc': 2"):
-        plot_history(HISTORY | {"test_acc": [0.1, 0.2]}, tmp_path / "h.png")
+    with pytest.raises(ValueError, match=r"one length .*'val_acc': 2"):
+        plot_history(HISTORY | {"val_acc": [0.1, 0.2]}, tmp_path / "h.png")
 
 
 def test_empty_history_is_refused(tmp_path: Path) -> None:
@@ -75,7 +77,56 @@ def test_empty_history_is_refused(tmp_path: Path) -> None:
 
 def test_non_numeric_history_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"history\['train_loss'\] must be a sequence of floats"):
-        plot_history(HISTORY | {"train_loss": ["a", "b", "c"]}, tmp_path / "h.png")  # type: ignore[arg-type]
+        plot_history(HISTORY | {"train_loss": ["a", "b", "c"]}, tmp_path / "h.png")
+
+
+def _legends(
+    history: Mapping[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[list[str]]:
+    """The legend texts of each panel plot_history draws for ``history``."""
+    drawn: list[Any] = []
+
+    def keep(figure: Any, path: Path, **options: Any) -> Path:
+        drawn.append(figure)
+        return path
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    plot_history(history, tmp_path / "h.png")
+    (figure,) = drawn
+    return [[text.get_text() for text in axes.get_legend().get_texts()] for axes in figure.axes]
+
+
+def test_the_selection_curves_are_labelled_validation_and_the_test_is_one_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    test = {"loss": 0.95, "acc": 0.6, "epoch": 3, "samples": 10}
+    legends = _legends(HISTORY | {"val_name": "validation", "test": test}, tmp_path, monkeypatch)
+    assert legends == [["train", "validation", "test, once (epoch 3's weights)"]] * 2
+    assert _legends(HISTORY, tmp_path, monkeypatch) == [["train", "validation"]] * 2
+
+
+def test_a_run_that_chose_on_its_test_split_says_so_as_do_earlier_histories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chose_on_test = HISTORY | {"val_name": "test"}
+    assert _legends(chose_on_test, tmp_path, monkeypatch) == [["train", "test (chose best/)"]] * 2
+    earlier = {key.replace("val_", "test_"): values for key, values in HISTORY.items()}
+    assert _legends(earlier, tmp_path, monkeypatch) == [["train", "test (chose best/)"]] * 2
+
+
+@pytest.mark.parametrize(
+    "test",
+    [
+        {"loss": 0.9, "acc": 0.6, "epoch": 4, "samples": 3},
+        {"loss": float("nan"), "acc": 0.6, "epoch": 1},
+        {"acc": 0.6, "epoch": 1},
+        [0.9, 0.6, 1],
+    ],
+)
+def test_a_malformed_final_test_is_refused(tmp_path: Path, test: Any) -> None:
+    with pytest.raises(ValueError, match=r"history\['test'\] must be the final test"):
+        plot_history(HISTORY | {"test": test}, tmp_path / "h.png")
+    assert not (tmp_path / "h.png").exists()
 
 
 def test_overwrite_must_be_a_bool(tmp_path: Path) -> None:

@@ -251,7 +251,7 @@ def test_an_empty_loader_is_refused() -> None:
         evaluate(tiny_net(), [])
 
 
-def test_without_tqdm_progress_is_logged(
+def test_without_tqdm_progress_is_logged_at_debug(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "tqdm", None)
@@ -259,6 +259,12 @@ def test_without_tqdm_progress_is_logged(
     model = tiny_net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     with caplog.at_level(logging.INFO, logger="vitlib.training"):
+        train_one_epoch(model, DataLoader(blobs(40), batch_size=4), optimizer, epoch=2)
+    assert not [r for r in caplog.records if r.getMessage().startswith("epoch 2 train")], (
+        "per-batch lines are DEBUG: a redirected log gets one line an epoch"
+    )
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="vitlib.training"):
         train_one_epoch(model, DataLoader(blobs(40), batch_size=4), optimizer, epoch=2)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 2 train")]
     assert lines

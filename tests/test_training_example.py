@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.helpers import ROOT, load_module
+from tests.image_helpers import write_image_folder
 from tests.training_helpers import FINISHED_COMMAND_RUN, digits_vit
 from vitlib.cli import main as cli_main
 from vitlib.errors import ConfigError
@@ -37,7 +38,7 @@ def test_a_quick_digits_run_saves_the_run_and_the_plots(
     assert saved["labels"] == [str(digit) for digit in range(10)]
     assert saved["preprocessing"]["channels"] == 1
     # 4 of the first epoch's 46 steps (2,884 images in batches of 64), then the run stops
-    assert len(json.loads((run / "history.json").read_text())["test_acc"]) == 1
+    assert len(json.loads((run / "history.json").read_text())["val_acc"]) == 1
     state = torch.load(run / "last" / "training_state.pt", weights_only=True)
     assert (state["epoch"], state["global_step"]) == (1, 4)
 
@@ -58,7 +59,7 @@ def test_an_existing_run_is_kept_unless_resumed_or_overwritten(
     error = capsys.readouterr().err
     assert "--batch-size: saved 64, given 32" in error
     assert example.main([*QUICK, *run, "--resume"]) == 0  # 2 more steps, in the next epoch
-    assert len(json.loads((tmp_path / "history.json").read_text())["test_acc"]) == 2
+    assert len(json.loads((tmp_path / "history.json").read_text())["val_acc"]) == 2
     assert example.main([*QUICK, *run, "--overwrite"]) == 0
 
 
@@ -91,17 +92,31 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli_main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for shown in ("(default: 15)", "(default: 64)", "(default: 0.002)", "(default: 50)"):
+    for shown in (
+        "(default: 15 for the digits; about 600 steps for a --data folder)",
+        "(default: 64 for the digits; 8-64 for a --data folder)",
+        "(default: 0.002 for the digits; 0.001 for a --data folder)",
+        "(default: 50 for the digits; a tenth of the steps for a --data folder)",
+        "--weight-decay WEIGHT_DECAY decoupled weight decay on weight matrices (default: 0.05)",
+    ):
         assert shown in text
 
 
-def test_the_defaults_follow_the_data() -> None:
+def test_the_defaults_follow_the_data(tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "train", per_class=4)
+    write_image_folder(tmp_path / "test", per_class=1)
     example = load_example()
     digits = example.parse_args([])
-    folder = example.parse_args(["--data", "somewhere"])
+    folder = example.parse_args(["--data", str(tmp_path)])
     assert (digits.preset, digits.image_size, digits.layers) == ("ViT-Ti/4", 16, 4)
-    assert (folder.preset, folder.image_size, folder.layers) == ("ViT-Ti/16", 224, None)
-    assert digits.output_dir == Path("runs/from_scratch")
+    assert (digits.epochs, digits.batch_size, digits.lr, digits.warmup_steps) == (15, 64, 2e-3, 50)
+    assert (folder.preset, folder.image_size, folder.layers) == ("ViT-Ti/4", 32, 6)
+    assert folder.recipe_note.startswith("recipe: chose ViT-Ti/4 with 6 layers at 32 px")
+    assert digits.recipe_note is None
+    assert (folder.resize, folder.crop_ratio) == ("squash", 1.0), "objects near edges stay in"
+    assert (digits.resize, digits.crop_ratio) == (None, None), "the digits' own rule"
+    assert digits.output_dir is None, "named after the data once its folder is locked"
+    assert folder.val_split == digits.val_split == 0.1
 
 
 @pytest.mark.parametrize("std", [-1.0, 0.0, float("nan"), float("inf"), True, "1"])

@@ -42,9 +42,13 @@ def test_the_same_seed_gives_identical_weights_and_history() -> None:
 def test_the_history_has_one_entry_per_epoch_and_learns() -> None:
     _, history = train(epochs=4)
     assert len(history) == 4
-    assert set(history.as_dict()) == {"train_loss", "train_acc", "test_loss", "test_acc", "lr"}
-    assert history.test_loss[-1] < history.test_loss[0]
-    assert history.test_acc[-1] >= 0.9
+    assert set(history.as_dict()) == {
+        *("train_loss", "train_acc", "val_loss", "val_acc", "lr"),
+        *("val_name", "test"),
+    }
+    assert history.val_loss[-1] < history.val_loss[0]
+    assert history.val_acc[-1] >= 0.9
+    assert (history.val_name, history.test) == ("validation", None), "no test loader, no test"
 
 
 @pytest.mark.parametrize("epochs", [0, -1, 1.5, True])
@@ -161,13 +165,15 @@ def test_a_non_finite_test_loss_stops_the_run_naming_the_epoch_and_batch(tmp_pat
     assert not (tmp_path / "last").exists()  # the epoch was not saved as if it were fine
 
 
-def test_an_empty_test_loader_is_refused_before_training(tmp_path: Path) -> None:
+@pytest.mark.parametrize("role", ["val_loader", "test_loader"])
+def test_an_empty_evaluation_loader_is_refused_before_training(tmp_path: Path, role: str) -> None:
     model = tiny_net()
     before = copy.deepcopy(model)
-    train_loader, _ = loaders()
+    train_loader, val_loader = loaders()
     empty = DataLoader(blobs(3), batch_size=4, drop_last=True)
-    with pytest.raises(DataError, match=r"the test loader yields 0 batches \(batch_size=4, drop"):
-        fit(model, train_loader, empty, epochs=1, output_dir=tmp_path / "run")
+    evaluated: dict[str, Any] = {"val_loader": val_loader, role: empty}
+    with pytest.raises(DataError, match=rf"the {role} yields 0 batches \(batch_size=4, drop"):
+        fit(model, train_loader, epochs=1, output_dir=tmp_path / "run", **evaluated)
     assert states_equal(model, before)
     assert not (tmp_path / "run").exists()
 
@@ -267,17 +273,19 @@ def test_fit_options_of_the_wrong_type_are_refused_naming_them(
     [
         ("model", "vit", "a torch.nn.Module"),
         ("train_loader", [(torch.zeros(2, 8), torch.zeros(2))], "a torch DataLoader"),
+        ("val_loader", 3, "a DataLoader (or another iterable)"),
         ("test_loader", 3, "a DataLoader (or another iterable)"),
+        ("val_name", 3, "one of 'validation', 'test'"),
     ],
 )
 def test_fit_arguments_of_the_wrong_type_are_refused_naming_them(
     argument: str, value: Any, expected: str
 ) -> None:
-    train_loader, test_loader = loaders()
+    train_loader, val_loader = loaders()
     arguments: dict[str, Any] = {
         "model": tiny_net(),
         "train_loader": train_loader,
-        "test_loader": test_loader,
+        "val_loader": val_loader,
         argument: value,
     }
     with pytest.raises(InputTypeError, match=rf"^{argument} must be {re.escape(expected)}"):

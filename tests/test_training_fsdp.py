@@ -121,6 +121,34 @@ WORKER = textwrap.dedent(
             "resumed", vitlib.ViT(**MODEL), parallel="fsdp", output_dir=out / "resumed",
             resume=True,
         )
+        flipped = make_dataloaders(  # validation falls as it learns: epoch 1 is the best
+            TensorDataset(inputs, labels), TensorDataset(inputs[:12], 1 - labels[:12]), 4,
+            distributed=True,
+        )[1]
+
+        def tested(model, **options):
+            history = fit(
+                model, train_loader, flipped, test_loader=test_loader, progress=False, seed=0,
+                **{{"epochs": EPOCHS, **RECIPE, **options}},
+            )
+            return history.as_dict()
+
+        def interrupt_after_2(epoch, history):
+            if epoch == 2:
+                raise Interrupted
+
+        report["tested_ddp"] = tested(new_model())
+        report["tested_fsdp"] = tested(new_model(), parallel="fsdp")
+        try:
+            tested(
+                new_model(), parallel="fsdp", output_dir=out / "tested",
+                on_epoch_end=interrupt_after_2,
+            )
+        except Interrupted:
+            torch.distributed.barrier()
+        report["tested_resumed"] = tested(
+            vitlib.ViT(**MODEL), parallel="fsdp", output_dir=out / "tested", resume=True
+        )
         bf16 = new_model()
         seen = []
         linear = next(
@@ -171,10 +199,27 @@ def test_fsdp_trains_like_ddp(sharded_runs: Path) -> None:
     assert [report["world_size"] for report in reports] == [2, 2]
     assert reports[0]["fsdp"] == reports[1]["fsdp"]
     ddp, fsdp = reports[0]["ddp"], reports[0]["fsdp"]
-    for metric in ("train_loss", "test_loss", "lr"):
+    for metric in ("train_loss", "val_loss", "lr"):
         assert fsdp[metric] == pytest.approx(ddp[metric], abs=1e-5), metric
     assert fsdp["train_loss"][0] != pytest.approx(fsdp["train_loss"][-1], abs=1e-3)  # it learns
     _assert_close(_weights(sharded_runs, "fsdp"), _weights(sharded_runs, "ddp"))
+
+
+@pytest.mark.slow
+def test_the_final_test_of_a_sharded_run_is_that_of_its_best_epoch_as_unsharded(
+    sharded_runs: Path,
+) -> None:
+    """The best epoch's weights, gathered, are put back into the shards for the one test (also
+    when they come from a resumed run's best/), and the model ends with its last weights."""
+    reports = [_report(sharded_runs, rank) for rank in (0, 1)]
+    assert reports[0]["tested_fsdp"] == reports[1]["tested_fsdp"]
+    ddp, fsdp = reports[0]["tested_ddp"], reports[0]["tested_fsdp"]
+    assert fsdp["test"]["epoch"] == ddp["test"]["epoch"] == 1 < EPOCHS
+    for metric in ("loss", "acc"):
+        assert fsdp["test"][metric] == pytest.approx(ddp["test"][metric], abs=1e-5), metric
+    assert reports[0]["tested_resumed"] == fsdp
+    saved = json.loads((sharded_runs / "tested" / "history.json").read_text())
+    assert saved["test"] == fsdp["test"]
 
 
 @pytest.mark.slow
@@ -305,7 +350,7 @@ def test_a_two_process_sharded_run_resumes_sharded_over_three(
 def test_bf16_mixed_precision_gathers_bf16_parameters(sharded_runs: Path) -> None:
     report = _report(sharded_runs)
     assert report["bf16_dtype"] == ["torch.bfloat16"]
-    losses = report["bf16"]["train_loss"] + report["bf16"]["test_loss"]
+    losses = report["bf16"]["train_loss"] + report["bf16"]["val_loss"]
     assert all(loss == loss and abs(loss) < 10 for loss in losses)  # finite, no blow-up
     assert all(t.dtype == torch.float32 for t in _weights(sharded_runs, "bf16").values())
 

@@ -54,11 +54,11 @@ def test_the_run_directory_holds_last_best_and_history(tmp_path: Path) -> None:
     assert state["epoch"] == 3
     assert state["global_step"] == 15  # 40 samples in batches of 8, three epochs
     assert state["history"] == history.as_dict()
-    assert state["best_accuracy"] == max(history.test_acc)
+    assert state["best_accuracy"] == max(history.val_acc)
     assert TrainConfig.from_dict(state["train_config"]) == TrainConfig(**RECIPE)
 
 
-def test_best_holds_the_weights_of_the_best_test_accuracy(tmp_path: Path) -> None:
+def test_best_holds_the_weights_of_the_best_validation_accuracy(tmp_path: Path) -> None:
     snapshots: list[dict[str, torch.Tensor]] = []
     model = tiny_net(dropout=0.2)
     train_loader, test_loader = loaders(train_samples=16, batch_size=4)
@@ -110,7 +110,7 @@ def test_best_keeps_an_earlier_epoch_when_later_ones_are_worse(
     assert not all(torch.equal(best[k], last[k]) for k in best)
 
 
-def test_best_breaks_accuracy_ties_by_the_lower_test_loss(tmp_path: Path) -> None:
+def test_best_breaks_accuracy_ties_by_the_lower_validation_loss(tmp_path: Path) -> None:
     """Separable blobs: every epoch reaches the same accuracy, and the loss keeps falling."""
     snapshots: list[dict[str, torch.Tensor]] = []
     model = tiny_net()
@@ -123,10 +123,10 @@ def test_best_breaks_accuracy_ties_by_the_lower_test_loss(tmp_path: Path) -> Non
         model, train_loader, test_loader, epochs=4, lr=0.05, output_dir=tmp_path,
         on_epoch_end=snapshot, progress=False,
     )  # fmt: skip
-    tied = [epoch for epoch, acc in enumerate(history.test_acc) if acc == max(history.test_acc)]
-    assert len(tied) > 1, f"the run was meant to tie: {history.test_acc}"
-    expected = min(tied, key=lambda epoch: history.test_loss[epoch])
-    assert expected != tied[0], f"the loss was meant to fall: {history.test_loss}"
+    tied = [epoch for epoch, acc in enumerate(history.val_acc) if acc == max(history.val_acc)]
+    assert len(tied) > 1, f"the run was meant to tie: {history.val_acc}"
+    expected = min(tied, key=lambda epoch: history.val_loss[epoch])
+    assert expected != tied[0], f"the loss was meant to fall: {history.val_loss}"
     best = safetensors.torch.load_file(tmp_path / "best" / "model.safetensors")
     assert all(torch.equal(best[k], v) for k, v in snapshots[expected].items())
 
@@ -134,7 +134,7 @@ def test_best_breaks_accuracy_ties_by_the_lower_test_loss(tmp_path: Path) -> Non
 def test_best_epoch_ranks_accuracy_then_loss_then_the_earlier_epoch() -> None:
     history = History()
     for acc, loss in [(0.5, 1.0), (0.9, 0.8), (0.9, 0.6), (0.9, 0.6), (0.7, 0.1)]:
-        history.append(train_loss=1.0, train_acc=0.5, test_loss=loss, test_acc=acc, lr=0.1)
+        history.append(train_loss=1.0, train_acc=0.5, val_loss=loss, val_acc=acc, lr=0.1)
     assert history.best_epoch() == 3
     with pytest.raises(ValueError, match="empty"):
         History().best_epoch()
@@ -215,7 +215,7 @@ def test_resume_continues_a_finished_run_to_more_epochs(tmp_path: Path) -> None:
     _, first = train(epochs=2, output_dir=tmp_path)
     _, extended = train(epochs=3, output_dir=tmp_path, resume=True)
     assert len(extended) == 3
-    assert extended.test_acc[:2] == first.test_acc
+    assert extended.val_acc[:2] == first.val_acc
 
 
 def _run_files(run: Path) -> dict[str, bytes]:

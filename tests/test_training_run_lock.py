@@ -154,7 +154,7 @@ def test_a_second_run_is_refused_while_the_first_runs_and_the_first_ends_intact(
     assert first.returncode == 0, err[-3000:]
     state = torch.load(run / "last" / "training_state.pt", weights_only=True)
     assert state["epoch"] == 2, "the first run trained and saved both of its epochs"
-    assert len(json.loads((run / "history.json").read_text())["test_acc"]) == 2
+    assert len(json.loads((run / "history.json").read_text())["val_acc"]) == 2
     assert sorted(p.name for p in run.iterdir()) == ["best", "history.json", "last"]
 
 

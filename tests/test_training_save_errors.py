@@ -200,8 +200,8 @@ def _folder_run(data: Path, run: Path, *flags: str) -> list[str]:
 
 @pytest.fixture
 def image_data(tmp_path: Path) -> Path:
-    for split in ("train", "test"):
-        write_image_folder(tmp_path / "data" / split, per_class=2)
+    write_image_folder(tmp_path / "data" / "train", per_class=3)  # 1 of each held out
+    write_image_folder(tmp_path / "data" / "test", per_class=2)
     return tmp_path / "data"
 
 

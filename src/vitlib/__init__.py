@@ -55,6 +55,8 @@ if TYPE_CHECKING:  # what mypy and IDEs see of the names loaded on first use
         Prediction,
         evaluate_model,
         export_onnx,
+        extract_features,
+        linear_probe,
         optimize_for_inference,
         predict,
     )
@@ -78,6 +80,8 @@ _LAZY: Final[dict[str, str]] = {
     "EvaluationReport": "vitlib.inference",
     "optimize_for_inference": "vitlib.inference",
     "export_onnx": "vitlib.inference",
+    "extract_features": "vitlib.inference",
+    "linear_probe": "vitlib.inference",
 }
 
 __all__ = [
@@ -113,7 +117,9 @@ __all__ = [
     "create_model",
     "evaluate_model",
     "export_onnx",
+    "extract_features",
     "fit",
+    "linear_probe",
     "list_presets",
     "load_pretrained",
     "model_metadata",

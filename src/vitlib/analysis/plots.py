@@ -20,12 +20,12 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import torch
 from torch import Tensor
 
-from vitlib._checks import check_bool, check_positive_int
+from vitlib._checks import check_bool, check_positive_int, check_type
 from vitlib._optional import missing_extra
 from vitlib.analysis import check_batch_not_empty
 from vitlib.errors import ConfigError, InputTypeError
@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-HISTORY_KEYS: Final = ("train_loss", "train_acc", "test_loss", "test_acc")
-"""The keys ``plot_history`` reads: one float per epoch each."""
+HISTORY_KEYS: Final = ("train_loss", "train_acc", "val_loss", "val_acc")
+"""The keys ``plot_history`` reads: one float per epoch each (an earlier vitlib's history names
+the last two ``test_loss`` and ``test_acc``)."""
 
 MAX_CONFUSION_CLASSES: Final = 100
 """The most classes (present, with samples or predictions) ``plot_confusion_matrix`` draws."""
@@ -47,24 +48,33 @@ _CELL_INCHES: Final = 2.0
 
 
 def plot_history(
-    history: Mapping[str, Sequence[float]],
+    history: Mapping[str, Any],
     path: str | os.PathLike[str],
     *,
     overwrite: bool = False,
 ) -> Path:
-    """Save loss and accuracy curves, train and test per epoch, side by side as a PNG.
+    """Save loss and accuracy curves per epoch, training and validation, side by side as a PNG,
+    with the final test as one point at the epoch it tested.
+
+    The validation curves are labelled "validation", or "test (chose best/)" for a run that chose
+    its best epoch on the test split (``val_name="test"``, and the histories of an earlier
+    vitlib, whose ``test_loss`` and ``test_acc`` are read as such).
 
     Args:
-        history: ``train_loss``, ``train_acc``, ``test_loss`` and ``test_acc``, each a non-empty
-            sequence of floats, all of one length (the number of epochs). Other keys are ignored.
+        history: [`History.as_dict`][vitlib.training.History.as_dict] output (or its
+            ``history.json``): ``train_loss``, ``train_acc``, ``val_loss`` and ``val_acc``,
+            each a non-empty sequence of floats, all of one length (the number of epochs);
+            optionally ``val_name`` and ``test`` (``{"loss", "acc", "epoch", ...}``). Other keys
+            are ignored.
 
     Examples:
         >>> history = {"train_loss": [1.2, 0.8], "train_acc": [0.5, 0.7],
-        ...            "test_loss": [1.0, 0.9], "test_acc": [0.6, 0.65]}
+        ...            "val_loss": [1.0, 0.9], "val_acc": [0.6, 0.65],
+        ...            "test": {"loss": 0.95, "acc": 0.62, "epoch": 2, "samples": 100}}
         >>> plot_history(history, "runs/history.png", overwrite=True)
         PosixPath('runs/history.png')
     """
-    curves = _check_history(history)
+    curves, val_label, test = _check_history(history)
     out = check_png_path(path, overwrite)
     figure = new_figure(width=10.0, height=4.0)
     from matplotlib.ticker import MaxNLocator
@@ -73,7 +83,13 @@ def plot_history(
     loss_axes, acc_axes = figure.subplots(1, 2)
     for axes, metric, title in ((loss_axes, "loss", "Loss"), (acc_axes, "acc", "Accuracy")):
         axes.plot(epochs, curves[f"train_{metric}"], marker="o", label="train")
-        axes.plot(epochs, curves[f"test_{metric}"], marker="o", label="test")
+        axes.plot(epochs, curves[f"val_{metric}"], marker="o", label=val_label)
+        if test is not None:
+            epoch = int(test["epoch"])
+            axes.plot(
+                [epoch], [float(test[metric])], marker="*", markersize=14, linestyle="none",
+                color="black", label=f"test, once (epoch {epoch}'s weights)",
+            )  # fmt: skip
         axes.set_title(title)
         axes.set_xlabel("epoch")
         axes.set_ylabel(title.lower())
@@ -335,8 +351,15 @@ def draw_image(axes: Axes, image: Tensor, interpolation: str | None = None) -> N
     axes.axis("off")
 
 
-def _check_history(history: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
-    missing = [key for key in HISTORY_KEYS if key not in history]
+def _check_history(
+    history: Mapping[str, Any],
+) -> tuple[dict[str, list[float]], str, Mapping[str, Any] | None]:
+    """The curves of ``history`` by `HISTORY_KEYS`, the label of the validation curves, and the
+    final test (``None`` if there is none)."""
+    check_type("history", history, Mapping, "a mapping of per-epoch lists (History.as_dict())")
+    earlier = "val_acc" not in history and "test_acc" in history  # an earlier vitlib's names
+    names = {key: key.replace("val_", "test_") if earlier else key for key in HISTORY_KEYS}
+    missing = [key for key in HISTORY_KEYS if names[key] not in history]
     if missing:
         raise ConfigError(
             f"history lacks {missing}; it needs {list(HISTORY_KEYS)}, one float per epoch each, "
@@ -345,17 +368,37 @@ def _check_history(history: Mapping[str, Sequence[float]]) -> dict[str, list[flo
     curves: dict[str, list[float]] = {}
     for key in HISTORY_KEYS:
         try:
-            curves[key] = [float(value) for value in history[key]]
+            curves[key] = [float(value) for value in history[names[key]]]
         except (TypeError, ValueError) as error:
             raise InputTypeError(
-                f"history[{key!r}] must be a sequence of floats, got {history[key]!r}"
+                f"history[{names[key]!r}] must be a sequence of floats, got {history[names[key]]!r}"
             ) from error
     lengths = {key: len(values) for key, values in curves.items()}
     if len(set(lengths.values())) != 1:
         raise ConfigError(f"history sequences must have one length (epochs), got lengths {lengths}")
     if lengths["train_loss"] == 0:
         raise ConfigError("history is empty (0 epochs); plot after at least one epoch")
-    return curves
+    chose_on_test = earlier or history.get("val_name") == "test"
+    return curves, "test (chose best/)" if chose_on_test else "validation", _final_test(history)
+
+
+def _final_test(history: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """``history["test"]``, checked: ``loss``, ``acc`` and an ``epoch`` of the curves."""
+    test = history.get("test")
+    if test is None:
+        return None
+    epochs = len(history["train_loss"])
+    try:
+        valid = isinstance(test, Mapping) and 1 <= int(test["epoch"]) <= epochs
+        valid = valid and all(math.isfinite(float(test[key])) for key in ("loss", "acc"))
+    except (KeyError, TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ConfigError(
+            f"history['test'] must be the final test, a mapping with a finite loss and acc "
+            f"and an epoch from 1 to {epochs}, got {test!r}"
+        )
+    return cast("Mapping[str, Any]", test)
 
 
 def _check_labels(name: str, values: Sequence[int] | Tensor, count: int, classes: int) -> list[int]:

@@ -21,7 +21,9 @@ def register(commands: Any) -> None:
         run,
         "accuracy, top-5, per-class P/R/F1, confusion matrix and mistakes of a model",
         "Evaluate a run or checkpoint on labelled images; write a JSON report, "
-        "confusion_matrix.png (of the classes present, up to 100) and mistakes.png.",
+        "confusion_matrix.png (of the classes present, up to 100) and mistakes.png into the "
+        "run's evaluation/ folder. Top-5 is left out for 5 classes or fewer (it is 1.0 there); "
+        "a note says when the images evaluated chose or trained the run's model.",
     )
     parser.add_argument(
         "model",
@@ -35,9 +37,17 @@ def register(commands: Any) -> None:
         "(DIR/test/<class>/..., with or without DIR/train/: test/ is evaluated)",
     )
     parser.add_argument(
-        "--output-dir", type=Path, default=Path("evaluation"), help="where the report goes"
+        "--output-dir",
+        type=Path,
+        help="where the report goes; default: RUN/evaluation for a run folder (or its best/ or "
+        "last/), else ./evaluation; a taken one is numbered: evaluation-2, evaluation-3...",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace --output-dir's report")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the report in --output-dir (without --output-dir: the latest evaluation "
+        "folder's)",
+    )
     parser.add_argument("--batch-size", type=COUNT, default=64, help="images per forward pass")
     parser.add_argument(
         "--mistakes", type=NON_NEGATIVE, default=16, help="most confident mistakes drawn"
@@ -48,12 +58,29 @@ def register(commands: Any) -> None:
     )
 
 
+def report_folder(model: str, *, overwrite: bool) -> Path:
+    """Where the report of ``model`` goes without ``--output-dir``: ``evaluation`` inside its
+    run (a run folder, or the run of the ``best/`` or ``last/`` given), else in the working
+    directory; the first free of ``evaluation``, ``evaluation-2``..., or with ``overwrite`` the
+    latest of them."""
+    from vitlib.checkpoints.run_folder import BEST, LAST, checkpoint_of_run
+    from vitlib.training.run_names import first_free, latest_numbered
+
+    path = Path(model)
+    run = None
+    for folder in (path, path.parent) if path.name in (BEST, LAST) else (path,):
+        if run is None and folder.is_dir() and checkpoint_of_run(folder) is not None:
+            run = folder
+    base = (run or Path()) / "evaluation"
+    return latest_numbered(base) if overwrite else first_free(base)
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, save the report folder, print its summary (or the JSON report)."""
     from vitlib.files import recover_interrupted_save
     from vitlib.inference.evaluate import evaluate_model
 
-    out: Path = args.output_dir
+    out: Path = args.output_dir or report_folder(args.model, overwrite=args.overwrite)
     if out.is_dir():
         recover_interrupted_save(out)
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:  # before the work

@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from vitlib.cli.options import COUNT, NON_NEGATIVE, add_command, add_training_options
+from vitlib.cli.options import (
+    COUNT,
+    NON_NEGATIVE,
+    DataDependent,
+    add_command,
+    add_training_options,
+)
+from vitlib.cli.train import add_split_and_preprocessing_options
 
 
 def register(commands: Any) -> None:
@@ -16,14 +23,17 @@ def register(commands: Any) -> None:
         "finetune",
         run,
         "fine-tune a pretrained ViT's new head on your images (the chapter's recipe)",
-        "Fine-tune a pretrained ViT: frozen backbone, new head; see the fine-tuning "
-        "guide (docs/finetuning.md).",
+        "Fine-tune a pretrained ViT: frozen backbone (or its last blocks trained too), new head.",
     )
     model = parser.add_argument_group("checkpoint and data")
     model.add_argument(
         "--checkpoint", required=True, help="path, run folder, hf-hub:<repo> or torchvision:<name>"
     )
-    model.add_argument("--data", type=Path, help="folder with train/ and test/; default: digits")
+    model.add_argument(
+        "--data",
+        type=Path,
+        help="folder with train/, test/ and perhaps valid/ (or val/); default: the digits",
+    )
     model.add_argument("--image-size", type=COUNT, help="default: the checkpoint's")
     model.add_argument("--num-heads", type=COUNT, help="only if nothing else tells it")
     model.add_argument(
@@ -32,6 +42,7 @@ def register(commands: Any) -> None:
         default=0,
         help="also train the last N encoder blocks",
     )
+    add_split_and_preprocessing_options(parser)
     add_training_options(
         parser,
         {
@@ -42,7 +53,8 @@ def register(commands: Any) -> None:
             "warmup_steps": 0,
             "label_smoothing": 0.0,
             "seed": 42,
-            "output_dir": Path("runs/finetune"),
+            "max_steps": DataDependent("no limit"),
+            "output_dir": DataDependent("runs/<data name>-finetune, numbered -2, -3... when taken"),
         },
     )
 

@@ -7,36 +7,57 @@ Run ``vitlib --help`` or ``vitlib <command> --help``; ``python -m vitlib`` is th
 from __future__ import annotations
 
 import argparse
+import logging
+import re
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
 from vitlib._version import __version__
 from vitlib.checkpoints.run_folder import LAST, STATE_FILE
-from vitlib.cli import convert, evaluate, finetune, predict, presets, summary, train
-from vitlib.cli.options import CommandLineError, HelpFormatter, Parser
+from vitlib.cli import (
+    convert,
+    demo,
+    evaluate,
+    finetune,
+    predict,
+    presets,
+    probe,
+    summary,
+    train,
+)
+from vitlib.cli.options import DOCS_URL, CommandLineError, HelpFormatter, Parser, docs_url
 from vitlib.errors import VitlibError
 
 __all__ = ["build_parser", "main"]
 
 #: The subcommands, in the order ``vitlib --help`` lists them.
-COMMANDS = (presets, summary, convert, train, finetune, predict, evaluate)
+COMMANDS = (presets, summary, convert, train, finetune, predict, evaluate, probe, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``vitlib`` command (all subcommands)."""
+    return _parsers()[0]
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentParser]]:
+    """The ``vitlib`` parser, and the parser of each subcommand by name."""
     parser = Parser(
         prog="vitlib",
         description="Vision Transformer blocks: presets, summaries, checkpoints, training, "
         "prediction and evaluation.",
+        epilog=f"Documentation: {DOCS_URL}\n"
+        f"Each command's options: vitlib COMMAND --help, and {docs_url('cli')}",
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vitlib {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(commands)
-    return parser
+    return parser, commands.choices
 
 
 #: The exit status after Ctrl-C (SIGINT), as shells report it: 128 + 2.
@@ -50,16 +71,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     optional extra, operating-system errors such as a missing, read-only or non-directory path,
     a full disk) print one line and return 2; Ctrl-C prints one line (for ``train`` and
     ``finetune``, how to continue the run) and returns 130; any other exception is a bug in
-    vitlib and shows its traceback.
+    vitlib and shows its traceback. The error line names the command's switches as typed
+    (``--overwrite``), not as the library's keywords (``overwrite=True``). Under ``torchrun``
+    only rank 0 shows warnings, so that each shows once.
     """
-    prog, args = "vitlib", None
+    prog, args, command = "vitlib", None, None
     try:
-        args = build_parser().parse_args(argv)
-        prog = f"vitlib {args.command}"
-        status: int = args.handler(args)
+        parser, commands = _parsers()
+        args = parser.parse_args(argv)
+        prog, command = f"vitlib {args.command}", commands[args.command]
+        with _warnings_from_main_process_only():
+            status: int = args.handler(args)
     except (VitlibError, OSError) as error:  # expected failures; anything else is a bug
         where = error.prog if isinstance(error, CommandLineError) else prog
-        print(f"{where}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"{where}: error: {_as_flags(_one_line(error), command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted{_resume_hint(args)}", file=sys.stderr)
@@ -79,6 +104,44 @@ def _resume_hint(args: argparse.Namespace | None) -> str:
             f"command and --resume (without --overwrite)"
         )
     return f"; no epoch of the run in {output_dir} was saved yet"
+
+
+@contextmanager
+def _warnings_from_main_process_only() -> Iterator[None]:
+    """Under ``torchrun`` every process runs the same command and would print the same warnings
+    once each: only rank 0 shows Python's warnings and vitlib's logged warnings (errors still
+    show on every rank). A single process shows everything."""
+    from vitlib.training.progress import is_main_process
+
+    if is_main_process():
+        yield
+        return
+    vitlib_logger = logging.getLogger("vitlib")
+    level = vitlib_logger.level
+    vitlib_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        vitlib_logger.setLevel(level)
+
+
+def _as_flags(message: str, command: argparse.ArgumentParser | None) -> str:
+    """``message`` in the words a shell user types: the library's keyword for each of
+    ``command``'s switches (what a Python caller passes, ``overwrite=True``) replaced by the
+    switch itself (``--overwrite``), and a message that starts with a keyword with an underscore
+    (``image_size 97 cannot...``) with its flag (``--image-size 97 cannot...``)."""
+    if command is None:
+        return message
+    for action in command._actions:
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            keyword = rf"\b{re.escape(action.dest)}={not action.default}\b"
+            message = re.sub(keyword, action.option_strings[0], message)
+        elif action.option_strings and "_" in action.dest:  # a message about this value
+            keyword = rf"^{re.escape(action.dest)}\b(?![=/.]\w)"
+            message = re.sub(keyword, action.option_strings[0], message)
+    return message
 
 
 def _one_line(error: Exception) -> str:

@@ -6,13 +6,20 @@ import argparse
 import json
 import sys
 import warnings
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from vitlib.cli.options import COUNT, add_command
 from vitlib.errors import ConfigError
 
+if TYPE_CHECKING:
+    from vitlib.inference.predict import Predictions
+
 _PLOTTED_IMAGES: Final = 16
+#: The longest file name a plot title shows whole (a picture is about 2 inches wide).
+_TITLE_CHARACTERS: Final = 28
 
 
 def register(commands: Any) -> None:
@@ -39,7 +46,8 @@ def register(commands: Any) -> None:
         "--plot",
         type=Path,
         metavar="OUT.png",
-        help=f"draw the images titled with their prediction (the first {_PLOTTED_IMAGES})",
+        help=f"draw the images (the first {_PLOTTED_IMAGES}), each titled with its file name, "
+        "predicted class and probability",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     parser.add_argument(
@@ -84,28 +92,52 @@ def run(args: argparse.Namespace) -> int:
                 + (f"  then {others}" if others else "")
             )
     if args.plot is not None and run:
-        import torch
-
-        from vitlib.analysis.plots import plot_image_predictions
-        from vitlib.data.image_folder import open_image
-
-        shown = run[:_PLOTTED_IMAGES]
-        transform = run.preprocessing.transform()
-        images = [transform(open_image(Path(prediction.source))) for prediction in shown]
-        out = plot_image_predictions(
-            torch.stack(images),
-            [prediction.label for prediction in shown],
-            [prediction.probability for prediction in shown],
-            args.plot,
-            mean=run.preprocessing.mean,
-            std=run.preprocessing.std,
-            overwrite=args.overwrite,
-        )
+        out = _plot(run, args.plot, args.overwrite)
         print(f"plot: {out}", file=sys.stderr if args.json else sys.stdout)
     if not run:
         print("vitlib predict: error: no readable image among those given", file=sys.stderr)
         return 2
     return 0
+
+
+def _plot(run: Predictions, path: Path, overwrite: bool) -> Path:
+    """Draw the first images of ``run`` as the model saw them, each titled with its file name
+    above ``label (p%)``, into ``path``."""
+    import torch
+
+    from vitlib.analysis.plots import plot_image_predictions
+    from vitlib.data.image_folder import open_image
+
+    shown = run[:_PLOTTED_IMAGES]
+    transform = run.preprocessing.transform()
+    images = [transform(open_image(Path(prediction.source))) for prediction in shown]
+    names = _titles([Path(prediction.source) for prediction in shown])
+    return plot_image_predictions(
+        torch.stack(images),
+        [f"{name}\n{prediction.label}" for name, prediction in zip(names, shown, strict=True)],
+        [prediction.probability for prediction in shown],
+        path,
+        mean=run.preprocessing.mean,
+        std=run.preprocessing.std,
+        overwrite=overwrite,
+    )
+
+
+def _titles(paths: Sequence[Path]) -> list[str]:
+    """A short name for each image of the plot: its file name, with its folder where two files
+    of the plot share a name, shortened in the middle to fit above a picture."""
+    counts = Counter(path.name for path in paths)
+    names = [
+        f"{path.parent.name}/{path.name}" if counts[path.name] > 1 else path.name for path in paths
+    ]
+    return [_shortened(name) for name in names]
+
+
+def _shortened(name: str) -> str:
+    if len(name) <= _TITLE_CHARACTERS:
+        return name
+    keep = _TITLE_CHARACTERS - 1  # one character for the ellipsis
+    return f"{name[: keep - keep // 2]}\u2026{name[-(keep // 2) :]}"
 
 
 def _check_plot_path(path: Path, overwrite: bool) -> None:

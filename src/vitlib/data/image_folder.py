@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import copy
 import errno
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
-from vitlib._checks import check_bool
+from vitlib._checks import check_bool, check_number
 from vitlib._optional import missing_extra
-from vitlib.data.preprocessing import Preprocessing, train_transform
+from vitlib.data.loaders import stratified_split
+from vitlib.data.preprocessing import (
+    IMAGENET_CROP_ASPECT,
+    IMAGENET_CROP_SCALE,
+    Preprocessing,
+    train_transform,
+)
 from vitlib.data.transforms import (
     HIGH_PRECISION_MODES,
     apply_exif_orientation,
@@ -31,6 +39,9 @@ IMAGE_EXTENSIONS: Final = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 )
 """File suffixes read as images, compared case-insensitively."""
+
+VALIDATION_FOLDERS: Final = ("valid", "val")
+"""The names of a validation split beside ``train/`` and ``test/`` (Roboflow's and Kaggle's)."""
 
 _NAMED_SKIPS: Final = 3
 _LAYOUT: Final = "data_dir/train/<class_name>/<images> and data_dir/test/<class_name>/<images>"
@@ -142,12 +153,15 @@ def load_image_folders(
     *,
     image_size: int = 224,
     strict: bool = False,
+    crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE,
+    crop_aspect: tuple[float, float] = IMAGENET_CROP_ASPECT,
 ) -> tuple[ImageFolderDataset, ImageFolderDataset]:
     """Load ``data_dir/train`` and ``data_dir/test`` with the train and eval transforms.
 
     The test set is prepared by ``preprocessing``'s transform (as by ``predict``), the train set
     by [`train_transform`][vitlib.data.train_transform] at the same size, channels and
-    normalisation.
+    normalisation. A ``valid/`` folder is not read here: for a validation split to choose a
+    model on, use [`load_image_splits`][vitlib.data.image_folder.load_image_splits].
 
     Args:
         data_dir: The folder holding ``train/`` and ``test/``, each with one sub-folder per class.
@@ -156,6 +170,9 @@ def load_image_folders(
             (ImageNet's mean and std; a pretrained checkpoint's own when fine-tuning).
         image_size: Side of the square images, without ``preprocessing``.
         strict: Passed to [`ImageFolderDataset`][vitlib.data.ImageFolderDataset].
+        crop_scale: The training crops' area range, as a fraction of the image (``scale`` of
+            [`train_transform`][vitlib.data.train_transform]; ImageNet's by default).
+        crop_aspect: The training crops' aspect-ratio range (``ratio`` of ``train_transform``).
 
     Returns:
         ``(train_dataset, test_dataset)``, with identical ``classes``.
@@ -174,16 +191,163 @@ def load_image_folders(
                 f"no {split}/ folder in {data_dir}; expected the layout {_LAYOUT}"
             )
     spec = preprocessing if preprocessing is not None else Preprocessing.imagenet(image_size)
-    train = ImageFolderDataset(data_dir / "train", train_transform(spec), strict=strict)
+    augment = train_transform(spec, scale=crop_scale, ratio=crop_aspect)
+    train = ImageFolderDataset(data_dir / "train", augment, strict=strict)
     test = ImageFolderDataset(data_dir / "test", spec.transform(), strict=strict)
-    if train.classes != test.classes:
-        only_train = sorted(set(train.classes) - set(test.classes))
-        only_test = sorted(set(test.classes) - set(train.classes))
-        raise DataError(
-            f"train and test class folders differ in {data_dir}: only in train/: {only_train}, "
-            f"only in test/: {only_test}; give both splits the same class folders"
-        )
+    _check_same_classes(train, test, data_dir)
     return train, test
+
+
+def _check_same_classes(train: ImageFolderDataset, other: ImageFolderDataset, root: Path) -> None:
+    split = f"{other.root.name}/"
+    if train.classes != other.classes:
+        only_train = sorted(set(train.classes) - set(other.classes))
+        only_other = sorted(set(other.classes) - set(train.classes))
+        raise DataError(
+            f"train and {other.root.name} class folders differ in {root}: only in train/: "
+            f"{only_train}, only in {split}: {only_other}; give the splits the same class folders"
+        )
+
+
+def validation_folder(data_dir: str | os.PathLike[str]) -> Path | None:
+    """``data_dir/valid`` or ``data_dir/val`` (`VALIDATION_FOLDERS`), if there is one.
+
+    Raises:
+        DataError: Both are there: which one selects the model would be a guess.
+    """
+    found = [Path(data_dir, name) for name in VALIDATION_FOLDERS if Path(data_dir, name).is_dir()]
+    if len(found) > 1:
+        raise DataError(
+            f"{data_dir} holds both {found[0].name}/ and {found[1].name}/; expected at most one "
+            "validation folder beside train/ and test/. Merge them or rename one."
+        )
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class ImageSplits:
+    """The splits of an image folder, as
+    [`load_image_splits`][vitlib.data.image_folder.load_image_splits] makes them.
+
+    Attributes:
+        train: The training images (``train/``, less those held out), with the training transform.
+        val: The validation images, prepared as the test images; ``None`` without a validation
+            folder and with ``val_split=0``.
+        test: ``test/``, prepared by the preprocessing's transform.
+        classes: The class names; a label is an index into them.
+        val_folder: Where ``val`` comes from: ``valid/`` or ``val/``, or ``train/`` when it is
+            held out of it; ``None`` with ``val`` ``None``.
+        held_out: The images held out of ``train/`` for ``val``, as paths relative to
+            ``train/`` (``/``-separated); empty when ``val`` is a folder of its own.
+    """
+
+    train: Dataset[tuple[Tensor, int]]
+    val: Dataset[tuple[Tensor, int]] | None
+    test: ImageFolderDataset
+    classes: list[str]
+    val_folder: Path | None
+    held_out: tuple[str, ...]
+
+
+def load_image_splits(
+    data_dir: str | os.PathLike[str],
+    preprocessing: Preprocessing | None = None,
+    *,
+    val_split: float = 0.1,
+    seed: int = 0,
+    held_out: Sequence[str] | None = None,
+    image_size: int = 224,
+    strict: bool = False,
+    crop_scale: tuple[float, float] = IMAGENET_CROP_SCALE,
+    crop_aspect: tuple[float, float] = IMAGENET_CROP_ASPECT,
+) -> ImageSplits:
+    """Load ``train/``, a validation split and ``test/`` of ``data_dir``, to select a model on
+    the validation images and test it once, on images it was neither trained nor selected on.
+
+    The validation images are ``data_dir/valid/`` (or ``val/``) when there is one; otherwise
+    ``val_split`` of each class of ``train/`` is held out by
+    [`stratified_split`][vitlib.data.loaders.stratified_split] (seeded by ``seed``), or exactly
+    the files ``held_out`` names (a resumed run's split). Validation and test images are prepared
+    by ``preprocessing``'s transform, the training images by
+    [`train_transform`][vitlib.data.train_transform], as in
+    [`load_image_folders`][vitlib.data.load_image_folders].
+
+    Args:
+        data_dir: The folder holding ``train/``, ``test/`` and perhaps ``valid/`` or ``val/``.
+        preprocessing: How the model's images are made; default ``Preprocessing.imagenet``.
+        val_split: The share of each class of ``train/`` held out without a validation folder,
+            in [0, 1); 0 holds nothing out (``val`` is then ``None``).
+        seed: Seed of the held-out draw.
+        held_out: Hold out these files of ``train/`` (paths relative to it) instead of drawing
+            them; a validation folder may not be there too.
+        image_size: Side of the square images, without ``preprocessing``.
+        strict: Passed to [`ImageFolderDataset`][vitlib.data.ImageFolderDataset].
+        crop_scale: The training crops' area range (as in `load_image_folders`).
+        crop_aspect: The training crops' aspect-ratio range (as in `load_image_folders`).
+
+    Returns:
+        The [`ImageSplits`][vitlib.data.image_folder.ImageSplits].
+
+    Raises:
+        FileNotFoundError: ``data_dir``, ``train/`` or ``test/`` is missing, or a ``held_out``
+            file is not in ``train/`` any more.
+        DataError: The splits have different class sets, both ``valid/`` and ``val/`` are
+            there, nothing can be held out, or as
+            [`ImageFolderDataset`][vitlib.data.ImageFolderDataset].
+        ConfigError: ``val_split`` is not in [0, 1).
+    """
+    check_number("val_split", val_split, low=0.0, high=1.0, high_open=True, fix="0 holds none out")
+    train, test = load_image_folders(
+        data_dir,
+        preprocessing,
+        image_size=image_size,
+        strict=strict,
+        crop_scale=crop_scale,
+        crop_aspect=crop_aspect,
+    )
+    prepare = test.transform
+    folder = validation_folder(data_dir)
+    if folder is not None:
+        if held_out is not None:
+            raise DataError(
+                f"{data_dir} now has a validation folder, {folder.name}/, but the split to "
+                f"reproduce held {len(held_out)} images out of train/; move {folder} away to "
+                "continue that run, or start a new one."
+            )
+        val = ImageFolderDataset(folder, prepare, strict=strict)
+        _check_same_classes(train, val, Path(data_dir))
+        return ImageSplits(train, val, test, train.classes, folder, ())
+    if held_out is None and val_split == 0:
+        return ImageSplits(train, None, test, train.classes, None, ())
+    names = [path.relative_to(train.root).as_posix() for path, _ in train.samples]
+    if held_out is None:
+        kept, out = stratified_split(train.targets, val_split, seed=seed)
+    else:
+        out = _positions(names, held_out, train.root)
+        kept = sorted(set(range(len(names))) - set(out))
+    evaluated = copy.copy(train)
+    evaluated.transform = prepare
+    return ImageSplits(
+        Subset(train, kept),
+        Subset(evaluated, out),
+        test,
+        train.classes,
+        train.root,
+        tuple(names[index] for index in out),
+    )
+
+
+def _positions(names: list[str], held_out: Sequence[str], root: Path) -> list[int]:
+    """The positions of the ``held_out`` files among ``names`` (files of ``root``)."""
+    position = {name: index for index, name in enumerate(names)}
+    missing_files = [name for name in held_out if name not in position]
+    if missing_files:
+        raise FileNotFoundError(
+            f"{len(missing_files)} of the {len(held_out)} validation images to hold out of "
+            f"{root} are not there (or no longer readable), e.g. {missing_files[:3]}; put them "
+            "back to reproduce the split, or start a new run."
+        )
+    return sorted(position[name] for name in held_out)
 
 
 def open_image(path: Path) -> Image.Image:
@@ -304,7 +468,7 @@ def _find_samples(root: Path, classes: list[str], *, strict: bool) -> list[tuple
         more = f" and {len(skipped) - _NAMED_SKIPS} more" if len(skipped) > _NAMED_SKIPS else ""
         warnings.warn(
             f"skipped {len(skipped)} unreadable image(s) in {root}: {named}{more}; "
-            "pass strict=True to raise instead",
+            "pass strict=True (on the command line --strict) to raise instead",
             SkippedImagesWarning,
             stacklevel=3,
         )

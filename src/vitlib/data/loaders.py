@@ -1,16 +1,19 @@
-"""Train and test DataLoaders: seeded shuffling, optional distributed sharding of the train set."""
+"""Train and evaluation DataLoaders (seeded shuffling, optional distributed sharding of the
+train set) and the stratified validation split held out of a training set."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sized
+from collections.abc import Sequence, Sized
 from typing import TypeVar, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from vitlib._checks import check_int, check_positive_int, check_type
+from vitlib._checks import check_int, check_number, check_positive_int, check_sequence, check_type
 from vitlib.errors import DataError
+
+__all__ = ["eval_loader", "make_dataloaders", "max_num_workers", "stratified_split"]
 
 T = TypeVar("T")
 
@@ -90,15 +93,81 @@ def make_dataloaders(
         generator=generator,
         persistent_workers=num_workers > 0,
     )
-    test_loader = DataLoader(
-        test_ds,
+    return train_loader, eval_loader(test_ds, batch_size, num_workers=num_workers)
+
+
+def eval_loader(dataset: Dataset[T], batch_size: int, *, num_workers: int = 0) -> DataLoader[T]:
+    """The loader of an evaluation set (validation or test): in the data set's order, unsharded
+    (under ``torchrun`` every rank evaluates all of it), the test loader of `make_dataloaders`.
+
+    Raises:
+        InputTypeError: ``dataset`` has no ``__len__``, or an argument has the wrong type.
+        ConfigError: ``batch_size`` or ``num_workers`` out of range.
+        DataError: ``dataset`` is empty.
+    """
+    check_positive_int("batch_size", batch_size)
+    check_int("num_workers", num_workers, minimum=0, maximum=max_num_workers())
+    _dataset_size(dataset, "dataset")
+    return DataLoader(
+        dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        pin_memory=pin_memory,
+        pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
     )
-    return train_loader, test_loader
+
+
+def stratified_split(
+    targets: Sequence[int], fraction: float, *, seed: int = 0
+) -> tuple[list[int], list[int]]:
+    """Hold ``fraction`` of each class out of a training set, for validation.
+
+    Each class of ``n`` samples gives ``round(n * fraction)`` of them, at least one when it has
+    two or more and never all of them (a class of one sample stays whole in training). Which
+    samples go is drawn by a ``torch.Generator`` seeded with ``seed``, class by class: the same
+    ``targets``, ``fraction`` and ``seed`` give the same split on every machine.
+
+    Args:
+        targets: The class index of each sample (``dataset.targets``).
+        fraction: The share of each class held out, in (0, 1); 0.1 holds out 10%.
+        seed: Seed of the draw.
+
+    Returns:
+        ``(kept, held_out)``: sorted sample indices for training and for validation.
+
+    Raises:
+        InputTypeError: ``targets`` is not a sequence of ints, or ``seed`` not an int.
+        ConfigError: ``fraction`` is not in (0, 1), or ``seed`` is negative.
+        DataError: No class has two samples, so nothing can be held out.
+
+    Examples:
+        >>> stratified_split([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 0.25, seed=0)[1]
+        [0, 4, 12]
+    """
+    check_number(
+        "fraction", fraction, low=0.0, high=1.0, low_open=True, high_open=True,
+        fix="0.1 holds out 10% of each class",
+    )  # fmt: skip
+    check_int("seed", seed, minimum=0)
+    by_class: dict[int, list[int]] = {}
+    for index, target in enumerate(check_sequence("targets", targets, "a sequence of ints")):
+        by_class.setdefault(check_int("each target", target), []).append(index)
+    generator = torch.Generator().manual_seed(seed)
+    held_out: list[int] = []
+    for label in sorted(by_class):
+        members = by_class[label]
+        count = min(max(1, round(len(members) * fraction)), len(members) - 1)
+        order = torch.randperm(len(members), generator=generator).tolist()
+        held_out += [members[position] for position in order[:count]]
+    if not held_out:
+        raise DataError(
+            f"cannot hold out a validation split of {len(targets)} sample(s): no class has two "
+            "samples (one must stay for training). Add images, give a separate validation set, "
+            "or train without one (val_split=0, --val-split 0)."
+        )
+    chosen = set(held_out)
+    return [i for i in range(len(targets)) if i not in chosen], sorted(held_out)
 
 
 def max_num_workers() -> int:

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = [
+    "IMAGENET_CROP_ASPECT",
+    "IMAGENET_CROP_SCALE",
     "MIN_CROP_RATIO",
     "Interpolation",
     "PreprocessTransform",
@@ -67,6 +69,10 @@ _INTERPOLATIONS: Final[tuple[Interpolation, ...]] = get_args(Interpolation)
 #: The smallest ``crop_ratio``: the crop keeps at least a tenth of the resized image's side (a
 #: ratio near 0 would resize every photo to an enormous image first).
 MIN_CROP_RATIO: Final = 0.1
+#: RandomResizedCrop's ranges in ImageNet training (Inception's): crops of 8-100% of the image's
+#: area, aspect ratios (width / height) 3/4-4/3.
+IMAGENET_CROP_SCALE: Final = (0.08, 1.0)
+IMAGENET_CROP_ASPECT: Final = (3 / 4, 4 / 3)
 
 
 @dataclass(frozen=True)
@@ -252,8 +258,8 @@ def train_transform(
     *,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    scale: tuple[float, float] = (0.08, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    scale: tuple[float, float] = IMAGENET_CROP_SCALE,
+    ratio: tuple[float, float] = IMAGENET_CROP_ASPECT,
     generator: torch.Generator | None = None,
 ) -> TrainTransform:
     """The training transform: RandomResizedCrop, random horizontal flip, to tensor, normalise.

@@ -38,7 +38,10 @@ _CROP_ATTEMPTS: Final = 10
 # ITU-R 601-2 luma, the weights of Pillow's convert("L").
 _LUMA: Final = (0.299, 0.587, 0.114)
 _SIXTEEN_BIT_MAX: Final = 65535
-_EXIF_ORIENTATION_TAG: Final = 0x0112
+#: The EXIF tag of the orientation, and its values that turn the image a quarter (swapping its
+#: width and height).
+EXIF_ORIENTATION_TAG: Final = 0x0112
+QUARTER_TURNS: Final = frozenset({5, 6, 7, 8})
 _TRANSPOSING_ORIENTATIONS: Final = frozenset(range(2, 9))
 
 
@@ -89,7 +92,7 @@ def apply_exif_orientation(image: Image.Image) -> Image.Image:
     """
     from PIL import ImageOps
 
-    if image.getexif().get(_EXIF_ORIENTATION_TAG, 1) not in _TRANSPOSING_ORIENTATIONS:
+    if image.getexif().get(EXIF_ORIENTATION_TAG, 1) not in _TRANSPOSING_ORIENTATIONS:
         return image
     upright = ImageOps.exif_transpose(image)
     return upright if upright is not None else image

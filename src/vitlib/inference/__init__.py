@@ -3,7 +3,9 @@
 - [`predict`][vitlib.predict]: top classes of your own images, prepared as the test set was;
 - [`evaluate_model`][vitlib.evaluate_model]: accuracy, per-class metrics, confusion, mistakes;
 - [`optimize_for_inference`][vitlib.optimize_for_inference]: an int8, bf16 or compiled copy;
-- [`export_onnx`][vitlib.export_onnx]: an ONNX file with a dynamic batch.
+- [`export_onnx`][vitlib.export_onnx]: an ONNX file with a dynamic batch;
+- [`extract_features`][vitlib.extract_features] and [`linear_probe`][vitlib.linear_probe]: the
+  paper's linear evaluation of frozen features, few-shot included.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from vitlib.inference.evaluate import (
     evaluate_model,
 )
 from vitlib.inference.export import ONNX_OPSET, export_onnx
+from vitlib.inference.features import Features, extract_features
 from vitlib.inference.optimize import (
     Precision,
     PrecisionWarning,
@@ -23,21 +26,27 @@ from vitlib.inference.optimize import (
     optimize_for_inference,
 )
 from vitlib.inference.predict import ImageInput, Prediction, SkippedImage, predict
+from vitlib.inference.probe import ProbeResult, ShotResult, linear_probe
 
 __all__ = [
     "ONNX_OPSET",
     "ClassMetrics",
     "ConfusionCount",
     "EvaluationReport",
+    "Features",
     "ImageInput",
     "Mistake",
     "Precision",
     "PrecisionWarning",
     "Prediction",
+    "ProbeResult",
+    "ShotResult",
     "SkippedImage",
     "evaluate_model",
     "export_onnx",
+    "extract_features",
     "is_quantized",
+    "linear_probe",
     "optimize_for_inference",
     "predict",
 ]

@@ -31,7 +31,7 @@ from vitlib._checks import check_bool, check_non_negative_int
 from vitlib._runtime import resolve_device
 from vitlib.data.preprocessing import Preprocessing
 from vitlib.files import dump_json, write_files
-from vitlib.inference.labelled_data import labelled_data
+from vitlib.inference.labelled_data import data_caveat, labelled_data
 from vitlib.inference.predict import resolve_model
 from vitlib.training.engine import evaluate
 from vitlib.vit import ViT
@@ -99,8 +99,11 @@ class EvaluationReport:
         samples: Samples evaluated.
         loss: Per-sample mean cross-entropy (as ``vitlib.training.evaluate``).
         accuracy: Fraction classified correctly.
-        top_k: The k of ``top_k_accuracy``: 5, or the number of classes if fewer.
-        top_k_accuracy: Fraction whose true class is among the k most probable.
+        top_k: The k of ``top_k_accuracy``: 5; ``None`` when the model has 5 classes or fewer,
+            since the true class is then always among the k most probable (top-k accuracy 1.0
+            by construction, which tells nothing).
+        top_k_accuracy: Fraction whose true class is among the k most probable; ``None`` with
+            ``top_k``.
         per_class: Precision, recall and F1 of each class present (with true samples or
             predictions), in head order. A class with neither is left out: it has no precision,
             recall or F1 to give (read it as support 0 and nothing predicted).
@@ -109,19 +112,24 @@ class EvaluationReport:
         mistakes: The most confident mistakes, most confident first.
         mistake_images: Their prepared images (N, C, H, W), for the picture.
         preprocessing: How the images were prepared (to draw them).
+        caveat: Why these numbers flatter the model, when the data evaluated chose it or
+            trained it: the run (its ``settings.json``) records that its best epoch was chosen
+            on these images, or that it was trained on them. ``None`` when it records neither
+            (or the model is no run folder's, which records nothing).
     """
 
     labels: tuple[str, ...]
     samples: int
     loss: float
     accuracy: float
-    top_k: int
-    top_k_accuracy: float
+    top_k: int | None
+    top_k_accuracy: float | None
     per_class: tuple[ClassMetrics, ...]
     confusion: tuple[ConfusionCount, ...]
     mistakes: tuple[Mistake, ...]
     mistake_images: Tensor
     preprocessing: Preprocessing | None
+    caveat: str | None = None
 
     @property
     def present_labels(self) -> tuple[str, ...]:
@@ -160,6 +168,7 @@ class EvaluationReport:
             "per_class": [asdict(metrics) for metrics in self.per_class],
             "confusion": [asdict(cell) for cell in self.confusion],
             "most_confident_mistakes": [asdict(mistake) for mistake in self.mistakes],
+            "caveat": self.caveat,
         }
 
     def save(self, directory: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -230,9 +239,15 @@ class EvaluationReport:
         """A table for people: the headline numbers, then precision, recall and F1 of each
         class present."""
         width = max(len("class"), *(len(metrics.label) for metrics in self.per_class))
-        lines = [
-            f"{self.samples} samples: accuracy {self.accuracy:.4f}, top-{self.top_k} "
-            f"{self.top_k_accuracy:.4f}, loss {self.loss:.4f}, macro F1 {self.macro_f1:.4f}",
+        top_k = (
+            ""
+            if self.top_k is None or self.top_k_accuracy is None
+            else f", top-{self.top_k} {self.top_k_accuracy:.4f}"
+        )
+        lines = [] if self.caveat is None else [f"note: {self.caveat}"]
+        lines += [
+            f"{self.samples} samples: accuracy {self.accuracy:.4f}{top_k}, loss {self.loss:.4f}, "
+            f"macro F1 {self.macro_f1:.4f}",
             f"{len(self.per_class)} of the model's {len(self.labels)} classes have samples or "
             "predictions:",
             f"{'class':<{width}}  precision  recall  f1      support",
@@ -255,6 +270,12 @@ def evaluate_model(
     device: torch.device | str | None = None,
 ) -> EvaluationReport:
     """Evaluate a trained model on labelled data: accuracy, top-5, per-class P/R/F1, confusion.
+
+    Top-5 accuracy is left out (``None``) for a model of 5 classes or fewer: it is 1.0 there by
+    construction. When ``model`` is a run folder (or its ``best/`` or ``last/``) whose
+    ``settings.json`` records that ``data`` chose its best epoch (its validation split, or the
+    test split of a run made with ``--val-split 0``) or trained it, the report's ``caveat`` says
+    so: those numbers are optimistic.
 
     Args:
         model: A [`ViT`][vitlib.ViT], or anything [`load_pretrained`][vitlib.load_pretrained]
@@ -288,6 +309,7 @@ def evaluate_model(
     check_non_negative_int("max_mistakes", max_mistakes)
     check_bool("strict", strict)
     labels, loader, sources, spec = labelled_data(vit, data, batch_size=batch_size, strict=strict)
+    caveat = data_caveat(model, data, labels)
     tally = _ReportTally(vit.config.num_classes, max_mistakes)
     result = evaluate(vit, loader, device=resolve_device(vit, device), on_batch=tally.add)
     mistakes = tuple(
@@ -301,7 +323,7 @@ def evaluate_model(
         loss=result.loss,
         accuracy=result.accuracy,
         top_k=tally.top_k,
-        top_k_accuracy=tally.in_top_k / result.samples,
+        top_k_accuracy=None if tally.top_k is None else tally.in_top_k / result.samples,
         per_class=_per_class(tally.pairs, labels),
         confusion=tuple(
             ConfusionCount(labels[true], labels[guess], count)
@@ -310,6 +332,7 @@ def evaluate_model(
         mistakes=mistakes,
         mistake_images=images_kept,
         preprocessing=spec,
+        caveat=caveat,
     )
 
 
@@ -319,7 +342,7 @@ class _ReportTally:
     (with their images)."""
 
     def __init__(self, classes: int, max_mistakes: int) -> None:
-        self.top_k = min(_TOP_K, classes)
+        self.top_k = _TOP_K if classes > _TOP_K else None  # else every class is in the top k
         self.max_mistakes = max_mistakes
         self.in_top_k = 0
         self.samples = 0
@@ -330,8 +353,9 @@ class _ReportTally:
         """Count one batch (``BatchObserver`` of the evaluation loop)."""
         probabilities = logits.float().softmax(dim=-1)
         confidence, predicted = probabilities.max(dim=-1)
-        top = probabilities.topk(self.top_k, dim=-1).indices
-        self.in_top_k += int((top == targets[:, None]).any(dim=-1).sum().item())
+        if self.top_k is not None:
+            top = probabilities.topk(self.top_k, dim=-1).indices
+            self.in_top_k += int((top == targets[:, None]).any(dim=-1).sum().item())
         pairs, counts = torch.unique(
             torch.stack([targets, predicted], dim=1).cpu(), dim=0, return_counts=True
         )

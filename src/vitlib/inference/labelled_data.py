@@ -14,11 +14,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from vitlib._checks import check_positive_int, type_error
 from vitlib.checkpoints.metadata import default_preprocessing, model_metadata
+from vitlib.checkpoints.run_folder import BEST, LAST, SETTINGS_FILE
 from vitlib.data.preprocessing import Preprocessing
-from vitlib.errors import DataError
+from vitlib.errors import DataError, VitlibError
+from vitlib.files import read_json
+from vitlib.training.run_data import SELECTION_KEY
 from vitlib.vit import ViT
 
-__all__ = ["LabelledData", "labelled_data"]
+__all__ = ["LabelledData", "class_folder_root", "data_caveat", "labelled_data", "run_of"]
 
 #: ``(labels, loader, sample sources or None, preprocessing or None)``.
 LabelledData = tuple[tuple[str, ...], Iterable[Any], list[str] | None, Preprocessing | None]
@@ -96,7 +99,7 @@ def _folder(model: ViT, root: Path, *, batch_size: int, strict: bool) -> Labelle
     from vitlib.data.image_folder import ImageFolderDataset
 
     metadata = model_metadata(model)
-    root = _class_folders(root, metadata.labels)
+    root = class_folder_root(root, metadata.labels)
     spec = metadata.preprocessing or default_preprocessing(model.config)
     folder = ImageFolderDataset(root, spec.transform(), strict=strict)
     labels = metadata.labels
@@ -122,7 +125,7 @@ def _folder(model: ViT, root: Path, *, batch_size: int, strict: bool) -> Labelle
     return tuple(labels), loader, sources, spec
 
 
-def _class_folders(root: Path, labels: Sequence[str] | None) -> Path:
+def class_folder_root(root: Path, labels: Sequence[str] | None) -> Path:
     """The folder whose sub-folders are the classes: ``root/test`` when ``root`` holds the
     layout ``vitlib train`` reads (``train/`` and ``test/``) or only a ``test/`` split (a
     ``test/`` folder and no other, unless the model has a class named ``test``); else ``root``.
@@ -137,3 +140,86 @@ def _class_folders(root: Path, labels: Sequence[str] | None) -> Path:
     ]
     only_test = others == [test]
     return test if only_test and "test" not in (labels or ()) else root
+
+
+def run_of(model: object) -> Path | None:
+    """The run folder of a model given as a path: the path itself, or the run holding it when
+    it is a run's ``best/`` or ``last/``; ``None`` unless that folder has the ``settings.json``
+    of ``vitlib train`` or ``vitlib finetune``."""
+    if not isinstance(model, (str, os.PathLike)) or isinstance(model, bytes):
+        return None
+    path = Path(model)
+    for folder in (path, path.parent) if path.name in (BEST, LAST) else (path,):
+        if (folder / SETTINGS_FILE).is_file():
+            return folder
+    return None
+
+
+def data_caveat(model: object, data: object, labels: Sequence[str]) -> str | None:
+    """Why an evaluation of ``model`` on ``data`` is optimistic, if its run records a reason.
+
+    A run of ``vitlib train`` or ``vitlib finetune`` records in ``settings.json`` the data
+    that chose its best epoch (``model_selection``) and the folder it trained on (``--data``):
+    evaluating on either flatters the model. Runs of an earlier vitlib, which record no
+    selection, chose on their test split.
+
+    Args:
+        model: What was given to ``evaluate_model`` (a path may name a run).
+        data: The data evaluated: ``"digits"`` or a folder (others are never the run's).
+        labels: The model's class names (to find the folder of classes evaluated).
+
+    Returns:
+        One sentence for the report, or ``None``.
+    """
+    run = run_of(model)
+    if run is None:
+        return None
+    try:
+        settings = read_json(run / SETTINGS_FILE)
+    except (VitlibError, OSError):  # unreadable: the report stands without its caveat
+        return None
+    record = settings.get(SELECTION_KEY) if isinstance(settings, dict) else None
+    trained_on = settings.get("--data") if isinstance(settings, dict) else None
+    if record is None:  # an earlier vitlib: best/ chosen on the test split
+        record = {"split": "test", "source": "test/, itself", "held_out": []}
+        record["data"] = "digits" if trained_on is None else str(Path(trained_on).resolve())
+        record["folder"] = "digits" if trained_on is None else str(Path(record["data"], "test"))
+    if not isinstance(record, dict):
+        return None
+    if isinstance(data, str) and data == "digits":
+        if record.get("folder") == "digits" and record.get("split") == "test":
+            return (
+                f"the run {run} chose its best epoch on the digits test split, the images "
+                "data='digits' evaluates, so this accuracy is optimistic (it was trained with "
+                "--val-split 0; a run with a validation split keeps the test split clean)."
+            )
+        return None
+    if not isinstance(data, (str, os.PathLike)) or record.get("data") == "digits":
+        return None
+    evaluated = class_folder_root(Path(data), labels).resolve()
+    return _folder_caveat(run, evaluated, record)
+
+
+def _folder_caveat(run: Path, evaluated: Path, record: dict[str, Any]) -> str | None:
+    """The caveat for the class folders ``evaluated`` against the run's selection ``record``."""
+    chose = Path(str(record.get("folder"))).resolve() == evaluated
+    held_out = record.get("held_out") or []
+    trained = Path(str(record.get("data")), "train").resolve() == evaluated
+    if chose and not held_out:
+        return (
+            f"{evaluated} chose this model: the run {run} kept its best epoch by the accuracy "
+            f"on these images ({record.get('source')}), so this accuracy is optimistic. "
+            "Evaluate on images the run never saw: its test/ split, or new ones."
+        )
+    if trained:
+        also = (
+            f", except the {len(held_out)} images it held out to choose its best epoch on"
+            if held_out
+            else ""
+        )
+        return (
+            f"{evaluated} is the training data of the run {run}{also}: this accuracy shows how "
+            "well the model fits images it learnt from, not how well it does on new ones. "
+            "Evaluate on its test/ split, or new images."
+        )
+    return None

@@ -172,15 +172,20 @@ def predict(
     return run
 
 
-def resolve_model(model: ViT | str | os.PathLike[str]) -> ViT:
-    """``model``, or the model ``load_pretrained`` reads from it; refused without a head."""
+def load_model(model: ViT | str | os.PathLike[str]) -> ViT:
+    """``model`` itself, or the model [`load_pretrained`][vitlib.load_pretrained] reads from it
+    (a run folder, a checkpoint, a hub name)."""
     check_type("model", model, (ViT, str, os.PathLike), "a vitlib.ViT or a checkpoint path")
     if isinstance(model, ViT):
-        vit = model
-    else:
-        from vitlib.checkpoints import load_pretrained
+        return model
+    from vitlib.checkpoints import load_pretrained
 
-        vit = load_pretrained(model)
+    return load_pretrained(model)
+
+
+def resolve_model(model: ViT | str | os.PathLike[str]) -> ViT:
+    """``model``, or the model ``load_pretrained`` reads from it; refused without a head."""
+    vit = load_model(model)
     if vit.config.num_classes == 0:
         raise DataError(
             "the model has no classification head (num_classes=0): it outputs features, not "

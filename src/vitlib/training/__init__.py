@@ -3,9 +3,11 @@
 Public API::
 
     from vitlib.training import fit, TrainConfig
-    history = fit(model, train_loader, test_loader, epochs=10, lr=1e-3, warmup_steps=100,
-                  amp_dtype=torch.bfloat16, output_dir="runs/digits")
-    history.as_dict()          # train_loss, train_acc, test_loss, test_acc, lr per epoch
+    history = fit(model, train_loader, val_loader, test_loader=test_loader, epochs=10, lr=1e-3,
+                  warmup_steps=100, amp_dtype=torch.bfloat16, output_dir="runs/digits")
+    history.best_epoch()       # chosen on val_loader (its model is in runs/digits/best)
+    history.test               # test loss and accuracy of that epoch, evaluated once at the end
+    history.as_dict()          # train_loss, train_acc, val_loss, val_acc, lr per epoch, and test
 
 See ``docs/training.md`` for the recipe, the run directory layout (and its lock), resuming and
 ``torchrun``.
@@ -31,7 +33,7 @@ from vitlib.training.errors import (
     RunInProgressError,
     TrainingConfigError,
 )
-from vitlib.training.history import History
+from vitlib.training.history import FinalTest, History
 from vitlib.training.loop import fit
 from vitlib.training.optim import build_optimizer, build_scheduler, lr_factor, parameter_groups
 from vitlib.training.rng import seed_everything
@@ -42,6 +44,7 @@ __all__ = [
     "DistributedContext",
     "EpochResult",
     "EvalResult",
+    "FinalTest",
     "History",
     "NoRunToResumeError",
     "NonFiniteEvalLossError",

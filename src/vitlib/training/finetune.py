@@ -12,33 +12,35 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 
 from vitlib._checks import check_int, check_type
 from vitlib.checkpoints import load_pretrained
 from vitlib.checkpoints.metadata import attach_metadata, model_metadata
+from vitlib.checkpoints.run_folder import SETTINGS_FILE
 from vitlib.counting import count_parameters
-from vitlib.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    DigitsDataset,
-    Preprocessing,
-    digits_preprocessing,
-    load_image_folders,
-    make_dataloaders,
-)
+from vitlib.data import IMAGENET_MEAN, IMAGENET_STD
 from vitlib.training.distributed import DistributedContext
 from vitlib.training.recipe import (
     check_run_options,
     fit_from_args,
+    locked_output_dir,
     recipe_config,
+    sizes,
 )
-from vitlib.training.run_lock import run_lock
+from vitlib.training.run_data import (
+    RunData,
+    digits_data,
+    eval_preprocessing,
+    folder_data,
+    resolve_preprocessing_options,
+)
 from vitlib.vit import ViT
+
+#: What ``vitlib finetune`` adds to the data's name for its folder: ``runs/<name>-finetune``.
+FOLDER_SUFFIX = "-finetune"
 
 __all__ = ["freeze_backbone", "run_finetune"]
 
@@ -69,19 +71,6 @@ def freeze_backbone(model: ViT, unfreeze_last: int) -> None:
             parameter.requires_grad = True
 
 
-def _data(
-    data: Path | None, image_size: int, mean: tuple[float, ...], std: tuple[float, ...]
-) -> tuple[Dataset[Any], Dataset[Any], list[str], Preprocessing]:
-    """``(train, test, class_names, preprocessing)``: the image folders, or the digits."""
-    if data is None:
-        train = DigitsDataset("train", image_size=image_size)
-        test = DigitsDataset("test", image_size=image_size)
-        return train, test, train.classes, digits_preprocessing(image_size)
-    spec = Preprocessing((image_size, image_size), mean=mean, std=std)
-    train_folder, test_folder = load_image_folders(data, spec)
-    return train_folder, test_folder, train_folder.classes, spec
-
-
 def _checkpoint_statistics(model: ViT) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The mean and std the checkpoint records for RGB images, else ImageNet's."""
     spec = model_metadata(model).preprocessing
@@ -99,36 +88,47 @@ def run_finetune(args: argparse.Namespace) -> int:
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     recipe_config(args, optimizer="adam")  # the options are checked before anything is loaded
-    with run_lock(args.output_dir, cli=True):  # held for the whole command
-        return _finetune(args)
+    resolve_preprocessing_options(args)
+    context = DistributedContext()
+    with locked_output_dir(args, context, FOLDER_SUFFIX):  # held for the whole command
+        return _finetune(args, context)
 
 
-def _finetune(args: argparse.Namespace) -> int:
+def _finetune(args: argparse.Namespace, context: DistributedContext) -> int:
     """`run_finetune` inside the run's lock."""
-    check_run_options(args)  # before loading anything
+    saved = check_run_options(args)  # before loading anything
     torch.manual_seed(args.seed)
     heads = {} if args.num_heads is None else {"num_heads": args.num_heads}
     pretrained = load_pretrained(args.checkpoint, **heads)
     image_size = args.image_size or pretrained.config.image_hw[0]
-    mean, std = _checkpoint_statistics(pretrained)
-    train_set, test_set, class_names, preprocessing = _data(args.data, image_size, mean, std)
+    data = _data(args, image_size, pretrained, saved)
     model = load_pretrained(  # a copy of the pretrained model, adapted to the data:
         pretrained,
-        num_classes=len(class_names),  # a new head (a warning says it is untrained)
+        num_classes=len(data.classes),  # a new head (a warning says it is untrained)
         img_size=image_size,  # position embeddings resampled if the size differs
-        in_channels=preprocessing.channels,  # patch kernel adapted, e.g. RGB -> grey
+        in_channels=data.preprocessing.channels,  # patch kernel adapted, e.g. RGB -> grey
     )
-    attach_metadata(model, labels=class_names, preprocessing=preprocessing)
+    attach_metadata(model, labels=data.classes, preprocessing=data.preprocessing)
     freeze_backbone(model, args.unfreeze_last)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(
         f"{args.checkpoint}: {count_parameters(model.config):,} parameters, "
-        f"{trainable:,} trainable; {len(class_names)} classes, {image_size}px"
+        f"{trainable:,} trainable; {len(data.classes)} classes, {image_size}px; {sizes(data)}"
     )
-    train_loader, test_loader = make_dataloaders(
-        train_set, test_set, args.batch_size, seed=args.seed, num_workers=args.num_workers
-    )
+    print(data.describe())
     config = recipe_config(args, optimizer="adam")  # the chapter's: Adam at 1e-3
-    loaders = (train_loader, test_loader)
-    fit_from_args(model, loaders, class_names, args, config, DistributedContext())
+    fit_from_args(model, data, args, config, context)
     return 0
+
+
+def _data(
+    args: argparse.Namespace, image_size: int, pretrained: ViT, saved: dict[str, Any] | None
+) -> RunData:
+    """The image folders, normalised as the checkpoint records, or the digits (un-augmented),
+    with their validation split."""
+    where = args.output_dir / SETTINGS_FILE
+    if args.data is None:
+        return digits_data(args, saved, where, image_size=image_size, augment=False)
+    mean, std = _checkpoint_statistics(pretrained)
+    spec = eval_preprocessing(args, image_size, mean, std)
+    return folder_data(args, spec, saved, where)

@@ -173,6 +173,25 @@ def full_model_state(model: nn.Module) -> dict[str, Tensor]:
     return {name: value for name, value in state.items() if isinstance(value, Tensor)}
 
 
+def load_model_state(model: nn.Module, state: dict[str, Tensor]) -> None:
+    """Load weights into ``model``, sharded or not: full tensors (every rank holding all of
+    them), or the shards (DTensors) a sharded model's own ``state_dict()`` gave.
+
+    Full tensors are cut into the model's shards on each rank; nothing is sent between ranks.
+    """
+    if not is_fsdp(model):
+        model.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(value, DTensor) for value in state.values()):
+        model.load_state_dict(state)
+        return
+    full = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, dict(state.items()), options=full)  # its value type
+
+
 def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The full optimiser state of a sharded ``model``, keyed by parameter name, on rank 0's CPU.
 

@@ -287,12 +287,22 @@ def check_run_length(
     )
 
 
-def load_run(run_dir: Path, model: nn.Module, config: TrainConfig, epochs: int) -> SavedRun:
+def load_run(
+    run_dir: Path,
+    model: nn.Module,
+    config: TrainConfig,
+    epochs: int,
+    val_name: str = "validation",
+) -> SavedRun:
     """Check ``run_dir/last`` and load its weights into the (not yet sharded) ``model``.
 
-    The entries of ``training_state.pt``, the run's length against ``epochs`` and
-    ``config.max_steps``, and the model files are checked before anything is loaded into the
-    model.
+    The entries of ``training_state.pt``, the recipe, the data its best epochs were chosen on
+    (``val_name``), the run's length against ``epochs`` and ``config.max_steps``, and the model
+    files are checked before anything is loaded into the model.
+
+    Raises:
+        CheckpointError: A file of the run is missing, damaged or from a newer vitlib.
+        TrainingConfigError: The recipe or ``val_name`` differs, or the run is longer than asked.
     """
     if is_fsdp(model):
         raise TrainingConfigError(
@@ -303,6 +313,14 @@ def load_run(run_dir: Path, model: nn.Module, config: TrainConfig, epochs: int) 
     state = load_training_state(run_dir / LAST)
     history = check_training_state(state, run_dir / LAST / STATE_FILE)
     check_same_settings(state["train_config"], config.to_dict(), run_dir, may_change=("max_steps",))
+    if history.val_name != val_name:
+        raise TrainingConfigError(
+            f"resume=True with val_name={val_name!r}, but the run in {run_dir} chose its best "
+            f"epochs on {history.val_name!r} data (val_name={history.val_name!r}; the runs of an "
+            "earlier vitlib all chose on the loader it called test_loader). Resume it with "
+            f"val_name={history.val_name!r} and the same loader (vitlib train --val-split 0), or "
+            "start a new run."
+        )
     complete = check_run_length(state, run_dir, epochs, config.max_steps)
     load_model_files(model, run_dir / LAST)
     return SavedRun(state, history, complete)

@@ -37,7 +37,7 @@ from vitlib.training.errors import (
     TrainingConfigError,
     damaged_run_error,
 )
-from vitlib.training.run_lock import LOCK_FILE
+from vitlib.training.run_names import taken
 from vitlib.vit import ViT
 
 __all__ = [
@@ -92,17 +92,12 @@ def check_output_dir(output_dir: Path, *, resume: bool, overwrite: bool, cli: bo
                 f"{STATE_FILE}); drop {resume_word} to start a new run there."
             )
         return
-    if not overwrite and output_dir.is_dir() and _holds_files(output_dir):
+    if not overwrite and output_dir.is_dir() and taken(output_dir):
         raise RunExistsError(
             f"{dir_word} {output_dir} is not empty (it holds a run or other files); expected an "
             f"empty or new directory. Pass {resume_word} to continue the run saved there, "
             f"{overwrite_word} to replace it, or choose another {dir_word}."
         )
-
-
-def _holds_files(output_dir: Path) -> bool:
-    """Whether ``output_dir`` holds anything besides the run's lock file."""
-    return any(entry.name != LOCK_FILE for entry in output_dir.iterdir())
 
 
 def prepare_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:

@@ -38,7 +38,7 @@ from vitlib.files import explained_os_errors
 from vitlib.training.distributed import on_main_rank
 from vitlib.training.errors import RunInProgressError
 
-__all__ = ["LOCK_FILE", "LockHolder", "run_lock"]
+__all__ = ["LOCK_FILE", "LockHolder", "hold_lock", "run_lock"]
 
 logger = logging.getLogger("vitlib.training")
 
@@ -162,13 +162,19 @@ def run_lock(run_dir: Path, *, cli: bool = False) -> Iterator[None]:
         PermissionError, SaveError: The folder or its lock file cannot be written.
     """
     with ExitStack() as stack:
-        on_main_rank(lambda: stack.enter_context(_held_lock(Path(run_dir), cli)))
+        on_main_rank(lambda: stack.enter_context(hold_lock(Path(run_dir), cli)))
         yield
 
 
 @contextmanager
-def _held_lock(run_dir: Path, cli: bool) -> Iterator[None]:
-    """Hold ``run_dir``'s lock in this process (re-entrant within the thread)."""
+def hold_lock(run_dir: Path, cli: bool) -> Iterator[None]:
+    """Hold ``run_dir``'s lock in this process (re-entrant within the thread); `run_lock`
+    without its collective, for code that runs on rank 0 alone.
+
+    Raises:
+        RunInProgressError, NotADirectoryError, CheckpointError, PermissionError, SaveError: As
+            `run_lock`.
+    """
     created = _make_folders(run_dir, cli)
     try:
         key = _folder_key(run_dir)
