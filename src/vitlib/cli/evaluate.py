@@ -56,6 +56,13 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="stop at an unreadable image instead of skipping it"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "int8"),
+        default="fp32",
+        help="run the model's inference copy (vitlib.optimize_for_inference) in this precision: "
+        "int8 is several times faster on most CPUs, bf16 on CPUs with bf16 units",
+    )
 
 
 def report_folder(model: str, *, overwrite: bool) -> Path:
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         max_mistakes=args.mistakes,
         strict=args.strict,
+        precision=args.precision,
     )
     folder = report.save(out, overwrite=args.overwrite)
     if args.json:

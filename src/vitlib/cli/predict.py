@@ -53,6 +53,13 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="stop at an unreadable image instead of skipping it"
     )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "int8"),
+        default="fp32",
+        help="run the model's inference copy (vitlib.optimize_for_inference) in this precision: "
+        "int8 is several times faster on most CPUs, bf16 on CPUs with bf16 units",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             batch_size=args.batch_size,
             strict=args.strict,
+            precision=args.precision,
         )
     for skipped in run.skipped:
         print(f"vitlib predict: skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
@@ -110,7 +118,9 @@ def _plot(run: Predictions, path: Path, overwrite: bool) -> Path:
 
     shown = run[:_PLOTTED_IMAGES]
     transform = run.preprocessing.transform()
-    images = [transform(open_image(Path(prediction.source))) for prediction in shown]
+    images = [
+        transform(open_image(Path(prediction.source), run.preprocessing)) for prediction in shown
+    ]
     names = _titles([Path(prediction.source) for prediction in shown])
     return plot_image_predictions(
         torch.stack(images),

@@ -131,6 +131,18 @@ class Preprocessing:
         """The transform from a ``PIL.Image.Image`` to the model's input tensor (C, H, W)."""
         return PreprocessTransform(self)
 
+    def resize_target(self, source: tuple[int, int]) -> tuple[int, int]:
+        """The ``(height, width)`` an image of ``source`` size (height, width) is resized to
+        before any crop: ``image_size`` when squashed, the covering size for ``"center_crop"``.
+
+        An image decoded at a reduced scale that stays at least this large is resized exactly
+        as the full image would be, up to the decoder's own filtering: what
+        [`open_image`][vitlib.data.image_folder.open_image] asks a JPEG decoder for.
+        """
+        if self.resize == "squash":
+            return self.image_size
+        return cover_size(source, self.image_size, self.crop_ratio)
+
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON values (tuples as lists), as ``config.json`` stores them."""
         data = asdict(self)

@@ -137,7 +137,7 @@ class DemoModel:
         """
         from PIL import Image
 
-        prepared = self.preprocessing.transform()(open_image(Path(image)))
+        prepared = self.preprocessing.transform()(open_image(Path(image), self.preprocessing))
         batch = prepared[None].to(resolve_device(self.model, None))
         with self._in_use:
             attention = rollout_map(self.model, batch)[0]

@@ -32,6 +32,7 @@ from vitlib._runtime import resolve_device
 from vitlib.data.preprocessing import Preprocessing
 from vitlib.files import dump_json, write_files
 from vitlib.inference.labelled_data import data_caveat, labelled_data
+from vitlib.inference.optimize import Precision, at_precision
 from vitlib.inference.predict import resolve_model
 from vitlib.training.engine import evaluate
 from vitlib.vit import ViT
@@ -268,6 +269,7 @@ def evaluate_model(
     max_mistakes: int = 16,
     strict: bool = False,
     device: torch.device | str | None = None,
+    precision: Precision | None = None,
 ) -> EvaluationReport:
     """Evaluate a trained model on labelled data: accuracy, top-5, per-class P/R/F1, confusion.
 
@@ -292,6 +294,8 @@ def evaluate_model(
         strict: Refuse a folder with unreadable images instead of skipping them (with a
             warning).
         device: Where to run; default the model's device.
+        precision: ``None`` runs the model as it is; ``"fp32"``, ``"bf16"`` or ``"int8"`` run
+            its [`optimize_for_inference`][vitlib.optimize_for_inference] copy (on the CPU).
 
     Returns:
         The [`EvaluationReport`][vitlib.EvaluationReport]; ``.save(folder)`` writes it with its
@@ -304,6 +308,7 @@ def evaluate_model(
         InputTypeError: ``data`` is none of the kinds above, or ``strict`` is not a bool.
         NonFiniteEvalLossError: The model's outputs gave a NaN or infinite loss (as in
             ``fit``): no report is made from them.
+        ConfigError: ``precision`` is not one of its values, or is given for a GPU.
     """
     vit = resolve_model(model)
     check_non_negative_int("max_mistakes", max_mistakes)
@@ -311,7 +316,9 @@ def evaluate_model(
     labels, loader, sources, spec = labelled_data(vit, data, batch_size=batch_size, strict=strict)
     caveat = data_caveat(model, data, labels)
     tally = _ReportTally(vit.config.num_classes, max_mistakes)
-    result = evaluate(vit, loader, device=resolve_device(vit, device), on_batch=tally.add)
+    target = resolve_device(vit, device)
+    forward = at_precision(vit, precision, target)
+    result = evaluate(forward, loader, device=target, on_batch=tally.add)
     mistakes = tuple(
         Mistake(_source(sources, index), labels[true], labels[guess], confidence)
         for confidence, index, true, guess, _ in tally.kept

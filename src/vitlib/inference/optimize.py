@@ -35,6 +35,7 @@ __all__ = [
     "InferenceViT",
     "Precision",
     "PrecisionWarning",
+    "at_precision",
     "class_token_output",
     "cpu_has_bf16_units",
     "is_quantized",
@@ -210,3 +211,24 @@ def _int8_engine() -> str:
     if "onednn" in torch.backends.quantized.supported_engines and _cpu_flags() & {"amx_int8"}:
         return "onednn"
     return torch.backends.quantized.engine
+
+
+def at_precision(model: ViT, precision: Precision | None, device: torch.device) -> ViT:
+    """``model`` itself (``precision=None``), or its
+    [`optimize_for_inference`][vitlib.optimize_for_inference] copy at ``precision``: the
+    ``precision=`` of [`predict`][vitlib.predict] and [`evaluate_model`][vitlib.evaluate_model].
+
+    Raises:
+        ConfigError: ``precision`` is not ``None``, ``"fp32"``, ``"bf16"`` or ``"int8"``, or the
+            model is to run on another device than the CPU (the copies are made for it).
+    """
+    if precision is None:
+        return model
+    check_choice("precision", precision, _PRECISIONS)
+    if device.type != "cpu":
+        raise ConfigError(
+            f"precision={precision!r} makes a copy of the model tuned for the CPU, but it is to "
+            f"run on {device}; leave precision out there (None: the model as it is), or run on "
+            "the CPU."
+        )
+    return optimize_for_inference(model.to(device), precision)

@@ -28,6 +28,7 @@ from vitlib.checkpoints.metadata import default_preprocessing, model_metadata
 from vitlib.data.image_folder import SkippedImagesWarning, image_files, open_image
 from vitlib.data.preprocessing import Preprocessing, PreprocessTransform
 from vitlib.errors import DataError
+from vitlib.inference.optimize import Precision, at_precision
 from vitlib.vit import ViT
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ def predict(
     labels: Sequence[str] | None = None,
     preprocessing: Preprocessing | None = None,
     device: torch.device | str | None = None,
+    precision: Precision | None = None,
 ) -> Predictions:
     """Classify images with a trained model, prepared as its checkpoint records.
 
@@ -129,6 +131,9 @@ def predict(
         preprocessing: Overrides the recorded preprocessing. Without either, ImageNet's at
             the model's input size is assumed, with a warning.
         device: Where to run; default the model's device.
+        precision: ``None`` runs the model as it is; ``"fp32"``, ``"bf16"`` or ``"int8"`` run
+            its [`optimize_for_inference`][vitlib.optimize_for_inference] copy at that
+            precision (on the CPU), faster; docs/predict.md gives their agreement.
 
     Returns:
         [`Predictions`][vitlib.inference.predict.Predictions]: a list of one ``Prediction`` per
@@ -140,6 +145,7 @@ def predict(
             an image, or a model without a classification head.
         TypeError: An input of another type; ``top_k`` or ``batch_size`` not an int >= 1.
         ValueError: ``labels`` not one name per class.
+        ConfigError: ``precision`` is not one of its values, or is given for a GPU.
 
     Warns:
         SkippedImagesWarning: Unreadable images were skipped; it names each with the reason.
@@ -152,6 +158,7 @@ def predict(
     run = Predictions(_preprocessing(vit, preprocessing))
     transform = run.preprocessing.transform()
     target = resolve_device(vit, device)
+    vit = at_precision(vit, precision, target)
     with eval_mode(vit):
         batch: list[tuple[str, Tensor]] = []
         for source, prepared in _prepared(images, transform, run.skipped, strict=strict):
@@ -270,7 +277,7 @@ def _prepared(
         if isinstance(item, (str, os.PathLike)):
             source = str(item)
             try:  # a file that cannot be decoded, or whose pixels are out of range
-                prepared = transform(open_image(Path(item)))
+                prepared = transform(open_image(Path(item), transform.preprocessing))
             except DataError as error:
                 if strict:
                     raise DataError(
