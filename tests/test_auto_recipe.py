@@ -119,11 +119,12 @@ def test_read_folder_stats_says_when_no_header_is_readable(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("sides", "image_size"),
     [
-        ([(64, 200)] * 5 + [(200, 200)] * 5, 64),  # a fifth of the images are 64 px short
+        ([(64, 200)] * 6 + [(200, 200)] * 4, 64),  # most images are 64 px short
         ([(100, 150)] * 10, 96),  # rounded down to a multiple of 16, within the range
         ([(20, 20)] * 10, IMAGE_SIZE_RANGE[0]),  # never below the range
         ([(3000, 2000)] * 10, IMAGE_SIZE_RANGE[1]),  # camera photos: the top of the range
-        ([(50, 50)] * 3 + [(300, 300)] * 7, 48),  # the 20th percentile
+        ([(50, 50)] * 5 + [(100, 100)] * 6, 96),  # the median
+        ([(50, 50)] * 6 + [(100, 100)] * 5, 48),  # the median
     ],
 )
 def test_the_input_size_follows_the_shorter_sides(
@@ -324,3 +325,32 @@ def test_train_flags_override_the_recipe_in_flag_words(
 def test_the_digits_refuse_the_folder_crop_flags(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--crop-scale", "0.5", "1", "--epochs", "1"]) == 2
     assert "--crop-scale and --crop-aspect shape the training crops" in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_the_recipe_it_was_made_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The warmup is a tenth of the run's steps: a resume with more epochs would change it,
+    and with it the run, if the recipe were chosen again."""
+    data = tmp_path / "data"
+    write_image_folder(data / "train", per_class=6)
+    write_image_folder(data / "test", per_class=2, seed=5)
+    run = tmp_path / "run"
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        "--layers",
+        "1",
+        "--no-progress",
+        "--output-dir",
+        str(run),
+    ]
+    assert main([*argv, "--epochs", "1"]) == 0
+    made = json.loads((run / "settings.json").read_text())
+    capsys.readouterr()
+    assert main([*argv, "--epochs", "2", "--resume"]) == 0
+    assert f"recipe: as the run made it ({run / 'settings.json'})" in capsys.readouterr().out
+    resumed = json.loads((run / "settings.json").read_text())
+    for flag in ("--warmup-steps", "--lr", "--batch-size", "--image-size", "--crop-aspect"):
+        assert resumed[flag] == made[flag]

@@ -228,3 +228,15 @@ def test_page_links_are_folders_that_the_site_opened_from_disk_follows(site: Pat
     assert 'src="javascripts/file-links.js"' in index
     script = (ROOT / "docs" / "javascripts" / "file-links.js").read_text(encoding="utf-8")
     assert 'window.location.protocol !== "file:"' in script  # served sites are left alone
+
+
+@pytest.mark.slow
+def test_every_cross_reference_became_a_link(site: Path) -> None:
+    """A ``[`name`][vitlib.x]`` whose target no API section documents is left as text by the
+    build (``--strict`` does not fail on it): the reader sees the brackets."""
+    left = {
+        f"{page.relative_to(site)}: {match}"
+        for page in site.rglob("*.html")
+        for match in re.findall(r"\]\[vitlib\.[\w.]+\]", page.read_text(encoding="utf-8"))
+    }
+    assert not left, f"cross-references without a target: {sorted(left)[:10]}"

@@ -93,7 +93,7 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
         cli_main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for shown in (
-        "(default: 15 for the digits; about 600 steps for a --data folder)",
+        "(default: 15 for the digits; about 1000 steps for a --data folder)",
         "(default: 64 for the digits; 8-64 for a --data folder)",
         "(default: 0.002 for the digits; 0.001 for a --data folder)",
         "(default: 50 for the digits; a tenth of the steps for a --data folder)",

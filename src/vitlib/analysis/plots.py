@@ -61,7 +61,7 @@ def plot_history(
     vitlib, whose ``test_loss`` and ``test_acc`` are read as such).
 
     Args:
-        history: [`History.as_dict`][vitlib.training.History.as_dict] output (or its
+        history: [`History.as_dict`][vitlib.History.as_dict] output (or its
             ``history.json``): ``train_loss``, ``train_acc``, ``val_loss`` and ``val_acc``,
             each a non-empty sequence of floats, all of one length (the number of epochs);
             optionally ``val_name`` and ``test`` (``{"loss", "acc", "epoch", ...}``). Other keys

@@ -59,7 +59,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--image-size",
         type=COUNT,
         help="side of the model's input (default: 16 for the digits; for a --data folder "
-        "chosen from its images' sizes, 32-96 px)",
+        "chosen from its images' sizes, 32-128 px)",
     )
     data.add_argument("--dropout", type=RATE, default=0.0, help="MLP and embedding dropout")
     data.add_argument(
@@ -78,7 +78,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     add_training_options(
         parser,
         {
-            "epochs": DataDependent("15 for the digits; about 600 steps for a --data folder"),
+            "epochs": DataDependent("15 for the digits; about 1000 steps for a --data folder"),
             "batch_size": DataDependent("64 for the digits; 8-64 for a --data folder"),
             "lr": DataDependent("0.002 for the digits; 0.001 for a --data folder"),
             "weight_decay": 0.05,

@@ -132,7 +132,7 @@ class History:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
-        """Rebuild from [`as_dict`][vitlib.training.History.as_dict] output: the five lists, of
+        """Rebuild from [`as_dict`][vitlib.History.as_dict] output: the five lists, of
         one length; ``val_name`` and ``test`` if present.
 
         The ``history.json`` of an earlier vitlib (``test_loss`` and ``test_acc``, measured on

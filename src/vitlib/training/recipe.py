@@ -135,7 +135,8 @@ def choose_folder_recipe(args: argparse.Namespace) -> str:
             flag = "--" + name.replace("_", "-")
             if getattr(args, name) is None and flag in resumed[1]:
                 setattr(args, name, resumed[1][flag])
-        if all(getattr(args, name) is not None for name in FOLDER_CHOICES):
+        # --max-steps may change on a resume (MAY_CHANGE), so settings.json does not hold it.
+        if all(getattr(args, name) is not None for name in FOLDER_CHOICES if name != "max_steps"):
             return f"recipe: as the run made it ({resumed[0]})"
     with warnings.catch_warnings():  # the data loading reports skipped images, once
         warnings.simplefilter("ignore", SkippedImagesWarning)
