@@ -387,3 +387,17 @@ def check_input_tensor(name: str, value: object, like: torch.Tensor) -> torch.Te
             f"{autocast}."
         )
     return value
+
+
+def check_range(name: str, bounds: object, *, upper: float) -> tuple[float, float]:
+    """Return ``bounds`` as ``(low, high)`` if it is a pair of numbers with
+    ``0 < low <= high <= upper`` (crop areas and aspect ratios), else raise."""
+    pair = check_sequence(name, bounds, "a pair (low, high)")
+    if len(pair) != 2:
+        raise ConfigError(f"{name} must be a pair (low, high), got {bounds!r}.")
+    low, high = (check_number(f"each of {name}", side, low=0.0, low_open=True) for side in pair)
+    if not low <= high <= upper:
+        raise ConfigError(
+            f"{name} must be a pair (low, high) with 0 < low <= high <= {upper:g}, got {bounds!r}."
+        )
+    return low, high

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vitlib.cli.options import COUNT, NON_NEGATIVE, add_command
+from vitlib.cli.options import COUNT, NON_NEGATIVE, add_command, add_inference_options
 from vitlib.errors import ConfigError
 
 
@@ -53,16 +53,7 @@ def register(commands: Any) -> None:
         "--mistakes", type=NON_NEGATIVE, default=16, help="most confident mistakes drawn"
     )
     parser.add_argument("--json", action="store_true", help="print the JSON report")
-    parser.add_argument(
-        "--strict", action="store_true", help="stop at an unreadable image instead of skipping it"
-    )
-    parser.add_argument(
-        "--precision",
-        choices=("fp32", "bf16", "int8"),
-        default="fp32",
-        help="run the model's inference copy (vitlib.optimize_for_inference) in this precision: "
-        "int8 is several times faster on most CPUs, bf16 on CPUs with bf16 units",
-    )
+    add_inference_options(parser)
 
 
 def report_folder(model: str, *, overwrite: bool) -> Path:

@@ -36,6 +36,7 @@ __all__ = [
     "HelpFormatter",
     "Parser",
     "add_command",
+    "add_inference_options",
     "add_training_options",
     "docs_url",
     "flag_type",
@@ -280,3 +281,17 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: Mapping[str,
     add("--output-dir", "output_dir", "where the run is saved", output, type=Path)
     output.add_argument("--overwrite", action="store_true", help="replace the run in --output-dir")
     output.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+
+
+def add_inference_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``predict`` and ``evaluate`` share: ``--strict`` and ``--precision``."""
+    parser.add_argument(
+        "--strict", action="store_true", help="stop at an unreadable image instead of skipping it"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "int8"),
+        default="fp32",
+        help="run the model's inference copy (vitlib.optimize_for_inference) in this precision: "
+        "int8 is several times faster on most CPUs, bf16 on CPUs with bf16 units",
+    )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from vitlib.cli.options import COUNT, add_command
+from vitlib.cli.options import COUNT, add_command, add_inference_options
 from vitlib.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -50,16 +50,7 @@ def register(commands: Any) -> None:
         "predicted class and probability",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
-    parser.add_argument(
-        "--strict", action="store_true", help="stop at an unreadable image instead of skipping it"
-    )
-    parser.add_argument(
-        "--precision",
-        choices=("fp32", "bf16", "int8"),
-        default="fp32",
-        help="run the model's inference copy (vitlib.optimize_for_inference) in this precision: "
-        "int8 is several times faster on most CPUs, bf16 on CPUs with bf16 units",
-    )
+    add_inference_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

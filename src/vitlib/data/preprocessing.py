@@ -22,6 +22,7 @@ from vitlib._checks import (
     check_int,
     check_names,
     check_number,
+    check_range,
     check_sequence,
     check_type,
     to_pair,
@@ -305,18 +306,8 @@ def train_transform(
         channels = len(check_sequence("mean", mean, "one number per channel"))
         spec = Preprocessing(to_pair("image_size", image_size), channels, tuple(mean), tuple(std))
     return TrainTransform(
-        spec, _range("scale", scale, upper=1.0), _range("ratio", ratio, upper=math.inf), generator
+        spec,
+        check_range("scale", scale, upper=1.0),
+        check_range("ratio", ratio, upper=math.inf),
+        generator,
     )
-
-
-def _range(name: str, bounds: object, *, upper: float) -> tuple[float, float]:
-    """``(low, high)`` with ``0 < low <= high <= upper``."""
-    pair = check_sequence(name, bounds, "a pair (low, high)")
-    if len(pair) != 2:
-        raise ConfigError(f"{name} must be a pair (low, high), got {bounds!r}.")
-    low, high = (check_number(f"each of {name}", side, low=0.0, low_open=True) for side in pair)
-    if not low <= high <= upper:
-        raise ConfigError(
-            f"{name} must be a pair (low, high) with 0 < low <= high <= {upper:g}, got {bounds!r}."
-        )
-    return low, high

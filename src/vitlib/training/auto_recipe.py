@@ -44,7 +44,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from vitlib._checks import check_choice, check_int, check_number, check_sequence, check_type
+from vitlib._checks import (
+    check_choice,
+    check_int,
+    check_number,
+    check_range,
+    check_sequence,
+    check_type,
+)
 from vitlib._optional import missing_extra
 from vitlib.config import SIZES, ViTConfig, parse_preset_name
 from vitlib.counting import count_flops
@@ -559,17 +566,7 @@ def _crop_aspect(stats: FolderStats) -> tuple[float, float]:
 
 def _pair(name: str, value: object, *, upper: float) -> tuple[float, float] | None:
     """``None``, or ``(low, high)`` with ``0 < low <= high <= upper``."""
-    if value is None:
-        return None
-    pair = check_sequence(name, value, "a pair (low, high)")
-    if len(pair) != 2:
-        raise ConfigError(f"{name} must be a pair (low, high), got {value!r}.")
-    low, high = (check_number(f"each of {name}", side, low=0.0, low_open=True) for side in pair)
-    if not low <= high <= upper:
-        raise ConfigError(
-            f"{name} must be a pair (low, high) with 0 < low <= high <= {upper:g}, got {value!r}."
-        )
-    return low, high
+    return None if value is None else check_range(name, value, upper=upper)
 
 
 def _crop_ratio(value: object) -> float:
