@@ -505,3 +505,18 @@ def test_digits_chosen_on_their_test_split_are_flagged_when_evaluated_on_it(
     caveat = vitlib.evaluate_model(tmp_path / "no_split", "digits").caveat
     assert caveat is not None
     assert "chose its best epoch on the digits test split" in caveat
+
+
+def test_evaluate_progress_counts_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vitlib.training import progress
+
+    data = write_image_folder(tmp_path / "data", per_class=3)
+    monkeypatch.setattr(progress, "is_terminal", lambda stream: True)
+    vitlib.evaluate_model(_model(), data, batch_size=4, progress=True)
+    err = capsys.readouterr().err
+    assert "9/9" in err, "images, not the 3 batches"
+    assert "img/s" in err
+    vitlib.evaluate_model(_model(), data, batch_size=4)
+    assert capsys.readouterr().err == "", "off by default"

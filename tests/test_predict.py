@@ -166,3 +166,25 @@ def test_a_model_without_recorded_preprocessing_warns_what_it_assumes() -> None:
     with pytest.warns(UserWarning, match=r"records no preprocessing .*; assuming"):
         (prediction,) = vitlib.predict(tiny_vit(), torch.rand(3, 16, 16))
     assert prediction.labels[0] in {"0", "1", "2", "3", "4"}
+
+
+def test_progress_shows_images_done_their_rate_and_the_time_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vitlib.training import progress
+
+    paths = sorted(write_image_folder(tmp_path / "images", per_class=2).rglob("*.png"))
+    broken = tmp_path / "images" / "broken.png"
+    broken.write_bytes(b"not an image")
+    model = _model()
+    with pytest.warns(SkippedImagesWarning):
+        vitlib.predict(model, tmp_path / "images", batch_size=4, progress=True)
+    assert capsys.readouterr().err == "", "no terminal: no bar"
+    monkeypatch.setattr(progress, "is_terminal", lambda stream: True)
+    with pytest.warns(SkippedImagesWarning):
+        vitlib.predict(model, tmp_path / "images", batch_size=4, progress=True)
+    err = capsys.readouterr().err
+    assert f"{len(paths) + 1}/{len(paths) + 1}" in err, "the skipped image counts as done"
+    assert "img/s" in err
+    vitlib.predict(model, paths, batch_size=4)
+    assert capsys.readouterr().err == "", "off by default"

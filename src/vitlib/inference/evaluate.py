@@ -270,6 +270,7 @@ def evaluate_model(
     strict: bool = False,
     device: torch.device | str | None = None,
     precision: Precision | None = None,
+    progress: bool = False,
 ) -> EvaluationReport:
     """Evaluate a trained model on labelled data: accuracy, top-5, per-class P/R/F1, confusion.
 
@@ -296,6 +297,8 @@ def evaluate_model(
         device: Where to run; default the model's device.
         precision: ``None`` runs the model as it is; ``"fp32"``, ``"bf16"`` or ``"int8"`` run
             its [`optimize_for_inference`][vitlib.optimize_for_inference] copy (on the CPU).
+        progress: Show a bar with the images done, images/s and the time left (on a terminal,
+            with tqdm; nothing in a log).
 
     Returns:
         The [`EvaluationReport`][vitlib.EvaluationReport]; ``.save(folder)`` writes it with its
@@ -318,7 +321,7 @@ def evaluate_model(
     tally = _ReportTally(vit.config.num_classes, max_mistakes)
     target = resolve_device(vit, device)
     forward = at_precision(vit, precision, target)
-    result = evaluate(forward, loader, device=target, on_batch=tally.add)
+    result = evaluate(forward, loader, device=target, on_batch=tally.add, progress=progress)
     mistakes = tuple(
         Mistake(_source(sources, index), labels[true], labels[guess], confidence)
         for confidence, index, true, guess, _ in tally.kept

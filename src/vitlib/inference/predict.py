@@ -29,6 +29,7 @@ from vitlib.data.image_folder import SkippedImagesWarning, image_files, open_ima
 from vitlib.data.preprocessing import Preprocessing, PreprocessTransform
 from vitlib.errors import DataError
 from vitlib.inference.optimize import Precision, at_precision
+from vitlib.training.progress import Progress
 from vitlib.vit import ViT
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ def predict(
     preprocessing: Preprocessing | None = None,
     device: torch.device | str | None = None,
     precision: Precision | None = None,
+    progress: bool = False,
 ) -> Predictions:
     """Classify images with a trained model, prepared as its checkpoint records.
 
@@ -134,6 +136,8 @@ def predict(
         precision: ``None`` runs the model as it is; ``"fp32"``, ``"bf16"`` or ``"int8"`` run
             its [`optimize_for_inference`][vitlib.optimize_for_inference] copy at that
             precision (on the CPU), faster; docs/predict.md gives their agreement.
+        progress: Show a bar with the images done, images/s and the time left (on a terminal,
+            with tqdm; nothing in a log).
 
     Returns:
         [`Predictions`][vitlib.inference.predict.Predictions]: a list of one ``Prediction`` per
@@ -159,15 +163,22 @@ def predict(
     transform = run.preprocessing.transform()
     target = resolve_device(vit, device)
     vit = at_precision(vit, precision, target)
-    with eval_mode(vit):
+    items = list(_inputs(images))  # folders expanded: the total the progress bar counts to
+    total = (
+        None if any(isinstance(item, Tensor) and item.dim() == 4 for item in items) else len(items)
+    )
+    bar = Progress(total, "predict", enabled=check_bool("progress", progress), unit="img")
+    with eval_mode(vit), bar:
         batch: list[tuple[str, Tensor]] = []
-        for source, prepared in _prepared(images, transform, run.skipped, strict=strict):
+        for source, prepared in _prepared(items, transform, run.skipped, strict=strict, bar=bar):
             batch.append((source, prepared))
             if len(batch) == batch_size:
                 run += _classify(vit, batch, names, top_k, target)
+                bar.update(count=len(batch))
                 batch = []
         if batch:
             run += _classify(vit, batch, names, top_k, target)
+            bar.update(count=len(batch))
     if run.skipped:
         named = "; ".join(f"{image.source} ({image.reason})" for image in run.skipped)
         warnings.warn(
@@ -259,8 +270,10 @@ def _prepared(
     skipped: list[SkippedImage],
     *,
     strict: bool,
+    bar: Progress | None = None,
 ) -> Iterator[tuple[str, Tensor]]:
-    """``(source, prepared tensor)`` per readable image; unreadable ones go to ``skipped``."""
+    """``(source, prepared tensor)`` per readable image; unreadable ones go to ``skipped`` (and
+    count as done on ``bar``)."""
     position = 0
     for item in _inputs(images):
         if isinstance(item, Tensor):
@@ -285,6 +298,8 @@ def _prepared(
                         "strict=True (--strict) to skip unreadable images"
                     ) from error
                 skipped.append(SkippedImage(source, str(error)))
+                if bar is not None:
+                    bar.update(count=1)
                 position += 1
                 continue
             yield source, prepared

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -287,6 +287,14 @@ def _safe_len(loader: Iterable[object]) -> int | None:
         return None
 
 
+def _sampled_images(loader: Iterable[object]) -> int | None:
+    """The images a ``DataLoader`` yields in this process (its sampler's length: this rank's
+    share under a ``DistributedSampler``), or ``None`` where it does not tell."""
+    if not isinstance(loader, DataLoader):
+        return None
+    return _safe_len(cast("Iterable[object]", loader.sampler))
+
+
 def _check_samples(samples: int, role: str) -> None:
     if samples == 0:
         raise DataError(
@@ -468,7 +476,8 @@ def evaluate(
         loss_fn: Mean-reduced loss; default plain cross-entropy.
         amp_dtype: ``torch.bfloat16`` for autocast, ``None`` for full precision.
         device: Where to move the batches; default the model's device.
-        progress: Show a progress bar (tqdm) or log lines.
+        progress: Show a progress bar (tqdm) or log lines; it counts images (images/s and the
+            time left) where the loader's sampler tells how many, else batches.
         epoch: The 1-based epoch being evaluated, named in errors (``fit`` passes it).
         on_batch: Called as ``on_batch(images, labels, logits)`` for each batch, once its
             labels and loss are checked (tensors on the device).
@@ -494,7 +503,10 @@ def evaluate(
         model, loader, loss_fn or nn.CrossEntropyLoss(), amp_dtype, device, "evaluation", epoch
     )
     tally, watch = _Tally(device), _FiniteWatch(device)
-    with Progress(_safe_len(loader), "evaluate", enabled=progress) as bar, eval_mode(model):
+    images = _sampled_images(loader)
+    total, unit = (images, "img") if images is not None else (_safe_len(loader), "batch")
+    bar = Progress(total, "evaluate", enabled=progress, unit=unit)
+    with bar, eval_mode(model):
         for batch_index, batch in enumerate(loader):
             unpacked, logits, batch_loss = run.forward(batch_index, batch)
             watch.watch(
@@ -504,7 +516,7 @@ def evaluate(
             tally.add(batch_loss, logits, unpacked.labels)
             if on_batch is not None:
                 on_batch(unpacked.images, unpacked.labels, logits)
-            bar.update(tally.means)
+            bar.update(tally.means, count=len(unpacked.labels) if images is not None else 1)
         watch.finish()
     loss, accuracy, samples = run.totals(tally)
     return EvalResult(loss=loss, accuracy=accuracy, samples=samples)

@@ -86,22 +86,27 @@ class Progress:
         description: Shown before the bar or at the start of each line, e.g. ``"epoch 3
             train"``.
         enabled: ``False`` reports nothing (quiet runs); ranks other than 0 never report.
+        unit: What ``total`` counts, as the bar's rate shows it (``"batch"``: batches/s;
+            ``"img"``: images/s, with `update`'s ``count`` the images of each step).
     """
 
-    def __init__(self, total: int | None, description: str, *, enabled: bool = True) -> None:
+    def __init__(
+        self, total: int | None, description: str, *, enabled: bool = True, unit: str = "batch"
+    ) -> None:
         self.total = total
         self.description = description
         self.enabled = enabled and is_main_process()
         self.done = 0
-        self._bar: Any = _new_bar(total, description) if self.enabled else None
+        self._bar: Any = _new_bar(total, description, unit) if self.enabled else None
         # Without a bar, batch lines are for a person at a terminal; a log gets them only at
         # DEBUG, if the program asked for that.
         self._lines = self.enabled and self._bar is None
         self._on_terminal = is_terminal(sys.stdout)
         self._shown_at = -math.inf
 
-    def update(self, read: Callable[[], Mapping[str, float]] | None = None) -> None:
-        """Advance by one batch; ``read()`` returns the running metrics, this batch included.
+    def update(self, read: Callable[[], Mapping[str, float]] | None = None, count: int = 1) -> None:
+        """Advance by one step of ``count`` units (a batch); ``read()`` returns the running
+        metrics, this step included.
 
         ``read`` is called only when the metrics are shown (a line, or the bar's postfix at
         most every ``_BAR_REFRESH_S`` seconds and at the last batch), because reading metrics
@@ -109,14 +114,15 @@ class Progress:
         it moves, so that what it draws is never a batch behind, and the last batch's frame
         shows the pass's final numbers.
         """
-        self.done += 1
+        previous = self.done
+        self.done += count
         last = self.done == self.total
         if self._bar is not None:
             now = time.monotonic()
             if read is not None and (last or now - self._shown_at >= _BAR_REFRESH_S):
                 self._shown_at = now
                 self._bar.set_postfix(_shown(read()), refresh=False)
-            self._bar.update(1)
+            self._bar.update(count)
             if last:
                 self._bar.refresh()
             return
@@ -124,7 +130,7 @@ class Progress:
         if not (self._lines and (self._on_terminal or debug)):
             return
         every = max(1, (self.total or 50) // _LOG_LINES_PER_EPOCH)
-        if self.done % every == 0 or last:
+        if self.done // every > previous // every or last:
             of_total = f"/{self.total}" if self.total is not None else ""
             shown = _shown(read()) if read is not None else {}
             details = " ".join(f"{name}={value}" for name, value in shown.items())
@@ -147,7 +153,7 @@ class Progress:
         self.close()
 
 
-def _new_bar(total: int | None, description: str) -> Any:
+def _new_bar(total: int | None, description: str, unit: str = "batch") -> Any:
     """A tqdm bar on stderr if tqdm is installed and a person can watch it redrawn in place (a
     terminal, or a notebook's widget), else ``None``."""
     try:
@@ -158,7 +164,7 @@ def _new_bar(total: int | None, description: str) -> Any:
     in_notebook = any(cls.__module__ == "tqdm.notebook" for cls in tqdm.__mro__)
     if not (in_notebook or is_terminal(sys.stderr)):
         return None
-    return tqdm(total=total, desc=description, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=description, leave=False, dynamic_ncols=True, unit=unit)
 
 
 def _shown(metrics: Mapping[str, float]) -> dict[str, str]:
