@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             f"largest probability difference {values['max_prob_diff']:.4f}"
         )
     if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return 0
 
 

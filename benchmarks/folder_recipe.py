@@ -37,7 +37,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -85,12 +85,18 @@ Drawer = Callable[[np.random.Generator, int, tuple[int, int]], Image.Image]
 # The generated folders
 
 
+def _rgb(values: Iterable[float]) -> Rgb:
+    """Three numbers as an ``(r, g, b)`` tuple of ints clipped to 0-255."""
+    red, green, blue = (int(min(max(value, 0), 255)) for value in values)
+    return red, green, blue
+
+
 def _colour(rng: np.random.Generator, avoid: Rgb | None = None) -> Rgb:
     """A random colour at least 120 apart (sum of channel differences) from ``avoid``."""
     while True:
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        colour = _rgb(rng.integers(0, 256, 3).tolist())
         if avoid is None or sum(abs(a - b) for a, b in zip(colour, avoid, strict=True)) >= 120:
-            return colour  # type: ignore[return-value]
+            return colour
 
 
 def _background(rng: np.random.Generator, size: tuple[int, int], colour: Rgb) -> Image.Image:
@@ -222,19 +228,19 @@ _HUES: Final[dict[str, Rgb]] = {
 def _coloured(rng: np.random.Generator, size: tuple[int, int], hue: str) -> Image.Image:
     """A shape of any kind in a jittered ``hue`` on a grey-ish background."""
     jitter = rng.integers(-30, 31, 3)
-    colour = tuple(int(np.clip(c + j, 0, 255)) for c, j in zip(_HUES[hue], jitter, strict=True))
+    colour = _rgb(c + int(j) for c, j in zip(_HUES[hue], jitter, strict=True))
     shape = str(rng.choice(["circle", "square", "triangle", "cross"]))
     grey = int(rng.integers(60, 200))
     tint = rng.integers(-20, 21, 3)
-    background = tuple(int(np.clip(grey + t, 0, 255)) for t in tint)
-    image = _background(rng, size, background)  # type: ignore[arg-type]
+    background = _rgb(grey + int(t) for t in tint)
+    image = _background(rng, size, background)
     width, height = size
     radius = float(rng.uniform(0.12, 0.25) * min(size))
     centre = (
         float(rng.uniform(radius * 1.3, width - radius * 1.3)),
         float(rng.uniform(radius * 1.3, height - radius * 1.3)),
     )
-    _draw_shape(ImageDraw.Draw(image), shape, centre, radius, colour, rng)  # type: ignore[arg-type]
+    _draw_shape(ImageDraw.Draw(image), shape, centre, radius, colour, rng)
     return image
 
 
@@ -435,7 +441,7 @@ def train(
                 file=sys.stderr,
                 flush=True,
             )
-        if left is not None and steps >= recipe.max_steps:  # type: ignore[operator]
+        if recipe.max_steps is not None and steps >= recipe.max_steps:
             break
     return model, accuracies, time.perf_counter() - began
 
@@ -640,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "runs": [asdict(row) for row in results],
         }
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return 0 if args.quick or all(met) else 1
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFile
+from torch.utils.data import Subset
 
 from vitlib.data import (
     IMAGENET_MEAN,
@@ -517,12 +518,15 @@ def test_without_one_a_share_of_train_is_held_out_and_prepared_as_the_test_image
     assert (_size(splits.train), _size(splits.val)) == (24, 6)
     assert splits.val_folder == root / "train"
     assert len(splits.held_out) == 6
-    image, label = splits.val[0]  # type: ignore[index]
+    assert splits.val is not None
+    image, label = splits.val[0]
     name = splits.held_out[0]
     expected = Preprocessing.imagenet(8).transform()(Image.open(root / "train" / name))
     assert torch.equal(image, expected), "no augmentation on validation images"
     assert splits.classes[label] == name.split("/")[0]
-    assert isinstance(splits.train.dataset.transform, TrainTransform)  # type: ignore[attr-defined]
+    assert isinstance(splits.train, Subset)
+    assert isinstance(splits.train.dataset, ImageFolderDataset)
+    assert isinstance(splits.train.dataset.transform, TrainTransform)
     again = load_image_splits(root, Preprocessing.imagenet(8), held_out=splits.held_out)
     assert again.held_out == splits.held_out, "the split a resumed run names"
 

@@ -13,7 +13,7 @@ from vitlib.checkpoints import attach_metadata
 from vitlib.cli.main import main
 from vitlib.data import Preprocessing
 from vitlib.errors import ConfigError
-from vitlib.inference.optimize import InferenceViT, at_precision
+from vitlib.inference.optimize import InferenceViT, Precision, at_precision
 
 from .helpers import tiny_vit
 from .image_helpers import write_image_folder
@@ -31,12 +31,12 @@ def _model() -> vitlib.ViT:
     ("precision", "tolerance"), [("fp32", 1e-5), ("bf16", 5e-2), ("int8", 5e-2)]
 )
 def test_predict_at_a_precision_is_close_to_the_model(
-    tmp_path: Path, precision: str, tolerance: float
+    tmp_path: Path, precision: Precision, tolerance: float
 ) -> None:
     paths = sorted(write_image_folder(tmp_path, per_class=3).rglob("*.png"))
     model = _model()
     plain = vitlib.predict(model, paths, top_k=3)
-    fast = vitlib.predict(model, paths, top_k=3, precision=precision)  # type: ignore[arg-type]
+    fast = vitlib.predict(model, paths, top_k=3, precision=precision)
     for a, b in zip(plain, fast, strict=True):
         by_label = dict(zip(b.labels, b.probabilities, strict=True))
         expected = torch.tensor(a.probabilities)

@@ -331,7 +331,7 @@ def _read(descriptor: int) -> bytes:
 
 
 def _write(descriptor: int, holder: LockHolder) -> None:
-    data = json.dumps(asdict(holder)).encode("utf-8")
+    data = json.dumps(asdict(holder), allow_nan=False).encode("utf-8")
     os.ftruncate(descriptor, 0)
     os.lseek(descriptor, 0, os.SEEK_SET)
     while data:
