@@ -21,6 +21,7 @@ from vitlib.training.resume import load_training_state
 from .training_helpers import (
     RECIPE,
     SimulatedCrashError,
+    as_earlier_vitlib_history,
     blobs,
     interrupt_after,
     loaders,
@@ -118,17 +119,8 @@ def test_a_resumed_run_tests_the_best_epoch_saved_before_it_was_interrupted(
 def test_a_run_of_an_earlier_vitlib_resumes_only_as_what_it_was(tmp_path: Path) -> None:
     """Its history says test_loss and test_acc, measured on the loader that chose best/."""
     _fit(tiny_net(), test_loader=None, output_dir=tmp_path, epochs=2)
-    path = tmp_path / "last" / "training_state.pt"
-    state = load_training_state(tmp_path / "last")
-    curves = state["history"]
-    state["history"] = {
-        "train_loss": curves["train_loss"],
-        "train_acc": curves["train_acc"],
-        "test_loss": curves["val_loss"],
-        "test_acc": curves["val_acc"],
-        "lr": curves["lr"],
-    }
-    torch.save(state, path)
+    curves = load_training_state(tmp_path / "last")["history"]
+    as_earlier_vitlib_history(tmp_path)
     model = tiny_net(seed=7)
     before = copy.deepcopy(model)
     with pytest.raises(TrainingConfigError, match=r"chose its best epochs on 'test' data") as err:

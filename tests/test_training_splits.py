@@ -9,15 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 import vitlib
 from vitlib.cli import main
 from vitlib.data.image_folder import load_image_splits
 from vitlib.data.loaders import stratified_split
-from vitlib.training.resume import load_training_state
 
 from .image_helpers import COLOURS, write_image, write_image_folder
+from .training_helpers import as_earlier_vitlib_history
 
 TINY = [
     "--preset", "ViT-Ti/4", "--image-size", "8", "--layers", "1", "--batch-size", "4",
@@ -137,16 +136,7 @@ def _as_made_by_an_earlier_vitlib(run: Path) -> None:
     for key in ("model_selection", "--val-split", "--resize", "--crop-ratio"):
         del settings[key]
     (run / "settings.json").write_text(json.dumps(settings))
-    state = load_training_state(run / "last")
-    curves = state["history"]
-    state["history"] = {
-        "train_loss": curves["train_loss"],
-        "train_acc": curves["train_acc"],
-        "test_loss": curves["val_loss"],
-        "test_acc": curves["val_acc"],
-        "lr": curves["lr"],
-    }
-    torch.save(state, run / "last" / "training_state.pt")
+    as_earlier_vitlib_history(run)
 
 
 def test_a_run_of_an_earlier_vitlib_resumes_only_as_it_was_made(

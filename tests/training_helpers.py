@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from vitlib import ViT
 from vitlib.training import History, fit
+from vitlib.training.resume import load_training_state
 
 FEATURES = 8
 CLASSES = 3
@@ -198,3 +200,19 @@ def output_dtypes(module: nn.Module) -> Iterator[list[torch.dtype]]:
         yield dtypes
     finally:
         handle.remove()
+
+
+def as_earlier_vitlib_history(run_dir: Path) -> None:
+    """Rewrite the history in ``run_dir/last`` as a vitlib before the validation split saved it:
+    ``test_loss`` and ``test_acc``, measured on the loader that chose ``best/``."""
+    path = run_dir / "last" / "training_state.pt"
+    state = load_training_state(run_dir / "last")
+    curves = state["history"]
+    state["history"] = {
+        "train_loss": curves["train_loss"],
+        "train_acc": curves["train_acc"],
+        "test_loss": curves["val_loss"],
+        "test_acc": curves["val_acc"],
+        "lr": curves["lr"],
+    }
+    torch.save(state, path)
