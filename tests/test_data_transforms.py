@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import sys
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -14,12 +15,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from vitlib.data import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, train_transform
-from vitlib.data.preprocessing import cover_size
+from vitlib.data.preprocessing import Interpolation, ResizeRule, cover_size
 from vitlib.data.transforms import (
     HIGH_PRECISION_MODES,
     apply_exif_orientation,
     pil_to_tensor,
     random_resized_crop_box,
+    resize,
 )
 from vitlib.errors import DataError
 
@@ -395,3 +397,59 @@ def test_an_image_without_a_turning_tag_is_returned_as_is(
     with Image.open(path) as image:
         assert apply_exif_orientation(image) is image
         assert pil_to_tensor(image).shape == (3, 20, 40)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    width=sides,
+    height=sides,
+    image_size=output_sides,
+    seed=st.integers(0, 2**31),
+    resize_rule=st.sampled_from(["squash", "center_crop"]),
+)
+def test_eight_bit_photos_are_resized_as_uint8_within_one_step_of_the_float_path(
+    width: int, height: int, image_size: int, seed: int, resize_rule: str
+) -> None:
+    """The uint8 resize (four times faster on a camera photo) stays within one step of 255 of
+    converting to float first, after normalisation too; a grey model keeps the float path."""
+    image = noise_image(width, height, seed)
+    spec = Preprocessing((image_size, image_size), resize=cast("ResizeRule", resize_rule))
+    transform = spec.transform()
+    fast, exact = transform(image), transform.from_pixels(pil_to_tensor(image))
+    assert fast.dtype == exact.dtype == torch.float32
+    assert fast.shape == exact.shape
+    step = 1.0 / 255 / min(IMAGENET_STD) + 1e-5
+    assert float((fast - exact).abs().max()) <= step
+    grey = Preprocessing((image_size, image_size), channels=1, mean=(0.5,), std=(0.5,))
+    assert torch.equal(grey.transform()(image), grey.transform().from_pixels(pil_to_tensor(image)))
+
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "nearest-exact"])
+def test_other_filters_than_bilinear_take_the_float_path_exactly(interpolation: str) -> None:
+    """PyTorch's uint8 bicubic is another filter (7 steps of 255 away): only bilinear is
+    resized as uint8."""
+    image = noise_image(97, 61, seed=3)
+    spec = Preprocessing((24, 24), interpolation=cast("Interpolation", interpolation))
+    transform = spec.transform()
+    assert torch.equal(transform(image), transform.from_pixels(pil_to_tensor(image)))
+
+
+def test_a_uint8_resize_differs_from_the_float_one_only_by_rounding() -> None:
+    """Not equal (the path is taken) and not further apart than rounding (it is the filter)."""
+    image = noise_image(400, 300, seed=1)
+    spec = Preprocessing((224, 224), resize="squash", mean=(0, 0, 0), std=(1, 1, 1))
+    transform = spec.transform()
+    fast, exact = transform(image), transform.from_pixels(pil_to_tensor(image))
+    assert not torch.equal(fast, exact)
+    assert float(((fast - exact) * 255).abs().max()) <= 1.0 + 1e-4
+    assert torch.allclose(fast * 255, (fast * 255).round(), atol=1e-3)  # whole steps of 255
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (7, 1), (1, 5)])
+def test_outputs_one_pixel_wide_or_high_match_the_float_path(height: int, width: int) -> None:
+    """PyTorch's uint8 kernel is 50 steps off (or fails) for a width of one; it is not used."""
+    pixels = torch.randint(0, 256, (3, 33, 24), generator=torch.Generator().manual_seed(0))
+    eight_bit = pixels.to(torch.uint8)
+    fast = resize(eight_bit, (height, width))
+    exact = resize(eight_bit.float() / 255, (height, width))
+    assert float((fast - exact).abs().max()) * 255 <= 1.0 + 1e-4
