@@ -104,3 +104,17 @@ def test_predict_plot_titles_carry_the_file_names(
     assert len(shortened) <= 28
     assert shortened.startswith("a_photo_with")
     assert shortened.endswith("_0042.png")
+
+
+def test_num_workers_is_passed_on_and_checked(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_image_folder(tmp_path / "images", per_class=2)
+    outputs = []
+    for workers in ("0", "2"):
+        args = ["predict", str(checkpoint), str(folder), "--json", "--batch-size", "2"]
+        assert main([*args, "--num-workers", workers]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert outputs[0] == outputs[1]
+    assert main(["predict", str(checkpoint), str(folder), "--num-workers", "-1"]) == 2
+    assert "--num-workers: must be an int >= 0" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from torch.utils.data import (
 )
 
 from vitlib.data import DigitsDataset, make_dataloaders
-from vitlib.data.loaders import eval_loader, stratified_split
+from vitlib.data.loaders import decode_workers, eval_loader, stratified_split
 from vitlib.errors import ConfigError, DataError, InputTypeError
 
 Batch = tuple[Tensor, ...]
@@ -226,3 +226,23 @@ def test_an_eval_loader_keeps_the_order_and_refuses_an_empty_set() -> None:
     assert isinstance(loader.sampler, SequentialSampler)
     with pytest.raises(DataError, match="dataset is empty"):
         eval_loader(indexed(0), 4)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "images", "expected"),
+    [(2, 33, 2), (2, 32, 0), (1, 100, 1), (16, 100, 4), (3, 1000, 3), (8, 0, 0)],
+)
+def test_decode_workers_are_one_per_cpu_up_to_4_beyond_one_batch(
+    monkeypatch: pytest.MonkeyPatch, cpus: int, images: int, expected: int
+) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    assert decode_workers(None, images, 32) == expected
+
+
+def test_decode_workers_asked_for_are_kept_and_checked() -> None:
+    assert decode_workers(0, 1000, 32) == 0
+    assert decode_workers(3, 5, 32) == 3
+    with pytest.raises(ConfigError, match="num_workers must be an int >= 0"):
+        decode_workers(-1, 5, 32)
+    with pytest.raises(InputTypeError, match="num_workers must be an int"):
+        decode_workers("2", 5, 32)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from vitlib.checkpoints import NonFiniteWeightsWarning, attach_metadata
 from vitlib.cli import main
 from vitlib.data import ImageFolderDataset, Preprocessing
 from vitlib.errors import DataError, InputTypeError
+from vitlib.inference.labelled_data import labelled_data
 from vitlib.training import NonFiniteEvalLossError, evaluate
 
 from .helpers import tiny_vit
@@ -59,6 +60,21 @@ def test_an_image_folder_gives_the_numbers_of_evaluate_on_its_test_loader(tmp_pa
     assert int(matrix.sum()) == report.samples == 9
     assert matrix.sum(dim=1).tolist() == [3, 3, 3]
     assert report.accuracy == pytest.approx(float(matrix.diag().sum()) / 9)
+
+
+def test_a_folder_decoded_by_workers_gives_the_same_report(tmp_path: Path) -> None:
+    folder = write_image_folder(tmp_path / "images", per_class=3)
+    model = _model()
+    alone = vitlib.evaluate_model(model, folder, batch_size=2, num_workers=0)
+    helped = vitlib.evaluate_model(model, folder, batch_size=2, num_workers=2)
+    assert helped.to_dict() == alone.to_dict()
+    loader = labelled_data(model, folder, batch_size=2, strict=False, num_workers=2)[1]
+    assert isinstance(loader, DataLoader)
+    assert loader.num_workers == 2
+    with pytest.raises(ValueError, match="num_workers must be an int >= 0"):
+        vitlib.evaluate_model(model, folder, num_workers=-1)
+    with pytest.raises(ValueError, match="num_workers must be an int >= 0"):
+        vitlib.evaluate_model(model, "digits", num_workers=-2)  # checked for any data
 
 
 def test_per_class_metrics_top_k_and_mistakes_follow_their_definitions() -> None:

@@ -85,7 +85,7 @@ def test_each_image_file_is_opened_once(tmp_path: Path, monkeypatch: pytest.Monk
         return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Image, "open", counting_open)
-    vitlib.predict(_model(), paths, batch_size=4)
+    vitlib.predict(_model(), paths, batch_size=4, num_workers=0)  # counted in this process
     assert sorted(opened) == sorted(map(str, paths))
 
 
@@ -117,6 +117,83 @@ def test_an_image_whose_pixels_are_out_of_range_is_named_and_skipped(tmp_path: P
     assert str(floats) in str(caught[0].message)
     with pytest.raises(DataError, match=r"cannot read image .*float\.tif: .*mode 'F'"):
         vitlib.predict(_model(), [good, floats], strict=True)
+
+
+def test_worker_processes_give_the_predictions_and_skips_of_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoded by 2 workers, 3 images a batch, with unreadable files inside and at the end of a
+    batch: the same predictions, in input order, and the same skipped files; the decoding
+    happened in other processes."""
+    import importlib
+    import os
+
+    module = importlib.import_module("vitlib.inference.predict")
+    decode, decoders = module._decode, tmp_path / "decoders.txt"
+
+    def recording(path: Path, transform: object) -> object:
+        with decoders.open("a", encoding="utf-8") as out:
+            out.write(f"{os.getpid()}\n")
+        return decode(path, transform)
+
+    monkeypatch.setattr(module, "_decode", recording)
+    paths: list[Path] = sorted(write_image_folder(tmp_path / "images", per_class=2).rglob("*.png"))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    paths[1:1] = [broken]
+    paths[5:5] = [tmp_path / "missing.png"]
+    model = _model()
+    with pytest.warns(SkippedImagesWarning):
+        alone = vitlib.predict(model, paths, batch_size=3, num_workers=0)
+    decoders.unlink()
+    with pytest.warns(SkippedImagesWarning):
+        helped = vitlib.predict(model, paths, batch_size=3, num_workers=2)
+    pids = decoders.read_text(encoding="utf-8").split()
+    assert len(pids) == len(paths)
+    assert str(os.getpid()) not in pids
+    assert len(alone) == len(paths) - 2
+    assert [p.source for p in helped] == [p.source for p in alone]
+    assert [p.probabilities for p in helped] == [p.probabilities for p in alone]
+    assert helped.skipped == alone.skipped
+    assert [image.source for image in helped.skipped] == [str(paths[1]), str(paths[5])]
+    with pytest.raises(DataError, match=r"cannot read image .*broken\.jpg.*--strict"):
+        vitlib.predict(model, paths, batch_size=3, num_workers=2, strict=True)
+
+
+def test_workers_are_used_by_default_for_files_beyond_one_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """None asks decode_workers, which is told the number of files; inputs that are not all
+    files are prepared in this process whatever is asked."""
+    import importlib
+
+    module = importlib.import_module("vitlib.inference.predict")
+    from vitlib.data.loaders import decode_workers
+
+    asked: list[tuple[int | None, int, int]] = []
+
+    def spy(requested: int | None, images: int, batch_size: int) -> int:
+        asked.append((requested, images, batch_size))
+        return decode_workers(requested, images, batch_size)
+
+    monkeypatch.setattr(module, "decode_workers", spy)
+    paths = sorted(write_image_folder(tmp_path / "images", per_class=2).rglob("*.png"))
+    vitlib.predict(_model(), paths, batch_size=4)
+    vitlib.predict(_model(), [paths[0], Image.open(paths[1]).convert("RGB")], num_workers=2)
+    assert asked == [(None, len(paths), 4), (2, 2, 32)]
+
+
+def test_batches_are_stacked_into_one_reused_buffer() -> None:
+    import importlib
+
+    batched = importlib.import_module("vitlib.inference.predict")._batched
+    images = [(f"image {i}", torch.full((3, 4, 4), float(i))) for i in range(7)]
+    pointers, firsts = [], []
+    for sources, batch in batched(iter(images), 3):
+        pointers.append(batch.data_ptr())
+        firsts.append((sources[0], float(batch[0, 0, 0, 0]), len(batch)))
+    assert pointers[0] == pointers[1] == pointers[2]
+    assert firsts == [("image 0", 0.0, 3), ("image 3", 3.0, 3), ("image 6", 6.0, 1)]
 
 
 def test_top_k_larger_than_the_classes_gives_every_class(tmp_path: Path) -> None:
@@ -160,6 +237,8 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         vitlib.predict(_model(), torch.rand(3, 8, 8), labels=["a", "b"])
     with pytest.raises(DataError, match="no classification head"):
         vitlib.predict(tiny_vit(num_classes=0), torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match="num_workers must be an int >= 0 and <= 32, got -1"):
+        vitlib.predict(_model(), torch.rand(3, 8, 8), num_workers=-1)
 
 
 def test_a_model_without_recorded_preprocessing_warns_what_it_assumes() -> None:

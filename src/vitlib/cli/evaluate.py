@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         max_mistakes=args.mistakes,
         strict=args.strict,
         precision=args.precision,
+        num_workers=args.num_workers,
         progress=True,  # a bar on a terminal only: nothing in a pipe or a log
     )
     folder = report.save(out, overwrite=args.overwrite)

@@ -20,7 +20,7 @@ from vitlib._checks import (
     check_positive_int,
     check_rate,
 )
-from vitlib.data.loaders import max_num_workers
+from vitlib.data.loaders import MAX_AUTO_DECODE_WORKERS, max_num_workers
 from vitlib.errors import ConfigError, VitlibError
 
 __all__ = [
@@ -284,7 +284,8 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: Mapping[str,
 
 
 def add_inference_options(parser: argparse.ArgumentParser) -> None:
-    """The options ``predict`` and ``evaluate`` share: ``--strict`` and ``--precision``."""
+    """The options ``predict`` and ``evaluate`` share: ``--strict``, ``--precision`` and
+    ``--num-workers``."""
     parser.add_argument(
         "--strict", action="store_true", help="stop at an unreadable image instead of skipping it"
     )
@@ -294,4 +295,11 @@ def add_inference_options(parser: argparse.ArgumentParser) -> None:
         default="fp32",
         help="run the model's inference copy (vitlib.optimize_for_inference) in this precision: "
         "int8 is several times faster on most CPUs, bf16 on CPUs with bf16 units",
+    )
+    parser.add_argument(
+        "--num-workers",
+        type=WORKERS,
+        default=None,
+        help="processes decoding image files while the model runs, 0 for none (default: one "
+        f"per CPU, up to {MAX_AUTO_DECODE_WORKERS}, when the images fill more than one batch)",
     )

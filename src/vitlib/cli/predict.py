@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             strict=args.strict,
             precision=args.precision,
+            num_workers=args.num_workers,
             progress=True,  # a bar on a terminal only: nothing in a pipe or a log
         )
     for skipped in run.skipped:

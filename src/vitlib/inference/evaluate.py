@@ -271,6 +271,7 @@ def evaluate_model(
     device: torch.device | str | None = None,
     precision: Precision | None = None,
     progress: bool = False,
+    num_workers: int | None = None,
 ) -> EvaluationReport:
     """Evaluate a trained model on labelled data: accuracy, top-5, per-class P/R/F1, confusion.
 
@@ -299,6 +300,9 @@ def evaluate_model(
             its [`optimize_for_inference`][vitlib.optimize_for_inference] copy (on the CPU).
         progress: Show a bar with the images done, images/s and the time left (on a terminal,
             with tqdm; nothing in a log).
+        num_workers: Processes that decode a folder's images while the model runs; ``None``
+            lets [`decode_workers`][vitlib.data.loaders.decode_workers] choose (none for one
+            batch, else one per CPU, up to 4); ``0`` decodes in this process.
 
     Returns:
         The [`EvaluationReport`][vitlib.EvaluationReport]; ``.save(folder)`` writes it with its
@@ -311,12 +315,15 @@ def evaluate_model(
         InputTypeError: ``data`` is none of the kinds above, or ``strict`` is not a bool.
         NonFiniteEvalLossError: The model's outputs gave a NaN or infinite loss (as in
             ``fit``): no report is made from them.
-        ConfigError: ``precision`` is not one of its values, or is given for a GPU.
+        ConfigError: ``precision`` is not one of its values, or is given for a GPU;
+            ``num_workers`` negative or over ``max_num_workers``.
     """
     vit = resolve_model(model)
     check_non_negative_int("max_mistakes", max_mistakes)
     check_bool("strict", strict)
-    labels, loader, sources, spec = labelled_data(vit, data, batch_size=batch_size, strict=strict)
+    labels, loader, sources, spec = labelled_data(
+        vit, data, batch_size=batch_size, strict=strict, num_workers=num_workers
+    )
     caveat = data_caveat(model, data, labels)
     tally = _ReportTally(vit.config.num_classes, max_mistakes)
     target = resolve_device(vit, device)

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from vitlib._checks import check_positive_int, type_error
 from vitlib.checkpoints.metadata import default_preprocessing, model_metadata
 from vitlib.checkpoints.run_folder import BEST, LAST, SETTINGS_FILE
+from vitlib.data.loaders import decode_workers, eval_loader
 from vitlib.data.preprocessing import Preprocessing
 from vitlib.errors import DataError, VitlibError
 from vitlib.files import read_json
@@ -33,23 +34,30 @@ def labelled_data(
     *,
     batch_size: int,
     strict: bool,
+    num_workers: int | None = None,
 ) -> LabelledData:
     """``(labels, loader, sample sources, preprocessing)`` for ``data``, as
-    [`evaluate_model`][vitlib.evaluate_model] takes it.
+    [`evaluate_model`][vitlib.evaluate_model] takes it; a folder's images are decoded by
+    ``num_workers`` processes (``None``: [`decode_workers`][vitlib.data.loaders.decode_workers]
+    chooses).
 
     Raises:
-        ConfigError: ``batch_size`` is not an int >= 1.
+        ConfigError: ``batch_size`` is not an int >= 1, or ``num_workers`` is negative or over
+            ``max_num_workers``.
         InputTypeError: ``data`` is none of the kinds ``evaluate_model`` takes.
         DataError: ``"digits"`` for a model that is not a 1-channel 10-class one, or a folder
             whose classes do not fit the model.
     """
     check_positive_int("batch_size", batch_size)
+    decode_workers(num_workers, 0, batch_size)  # checked whatever the data
     recorded = model_metadata(model)
     classes = model.config.num_classes
     if isinstance(data, str) and data == "digits":
         return _digits(model, batch_size)
     if isinstance(data, (str, os.PathLike)):
-        return _folder(model, Path(data), batch_size=batch_size, strict=strict)
+        return _folder(
+            model, Path(data), batch_size=batch_size, strict=strict, num_workers=num_workers
+        )
     if isinstance(data, (bytes, bytearray)) or not isinstance(data, (Iterable, Dataset)):
         raise type_error(
             "data",
@@ -95,7 +103,9 @@ class _Relabelled(Dataset[tuple[Tensor, int]]):
         return image, self.mapping[label]
 
 
-def _folder(model: ViT, root: Path, *, batch_size: int, strict: bool) -> LabelledData:
+def _folder(
+    model: ViT, root: Path, *, batch_size: int, strict: bool, num_workers: int | None
+) -> LabelledData:
     from vitlib.data.image_folder import ImageFolderDataset
 
     metadata = model_metadata(model)
@@ -120,7 +130,8 @@ def _folder(model: ViT, root: Path, *, batch_size: int, strict: bool) -> Labelle
             f"folders named after its {len(labels)} classes {shown}. Rename or remove them."
         )
     mapping = [position[name] for name in folder.classes]
-    loader = DataLoader(_Relabelled(folder, mapping), batch_size=batch_size, shuffle=False)
+    workers = decode_workers(num_workers, len(folder), batch_size)
+    loader = eval_loader(_Relabelled(folder, mapping), batch_size, num_workers=workers)
     sources = [str(path) for path, _ in folder.samples]
     return tuple(labels), loader, sources, spec
 

@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any, Union, cast
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
 from vitlib._checks import check_bool, check_positive_int, check_type, type_error
 from vitlib._runtime import eval_mode, resolve_device
 from vitlib.checkpoints.metadata import default_preprocessing, model_metadata
 from vitlib.data.image_folder import SkippedImagesWarning, image_files, open_image
+from vitlib.data.loaders import decode_workers
 from vitlib.data.preprocessing import Preprocessing, PreprocessTransform
 from vitlib.errors import DataError
 from vitlib.inference.optimize import Precision, at_precision
@@ -116,6 +118,7 @@ def predict(
     device: torch.device | str | None = None,
     precision: Precision | None = None,
     progress: bool = False,
+    num_workers: int | None = None,
 ) -> Predictions:
     """Classify images with a trained model, prepared as its checkpoint records.
 
@@ -138,6 +141,10 @@ def predict(
             precision (on the CPU), faster; docs/predict.md gives their agreement.
         progress: Show a bar with the images done, images/s and the time left (on a terminal,
             with tqdm; nothing in a log).
+        num_workers: Processes that decode image files while the model runs; ``None`` lets
+            [`decode_workers`][vitlib.data.loaders.decode_workers] choose (none for one batch,
+            else one per CPU, up to 4); ``0`` decodes in this process. Used when every input is
+            a path.
 
     Returns:
         [`Predictions`][vitlib.inference.predict.Predictions]: a list of one ``Prediction`` per
@@ -149,7 +156,8 @@ def predict(
             an image, or a model without a classification head.
         TypeError: An input of another type; ``top_k`` or ``batch_size`` not an int >= 1.
         ValueError: ``labels`` not one name per class.
-        ConfigError: ``precision`` is not one of its values, or is given for a GPU.
+        ConfigError: ``precision`` is not one of its values, or is given for a GPU;
+            ``num_workers`` negative or over `max_num_workers`.
 
     Warns:
         SkippedImagesWarning: Unreadable images were skipped; it names each with the reason.
@@ -167,18 +175,20 @@ def predict(
     total = (
         None if any(isinstance(item, Tensor) and item.dim() == 4 for item in items) else len(items)
     )
+    workers = decode_workers(num_workers, len(items), batch_size)
+    if not all(isinstance(item, (str, os.PathLike)) for item in items):
+        workers = 0  # PIL images and tensors are prepared here
     bar = Progress(total, "predict", enabled=check_bool("progress", progress), unit="img")
+    skipping = _Skipping(run.skipped, strict, bar)
+    batches = (
+        _decoded_in_workers(items, transform, skipping, batch_size, workers)
+        if workers
+        else _batched(_prepared(items, transform, skipping), batch_size)
+    )
     with eval_mode(vit), bar:
-        batch: list[tuple[str, Tensor]] = []
-        for source, prepared in _prepared(items, transform, run.skipped, strict=strict, bar=bar):
-            batch.append((source, prepared))
-            if len(batch) == batch_size:
-                run += _classify(vit, batch, names, top_k, target)
-                bar.update(count=len(batch))
-                batch = []
-        if batch:
-            run += _classify(vit, batch, names, top_k, target)
-            bar.update(count=len(batch))
+        for sources, batch in batches:
+            run += _classify(vit, sources, batch, names, top_k, target)
+            bar.update(count=len(sources))
     if run.skipped:
         named = "; ".join(f"{image.source} ({image.reason})" for image in run.skipped)
         warnings.warn(
@@ -265,15 +275,10 @@ def _is_pil(value: object) -> bool:
 
 
 def _prepared(
-    images: ImageInput | Iterable[ImageInput],
-    transform: PreprocessTransform,
-    skipped: list[SkippedImage],
-    *,
-    strict: bool,
-    bar: Progress | None = None,
+    images: ImageInput | Iterable[ImageInput], transform: PreprocessTransform, skipping: _Skipping
 ) -> Iterator[tuple[str, Tensor]]:
-    """``(source, prepared tensor)`` per readable image; unreadable ones go to ``skipped`` (and
-    count as done on ``bar``)."""
+    """``(source, prepared tensor)`` per readable image, in this process; unreadable files go
+    to ``skipping``."""
     position = 0
     for item in _inputs(images):
         if isinstance(item, Tensor):
@@ -288,21 +293,11 @@ def _prepared(
                 position += 1
             continue
         if isinstance(item, (str, os.PathLike)):
-            source = str(item)
-            try:  # a file that cannot be decoded, or whose pixels are out of range
-                prepared = transform(open_image(Path(item), transform.preprocessing))
-            except DataError as error:
-                if strict:
-                    raise DataError(
-                        f"cannot read image {source}: {error}; fix or remove it, or drop "
-                        "strict=True (--strict) to skip unreadable images"
-                    ) from error
-                skipped.append(SkippedImage(source, str(error)))
-                if bar is not None:
-                    bar.update(count=1)
-                position += 1
-                continue
-            yield source, prepared
+            prepared = _decode(item, transform)
+            if isinstance(prepared, Tensor):
+                yield str(item), prepared
+            else:
+                skipping.skip(str(item), prepared)
         elif _is_pil(item):
             yield f"image {position}", transform(item)
         else:
@@ -335,20 +330,128 @@ def _unit_pixels(image: Tensor, position: int) -> Tensor:
     return pixels
 
 
+class _Skipping:
+    """Where unreadable files go: raised with ``strict``, else kept in ``skipped`` and counted
+    as done on ``bar``."""
+
+    def __init__(self, skipped: list[SkippedImage], strict: bool, bar: Progress) -> None:
+        self.skipped, self.strict, self.bar = skipped, strict, bar
+
+    def skip(self, source: str, reason: str) -> None:
+        if self.strict:
+            raise DataError(
+                f"cannot read image {source}: {reason}; fix or remove it, or drop "
+                "strict=True (--strict) to skip unreadable images"
+            )
+        self.skipped.append(SkippedImage(source, reason))
+        self.bar.update(count=1)
+
+
+def _decode(path: str | os.PathLike[str], transform: PreprocessTransform) -> Tensor | str:
+    """The prepared image of the file ``path``, or why it cannot be read (a file that cannot
+    be decoded, or whose pixels are out of range)."""
+    try:
+        return transform(open_image(Path(path), transform.preprocessing))
+    except DataError as error:
+        return str(error)
+
+
+def _batched(
+    prepared: Iterable[tuple[str, Tensor]], batch_size: int
+) -> Iterator[tuple[list[str], Tensor]]:
+    """``(sources, images)`` of up to ``batch_size`` images, stacked into one reused buffer:
+    each batch is classified before the next is stacked."""
+    buffer: Tensor | None = None
+    sources: list[str] = []
+    tensors: list[Tensor] = []
+    for source, tensor in prepared:
+        sources.append(source)
+        tensors.append(tensor)
+        if len(tensors) == batch_size:
+            buffer = _stack(tensors, buffer)
+            yield sources, buffer
+            sources, tensors = [], []
+    if tensors:
+        yield sources, _stack(tensors, buffer)[: len(tensors)]
+
+
+def _stack(tensors: list[Tensor], buffer: Tensor | None) -> Tensor:
+    """``torch.stack(tensors)``, into ``buffer`` when it has room and the images' shape."""
+    shape = (len(tensors), *tensors[0].shape)
+    if buffer is None or buffer.shape[1:] != shape[1:] or buffer.shape[0] < shape[0]:
+        return torch.stack(tensors)
+    return torch.stack(tensors, out=buffer[: shape[0]])
+
+
+class _FileImages(Dataset[tuple[Tensor | None, str]]):
+    """Image files decoded and prepared in a loader worker: ``(image, "")``, or ``(None,
+    reason)`` for a file that cannot be read."""
+
+    def __init__(
+        self, paths: Sequence[str | os.PathLike[str]], transform: PreprocessTransform
+    ) -> None:
+        self.paths, self.transform = paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Tensor | None, str]:
+        prepared = _decode(self.paths[index], self.transform)
+        return (prepared, "") if isinstance(prepared, Tensor) else (None, prepared)
+
+
+def _stack_readable(
+    samples: list[tuple[Tensor | None, str]],
+) -> tuple[Tensor | None, list[str]]:
+    """A worker's batch: the readable images stacked, and each file's reason ("" if read)."""
+    readable = [image for image, _ in samples if image is not None]
+    return (torch.stack(readable) if readable else None), [reason for _, reason in samples]
+
+
+def _decoded_in_workers(
+    paths: list[ImageInput],
+    transform: PreprocessTransform,
+    skipping: _Skipping,
+    batch_size: int,
+    workers: int,
+) -> Iterator[tuple[list[str], Tensor]]:
+    """``(sources, images)`` batches of the files ``paths``, decoded and stacked by ``workers``
+    processes a few batches ahead of the model, in order."""
+    files = cast("list[str | os.PathLike[str]]", paths)
+    loader = DataLoader(
+        _FileImages(files, transform),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_stack_readable,
+    )
+    start = 0
+    for images, reasons in loader:
+        names = [str(path) for path in files[start : start + len(reasons)]]
+        start += len(reasons)
+        for source, reason in zip(names, reasons, strict=True):
+            if reason:
+                skipping.skip(source, reason)
+        if images is not None:
+            yield (
+                [source for source, reason in zip(names, reasons, strict=True) if not reason],
+                images,
+            )
+
+
 @torch.inference_mode()
 def _classify(
     model: ViT,
-    batch: list[tuple[str, Tensor]],
+    sources: list[str],
+    images: Tensor,
     names: tuple[str, ...],
     top_k: int,
     device: torch.device,
 ) -> list[Prediction]:
-    images = torch.stack([tensor for _, tensor in batch]).to(device)
-    probabilities = model(images).float().softmax(dim=-1).cpu()
+    probabilities = model(images.to(device)).float().softmax(dim=-1).cpu()
     top = probabilities.topk(min(top_k, probabilities.shape[-1]), dim=-1)
     return [
         Prediction(source, tuple(names[index] for index in indices), tuple(values), tuple(indices))
-        for (source, _), values, indices in zip(
-            batch, top.values.tolist(), top.indices.tolist(), strict=True
+        for source, values, indices in zip(
+            sources, top.values.tolist(), top.indices.tolist(), strict=True
         )
     ]
