@@ -536,3 +536,22 @@ def test_evaluate_progress_counts_images(
     assert "img/s" in err
     vitlib.evaluate_model(_model(), data, batch_size=4)
     assert capsys.readouterr().err == "", "off by default"
+
+
+def test_kept_mistakes_hold_their_own_image_not_their_whole_batch() -> None:
+    """A view of one image keeps its batch's storage alive: 16 kept mistakes from 16 batches of
+    224-pixel images would hold 16 whole batches (memory growing with the images evaluated)."""
+    import importlib
+
+    tally = importlib.import_module("vitlib.inference.evaluate")._ReportTally(4, max_mistakes=3)
+    for batch in range(5):
+        images = torch.rand(8, 3, 6, 6)
+        targets = torch.zeros(8, dtype=torch.long)
+        logits = torch.zeros(8, 4)
+        logits[:, 1] = torch.arange(8) + batch  # every image wrong, later ones more confident
+        tally.add(images, targets, logits)
+        kept_images = [item[4] for item in tally.kept]
+        assert all(image.untyped_storage().nbytes() == 3 * 6 * 6 * 4 for image in kept_images)
+        assert not any(image.data_ptr() == images.data_ptr() for image in kept_images)
+    assert [item[1] for item in tally.kept] == [39, 31, 38]  # most confident; ties: earliest
+    assert torch.equal(tally.kept[0][4], images[7])

@@ -378,10 +378,17 @@ class _ReportTally:
         )
         for (true, guess), count in zip(pairs.tolist(), counts.tolist(), strict=True):
             self.pairs[(true, guess)] += count
-        for i in (predicted != targets).nonzero().flatten().tolist():
-            mistake = (float(confidence[i]), self.samples + i, int(targets[i]), int(predicted[i]))
-            self.kept.append((*mistake, images[i].detach().cpu()))
-        self.kept = sorted(self.kept, key=lambda item: (-item[0], item[1]))[: self.max_mistakes]
+        candidates = self.kept + [
+            (float(confidence[i]), self.samples + i, int(targets[i]), int(predicted[i]), images[i])
+            for i in (predicted != targets).nonzero().flatten().tolist()
+        ]
+        candidates.sort(key=lambda item: (-item[0], item[1]))
+        # A kept image is copied out of its batch: a view would keep the whole batch alive, and
+        # up to max_mistakes batches with it (memory growing with the number of images).
+        self.kept = [
+            item if item[1] < self.samples else (*item[:4], item[4].detach().cpu().clone())
+            for item in candidates[: self.max_mistakes]
+        ]
         self.samples += len(targets)
 
 
