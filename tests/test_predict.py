@@ -267,3 +267,38 @@ def test_progress_shows_images_done_their_rate_and_the_time_left(
     assert "img/s" in err
     vitlib.predict(model, paths, batch_size=4)
     assert capsys.readouterr().err == "", "off by default"
+
+
+def test_iter_predict_streams_the_predictions_of_predict_batch_by_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same predictions and skipped files; a batch is classified only when the previous
+    one has been taken (nothing is kept), and bad arguments fail at the call."""
+    import importlib
+
+    from vitlib.inference import iter_predict
+
+    paths: list[Path] = sorted(write_image_folder(tmp_path / "images", per_class=2).rglob("*.png"))
+    paths.insert(3, tmp_path / "missing.png")
+    model = _model()
+    with pytest.warns(SkippedImagesWarning):
+        whole = vitlib.predict(model, paths, batch_size=2, num_workers=0)
+    module = importlib.import_module("vitlib.inference.predict")
+    classify, batches = module._classify, []
+
+    def counting(*args: object) -> object:
+        batches.append(1)
+        return classify(*args)
+
+    monkeypatch.setattr(module, "_classify", counting)
+    stream = iter_predict(model, paths, batch_size=2, num_workers=0)
+    assert batches == []
+    first = next(stream)
+    assert len(batches) == 1
+    rest = list(stream)
+    assert len(batches) == 3
+    assert [p.probabilities for p in [first, *rest]] == [p.probabilities for p in whole]
+    assert stream.skipped == whole.skipped
+    assert stream.preprocessing == whole.preprocessing
+    with pytest.raises(ValueError, match="top_k must be an int >= 1"):
+        iter_predict(model, paths, top_k=0)  # at the call, not at the first image

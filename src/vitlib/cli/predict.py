@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +14,7 @@ from vitlib.cli.options import COUNT, add_command, add_inference_options
 from vitlib.errors import ConfigError
 
 if TYPE_CHECKING:
-    from vitlib.inference.predict import Predictions
+    from vitlib.inference.predict import Prediction, Predictions
 
 _PLOTTED_IMAGES: Final = 16
 #: The longest file name a plot title shows whole (a picture is about 2 inches wide).
@@ -55,50 +54,58 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the predictions (and draw them with ``--plot``); 2 when no image could be read."""
-    from vitlib.data.image_folder import SkippedImagesWarning
-    from vitlib.inference.predict import predict
+    from vitlib.inference.predict import Predictions, iter_predict
 
     if args.plot is not None:  # before any work: refuse to replace a file silently
         _check_plot_path(args.plot, args.overwrite)
-    with warnings.catch_warnings():  # the skipped images are printed below, one line each
-        warnings.simplefilter("ignore", SkippedImagesWarning)
-        run = predict(
-            args.model,
-            args.images,
-            top_k=args.top_k,
-            batch_size=args.batch_size,
-            strict=args.strict,
-            precision=args.precision,
-            num_workers=args.num_workers,
-            progress=True,  # a bar on a terminal only: nothing in a pipe or a log
-        )
-    for skipped in run.skipped:
+    stream = iter_predict(  # printed as each batch is classified: flat memory for any count
+        args.model,
+        args.images,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        strict=args.strict,
+        precision=args.precision,
+        num_workers=args.num_workers,
+        progress=True,  # a bar on a terminal only: nothing in a pipe or a log
+    )
+    plotted = Predictions(stream.preprocessing)
+    count = 0
+    if args.json:
+        print('{"predictions": [', end="")
+    for prediction in stream:
+        if len(plotted) < _PLOTTED_IMAGES:
+            plotted.append(prediction)
+        if args.json:
+            item = json.dumps(prediction.to_dict(), allow_nan=False)
+            print(("," if count else "") + f"\n  {item}", end="", flush=True)
+        else:
+            print(_line(prediction), flush=True)
+        count += 1
+    for skipped in stream.skipped:
         print(f"vitlib predict: skipped {skipped.source}: {skipped.reason}", file=sys.stderr)
     if args.json:
-        report = {
-            "predictions": [prediction.to_dict() for prediction in run],
-            "skipped": [{"source": s.source, "reason": s.reason} for s in run.skipped],
-        }
-        print(json.dumps(report, indent=2, allow_nan=False))
-    else:
-        for prediction in run:
-            others = ", ".join(
-                f"{label} {probability:.1%}"
-                for label, probability in zip(
-                    prediction.labels[1:], prediction.probabilities[1:], strict=True
-                )
-            )
-            print(
-                f"{prediction.source}: {prediction.label} ({prediction.probability:.1%})"
-                + (f"  then {others}" if others else "")
-            )
-    if args.plot is not None and run:
-        out = _plot(run, args.plot, args.overwrite)
+        unread = [{"source": s.source, "reason": s.reason} for s in stream.skipped]
+        print(f'\n], "skipped": {json.dumps(unread, allow_nan=False)}}}')
+    if args.plot is not None and plotted:
+        out = _plot(plotted, args.plot, args.overwrite)
         print(f"plot: {out}", file=sys.stderr if args.json else sys.stdout)
-    if not run:
+    if not count:
         print("vitlib predict: error: no readable image among those given", file=sys.stderr)
         return 2
     return 0
+
+
+def _line(prediction: Prediction) -> str:
+    """``source: label (p%)  then other p%, ...``."""
+    others = ", ".join(
+        f"{label} {probability:.1%}"
+        for label, probability in zip(
+            prediction.labels[1:], prediction.probabilities[1:], strict=True
+        )
+    )
+    return f"{prediction.source}: {prediction.label} ({prediction.probability:.1%})" + (
+        f"  then {others}" if others else ""
+    )
 
 
 def _plot(run: Predictions, path: Path, overwrite: bool) -> Path:

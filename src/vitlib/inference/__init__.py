@@ -1,6 +1,7 @@
 """Using a trained model: predict, evaluate, make it fast, export it.
 
-- [`predict`][vitlib.predict]: top classes of your own images, prepared as the test set was;
+- [`predict`][vitlib.predict]: top classes of your own images, prepared as the test set was
+  ([`iter_predict`][vitlib.inference.predict.iter_predict]: one at a time, for any number);
 - [`evaluate_model`][vitlib.evaluate_model]: accuracy, per-class metrics, confusion, mistakes;
 - [`optimize_for_inference`][vitlib.optimize_for_inference]: an int8, bf16 or compiled copy;
 - [`export_onnx`][vitlib.export_onnx]: an ONNX file with a dynamic batch;
@@ -25,7 +26,14 @@ from vitlib.inference.optimize import (
     is_quantized,
     optimize_for_inference,
 )
-from vitlib.inference.predict import ImageInput, Prediction, SkippedImage, predict
+from vitlib.inference.predict import (
+    ImageInput,
+    Prediction,
+    PredictionStream,
+    SkippedImage,
+    iter_predict,
+    predict,
+)
 from vitlib.inference.probe import ProbeResult, ShotResult, linear_probe
 
 __all__ = [
@@ -39,6 +47,7 @@ __all__ = [
     "Precision",
     "PrecisionWarning",
     "Prediction",
+    "PredictionStream",
     "ProbeResult",
     "ShotResult",
     "SkippedImage",
@@ -46,6 +55,7 @@ __all__ = [
     "export_onnx",
     "extract_features",
     "is_quantized",
+    "iter_predict",
     "linear_probe",
     "optimize_for_inference",
     "predict",

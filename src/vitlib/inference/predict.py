@@ -37,7 +37,15 @@ from vitlib.vit import ViT
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["ImageInput", "Prediction", "Predictions", "SkippedImage", "predict"]
+__all__ = [
+    "ImageInput",
+    "Prediction",
+    "PredictionStream",
+    "Predictions",
+    "SkippedImage",
+    "iter_predict",
+    "predict",
+]
 
 ImageInput = Union[str, os.PathLike[str], "Image.Image", Tensor]
 """An image path, a PIL image, or a tensor: uint8 in 0..255 or float in [0, 1], (C, H, W) or a
@@ -162,13 +170,93 @@ def predict(
     Warns:
         SkippedImagesWarning: Unreadable images were skipped; it names each with the reason.
     """
+    stream = iter_predict(
+        model,
+        images,
+        top_k=top_k,
+        batch_size=batch_size,
+        strict=strict,
+        labels=labels,
+        preprocessing=preprocessing,
+        device=device,
+        precision=precision,
+        progress=progress,
+        num_workers=num_workers,
+    )
+    run = Predictions(stream.preprocessing)
+    run.extend(stream)
+    run.skipped = stream.skipped
+    if run.skipped:
+        named = "; ".join(f"{image.source} ({image.reason})" for image in run.skipped)
+        warnings.warn(
+            f"skipped {len(run.skipped)} unreadable image(s): {named}; pass strict=True to "
+            "raise instead",
+            SkippedImagesWarning,
+            stacklevel=2,
+        )
+    return run
+
+
+class PredictionStream(Iterator[Prediction]):
+    """What [`iter_predict`][vitlib.inference.predict.iter_predict] returns: the predictions one
+    by one, each batch classified when the previous one has been taken.
+
+    Attributes:
+        skipped: The unreadable inputs met so far, in input order (no warning is given: read
+            it, or use [`predict`][vitlib.predict], which warns).
+        preprocessing: How the images are prepared.
+    """
+
+    def __init__(
+        self,
+        predictions: Iterator[Prediction],
+        skipped: list[SkippedImage],
+        preprocessing: Preprocessing,
+    ) -> None:
+        self._predictions = predictions
+        self.skipped = skipped
+        self.preprocessing = preprocessing
+
+    def __iter__(self) -> PredictionStream:
+        return self
+
+    def __next__(self) -> Prediction:
+        return next(self._predictions)
+
+
+def iter_predict(
+    model: ViT | str | os.PathLike[str],
+    images: ImageInput | Iterable[ImageInput],
+    *,
+    top_k: int = 5,
+    batch_size: int = 32,
+    strict: bool = False,
+    labels: Sequence[str] | None = None,
+    preprocessing: Preprocessing | None = None,
+    device: torch.device | str | None = None,
+    precision: Precision | None = None,
+    progress: bool = False,
+    num_workers: int | None = None,
+) -> PredictionStream:
+    """[`predict`][vitlib.predict], one prediction at a time: nothing is kept once it is taken,
+    so the memory stays the same whatever the number of images (``vitlib predict`` prints each
+    line as its batch is classified).
+
+    The arguments are ``predict``'s, checked at the call; the model's train/eval mode is restored
+    when the stream is exhausted or closed. Unreadable images are listed in the stream's
+    ``skipped`` as they are met (or raised with ``strict=True``), without a warning.
+
+    Raises:
+        The errors of ``predict``, the first ones at the call, those of an image when it is
+        reached.
+    """
     vit = resolve_model(model)
     check_positive_int("top_k", top_k)
     check_positive_int("batch_size", batch_size)
     check_bool("strict", strict)
     names = _labels(vit, labels)
-    run = Predictions(_preprocessing(vit, preprocessing))
-    transform = run.preprocessing.transform()
+    spec = _preprocessing(vit, preprocessing)
+    transform = spec.transform()
     target = resolve_device(vit, device)
     vit = at_precision(vit, precision, target)
     items = list(_inputs(images))  # folders expanded: the total the progress bar counts to
@@ -179,25 +267,28 @@ def predict(
     if not all(isinstance(item, (str, os.PathLike)) for item in items):
         workers = 0  # PIL images and tensors are prepared here
     bar = Progress(total, "predict", enabled=check_bool("progress", progress), unit="img")
-    skipping = _Skipping(run.skipped, strict, bar)
+    skipped: list[SkippedImage] = []
+    skipping = _Skipping(skipped, strict, bar)
     batches = (
         _decoded_in_workers(items, transform, skipping, batch_size, workers)
         if workers
         else _batched(_prepared(items, transform, skipping), batch_size)
     )
-    with eval_mode(vit), bar:
+    return PredictionStream(_stream(vit, batches, names, top_k, target, bar), skipped, spec)
+
+
+def _stream(
+    model: ViT,
+    batches: Iterable[tuple[list[str], Tensor]],
+    names: tuple[str, ...],
+    top_k: int,
+    device: torch.device,
+    bar: Progress,
+) -> Iterator[Prediction]:
+    with eval_mode(model), bar:
         for sources, batch in batches:
-            run += _classify(vit, sources, batch, names, top_k, target)
+            yield from _classify(model, sources, batch, names, top_k, device)
             bar.update(count=len(sources))
-    if run.skipped:
-        named = "; ".join(f"{image.source} ({image.reason})" for image in run.skipped)
-        warnings.warn(
-            f"skipped {len(run.skipped)} unreadable image(s): {named}; pass strict=True to "
-            "raise instead",
-            SkippedImagesWarning,
-            stacklevel=2,
-        )
-    return run
 
 
 def load_model(model: ViT | str | os.PathLike[str]) -> ViT:
