@@ -487,6 +487,18 @@ def run(
 # The machine and the report
 
 
+def hold_to_avx2(script: Path) -> None:
+    """Restart ``script`` (with this process's arguments) with PyTorch, oneDNN and MKL held to
+    AVX2 kernels, unless they already are: the caps are read when the libraries load. Child
+    processes inherit them."""
+    if not all(os.environ.get(key) == value for key, value in AVX2_ENVIRONMENT.items()):
+        os.execve(
+            sys.executable,
+            [sys.executable, str(script.resolve()), *sys.argv[1:]],
+            {**os.environ, **AVX2_ENVIRONMENT},
+        )
+
+
 def machine() -> dict[str, Any]:
     """The CPU, its vector flags, PyTorch's kernel level and any ISA caps in force."""
     flags: set[str] = set()
@@ -592,12 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     """Generate the folders, run the recipes, print the table; 0 iff every ``auto`` run of
     the full benchmark met the target (always 0 with ``--quick``)."""
     args = parse_args(argv)
-    if args.avx2 and not all(os.environ.get(k) == v for k, v in AVX2_ENVIRONMENT.items()):
-        os.execve(  # the caps are read when the libraries load: start afresh with them
-            sys.executable,
-            [sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]],
-            {**os.environ, **AVX2_ENVIRONMENT},
-        )
+    if args.avx2:
+        hold_to_avx2(Path(__file__))
     kinds = args.kinds.split(",")
     names = args.recipes.split(",")
     for value, known, what in ((kinds, KINDS, "kind"), (names, RECIPES, "recipe")):

@@ -134,3 +134,47 @@ def test_fast_paths_benchmark_quick_mode(tmp_path: Path) -> None:
         assert row["training_mib"] == row["steady_mib"] + row["step_peak_mib"]
     assert "| bf16 autocast |" in done.stdout
     assert "x float32's speed" in done.stdout  # the bf16 summary line
+
+
+@pytest.mark.slow
+def test_photos_benchmark_quick_mode_compares_with_the_hf_pipeline(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    out = tmp_path / "photos.json"
+    done = _run(ROOT / "benchmarks" / "photos.py", "--quick", "--json", str(out), timeout=600)
+    report = json.loads(out.read_text())
+    rows = {row["runner"]: row for row in report["rows"]}
+    assert list(rows) == ["vitlib fp32", "vitlib int8", "HF pipeline", "HF pipeline, workers"]
+    for row in rows.values():
+        assert row["photos"] == 6
+        assert row["images_per_s"] > 0
+        assert row["model_images_per_s"] > 0
+        assert row["decode_ms"] > 0
+        assert 0.0 <= row["top1_agreement_with_hf"] <= 1.0
+        assert 0.0 <= row["top1_accuracy"] <= 1.0
+    assert max(rows["HF pipeline"]["vs_hf"], rows["HF pipeline, workers"]["vs_hf"]) == 1.0
+    assert rows["HF pipeline"]["top1_agreement_with_hf"] == 1.0
+    assert set(report["targets_met"]) == {
+        "ViT-Ti/16 fp32 >= 90% of model-only",
+        "ViT-Ti/16 fp32 >= 1.5x HF",
+        "ViT-Ti/16 int8 >= 4x HF",
+    }
+    assert "| ViT-Ti/16 | vitlib fp32 |" in done.stdout
+
+
+@pytest.mark.slow
+def test_inference_memory_benchmark_measures_both_commands(tmp_path: Path) -> None:
+    out = tmp_path / "memory.json"
+    script = ROOT / "benchmarks" / "inference_memory.py"
+    done = _run(script, "--counts", "8,100", "--repeats", "1", "--json", str(out), timeout=600)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["command"], row["images"]) for row in rows] == [
+        ("predict", 8),
+        ("evaluate", 8),
+        ("predict", 100),
+        ("evaluate", 100),
+    ]
+    assert all(row["peak_mib"] > 50 for row in rows)  # a Python process with torch loaded
+    assert rows[0]["worker_peak_mib"] == 0  # one batch: decoded in the command's process
+    assert rows[2]["worker_peak_mib"] > 0  # beyond one batch: decoding workers ran
+    assert rows[3]["worker_peak_mib"] > 0
+    assert "| vitlib evaluate | 100 |" in done.stdout
