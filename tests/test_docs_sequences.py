@@ -57,6 +57,10 @@ SKIPPED: Final[dict[str, str]] = {
     "python benchmarks/digits_learning_target.py": (
         "a 90-second benchmark, run by hand; tests/test_benchmarks.py runs its code"
     ),
+    "python benchmarks/photos.py": (
+        "a 13-minute benchmark (or your own photos), run by hand; tests/test_benchmarks.py runs "
+        "its --quick mode"
+    ),
     "torchrun --nproc_per_node 8": "needs 8 GPUs",
     "torchrun --nnodes 2": "needs two machines",
     "vitlib demo runs/shapes --port": "starts a server (tests/test_demo.py starts it)",
