@@ -52,6 +52,7 @@ import vitlib
 from vitlib.data import Preprocessing
 from vitlib.data.image_folder import image_files, open_image
 from vitlib.data.loaders import decode_workers
+from vitlib.inference import Precision
 
 #: The benchmark's runs: (name, library, the child's options). vitlib's decoding workers are
 #: its default (`vitlib.data.loaders.decode_workers`); the pipeline runs with its default (no
@@ -62,6 +63,8 @@ RUNNERS: Final = (
     ("HF pipeline", "hf", ()),
     ("HF pipeline, workers", "hf", ("--hf-workers", "auto")),
 )
+#: The ``--precision`` values of a vitlib child, as `vitlib.predict` takes them.
+PRECISIONS: Final[dict[str, Precision]] = {"fp32": "fp32", "bf16": "bf16", "int8": "int8"}
 #: Images the model-only figure is measured on (whole batches of prepared photos).
 MODEL_ONLY_IMAGES: Final = 96
 #: The model's input: the pipeline's own ViTImageProcessor (squash to 224, mean and std 0.5).
@@ -135,16 +138,16 @@ def _per_second(count: int, seconds: float) -> float:
 
 
 def child_vitlib(
-    model_dir: Path, photos: list[Path], batch_size: int, precision: str
+    model_dir: Path, photos: list[Path], batch_size: int, precision: Precision
 ) -> dict[str, Any]:
     """vitlib's end-to-end call, its decode time and its model alone."""
     from vitlib.inference.optimize import at_precision
 
     model = vitlib.load_pretrained(model_dir)
     began = time.perf_counter()
-    predictions = vitlib.predict(model, photos, batch_size=batch_size, precision=precision)  # type: ignore[arg-type]
+    predictions = vitlib.predict(model, photos, batch_size=batch_size, precision=precision)
     seconds = time.perf_counter() - began
-    transform = model_metadata_preprocessing(model).transform()
+    transform = predictions.preprocessing.transform()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a decoding worker
     decode_began = time.perf_counter()
@@ -153,7 +156,7 @@ def child_vitlib(
     ]
     decode_s = (time.perf_counter() - decode_began) / len(prepared)
     torch.set_num_threads(threads)
-    fast = at_precision(model, precision, torch.device("cpu"))  # type: ignore[arg-type]
+    fast = at_precision(model, precision, torch.device("cpu"))
     batch = torch.stack([prepared[i % len(prepared)] for i in range(batch_size)])
     model_s = _model_time(fast, batch, MODEL_ONLY_IMAGES)
     return {
@@ -163,15 +166,6 @@ def child_vitlib(
         "workers": decode_workers(None, len(photos), batch_size),
         "top1": {p.source: p.label for p in predictions},
     }
-
-
-def model_metadata_preprocessing(model: vitlib.ViT) -> Preprocessing:
-    from vitlib.checkpoints.metadata import model_metadata
-
-    recorded = model_metadata(model).preprocessing
-    if recorded is None:
-        raise SystemExit(f"the model records no preprocessing: {recorded}")
-    return recorded
 
 
 def child_hf(model_dir: Path, photos: list[Path], batch_size: int, workers: int) -> dict[str, Any]:
@@ -314,7 +308,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--avx2", action="store_true", help="hold the kernels to AVX2")
     parser.add_argument("--child", choices=("vitlib", "hf"), help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--precision", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=list(PRECISIONS), help=argparse.SUPPRESS)
     parser.add_argument("--hf-workers", default="0", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -322,7 +316,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def child(args: argparse.Namespace) -> int:
     photos = image_files(args.photos)
     if args.child == "vitlib":
-        report = child_vitlib(args.model_dir, photos, args.batch_size, args.precision)
+        precision = PRECISIONS[args.precision]
+        report = child_vitlib(args.model_dir, photos, args.batch_size, precision)
     else:
         workers = (
             decode_workers(None, len(photos), args.batch_size)
